@@ -1,0 +1,20 @@
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** dfdaemon's Prometheus metrics; the tests read these to prove where bytes came from. */
+export function createDfdaemonMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'dfdaemon_' });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter<L>({ name, help, labelNames, registers: [registry] });
+  return {
+    registry,
+    requests: counter('dfdaemon_requests_total', 'Proxy requests by route', ['route'] as const),
+    blobs: counter('dfdaemon_blobs_total', 'Blobs served to clients, by how they were obtained', ['via'] as const),
+    pieceBytes: counter('dfdaemon_piece_bytes_total', 'Wrapped piece bytes downloaded, by source', ['source'] as const),
+    sourceBytes: counter('dfdaemon_source_bytes_total', 'Bytes fetched from origins directly (back-source)'),
+    uploadBytes: counter('dfdaemon_upload_bytes_total', 'Piece bytes uploaded to other peers'),
+    pieceFailures: counter('dfdaemon_piece_failures_total', 'Piece fetches that failed or did not verify', ['source'] as const),
+    blobFailures: counter('dfdaemon_blob_failures_total', 'Blob streams aborted', ['reason'] as const),
+  };
+}
+export type DfdaemonMetrics = ReturnType<typeof createDfdaemonMetrics>;

@@ -1,0 +1,167 @@
+import { hostname } from 'node:os';
+import type { Dispatcher } from 'undici';
+import { Agent } from 'undici';
+import type { Logger } from '../../shared/log/index.js';
+import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
+import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
+import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import type { PieceStore } from '../store/piece-store.js';
+import type { TaskFile } from '../store/task-file.js';
+import { fillFromSource, openOrigin } from './back-source.js';
+import { p2pDownload, type P2PCounters } from './p2p-download.js';
+import { RegisterRefused, type SupernodeClient } from './supernode-client.js';
+
+export interface DownloadRequest {
+  url: string;
+  /** Request headers to forward to the origin (Authorization etc.). */
+  headers: Record<string, string>;
+  insecure?: boolean;
+  /** Extra CA PEMs trusted for this origin. */
+  ca?: string[];
+}
+
+export interface Started {
+  tf: TaskFile;
+  via: 'p2p' | 'source' | 'local';
+  /** Settles when every piece is on disk (or the download gave up). */
+  done: Promise<void>;
+}
+
+/** What the origin answered when it refused a direct fetch; the proxy relays it. */
+export class OriginRefused extends Error {
+  constructor(readonly status: number) {
+    super(`origin answered ${status}`);
+  }
+}
+
+export interface DownloaderOptions {
+  store: PieceStore;
+  client: SupernodeClient;
+  /** Our peer id; one per process, like a long-lived dfget server. */
+  cid: string;
+  /** Port other peers reach our uploader on (set once listening). */
+  uploadPort: number;
+  /** Advertised address; '' = as the supernode sees us. */
+  localIP: string;
+  filter: readonly string[];
+  bucket?: TokenBucket;
+  counters?: P2PCounters & { sourceBytes(n: number): void };
+  log: Logger;
+  /** Refuse to go to the origin ourselves (dfget --notbs). */
+  notbs?: boolean;
+}
+
+/**
+ * Turns one blob request into a task file that fills in, by P2P when a supernode answers and
+ * from the origin otherwise. Concurrent requests for one task share one download.
+ */
+export class Downloader {
+  private readonly inflight = new Map<string, Promise<Started>>();
+  private readonly dispatcher: Dispatcher = new Agent({ keepAliveTimeout: 10_000, connect: { timeout: 3_000 } });
+
+  constructor(private readonly o: DownloaderOptions) {}
+
+  setUploadPort(port: number): void {
+    this.o.uploadPort = port;
+  }
+
+  localTaskId(req: DownloadRequest): string {
+    return computeTaskId(filterUrl(req.url, this.o.filter), { range: req.headers['Range'] });
+  }
+
+  start(req: DownloadRequest): Promise<Started> {
+    const id = this.localTaskId(req);
+    const local = this.o.store.get(id);
+    if (local && !local.failure && (local.complete || this.inflight.has(id))) {
+      return Promise.resolve({ tf: local, via: 'local', done: local.complete ? Promise.resolve() : this.inflight.get(id)!.then((s) => s.done) });
+    }
+    const pending = this.inflight.get(id);
+    if (pending) return pending.then((s) => ({ ...s, via: 'local' as const }));
+    const p = this.begin(req, id);
+    this.inflight.set(id, p);
+    p.then(
+      (s) => s.done.finally(() => this.inflight.delete(id)).catch(() => undefined),
+      () => this.inflight.delete(id),
+    );
+    return p;
+  }
+
+  private async begin(req: DownloadRequest, id: string): Promise<Started> {
+    const log = this.o.log.child({ taskId: id });
+    if (this.o.client.hasNodes) {
+      try {
+        const reg = await this.o.client.register(async (node) => {
+          const addr = await this.o.client.addressFor(node);
+          const taskUrl = filterUrl(req.url, this.o.filter);
+          return {
+            rawUrl: req.url,
+            taskUrl,
+            cid: this.o.cid,
+            ip: this.o.localIP || addr.local,
+            port: this.o.uploadPort,
+            path: `/peer/file/${computeTaskId(taskUrl, { range: req.headers['Range'] })}`,
+            hostName: hostname(),
+            version: '1.0.6-ts',
+            superNodeIp: addr.remote,
+            headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
+            dfdaemon: true,
+            insecure: req.insecure ?? false,
+            rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
+          };
+        });
+        if (reg.fileLength >= 0) {
+          const tf = await this.o.store.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
+          const done = p2pDownload({
+            client: this.o.client,
+            node: reg.node,
+            taskId: reg.taskId,
+            cid: this.o.cid,
+            tf,
+            dispatcher: this.dispatcher,
+            bucket: this.o.bucket,
+            counters: this.o.counters,
+            log,
+          }).catch(async (err: Error) => {
+            log.warn({ err: err.message }, 'p2p failed, completing from the origin');
+            this.o.client.markFailed(reg.node);
+            await this.completeFromSource(req, tf);
+          });
+          done.catch((err: Error) => tf.fail(err));
+          return { tf, via: 'p2p', done };
+        }
+      } catch (err) {
+        if (err instanceof RegisterRefused) throw err;
+        log.warn({ err: (err as Error).message }, 'no supernode answered, going to the origin');
+      }
+    }
+    return this.fromSource(req, id);
+  }
+
+  private async fromSource(req: DownloadRequest, id: string): Promise<Started> {
+    if (this.o.notbs) throw new Error('no supernode answered and back-source is disabled');
+    const src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca });
+    if (src.status !== 200 || src.length < 0) {
+      src.body.resume();
+      throw new OriginRefused(src.status);
+    }
+    const tf = await this.o.store.open(id, new Layout(src.length, pieceSizeFor(src.length)));
+    const done = fillFromSource(tf, src, 0, { bucket: this.o.bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    done.catch((err: Error) => tf.fail(err));
+    return { tf, via: 'source', done };
+  }
+
+  private async completeFromSource(req: DownloadRequest, tf: TaskFile): Promise<void> {
+    if (this.o.notbs) throw new Error('p2p failed and back-source is disabled');
+    const from = tf.layout.piece(tf.firstMissing()).rawStart;
+    const src = await openOrigin(req.url, req.headers, { from, insecure: req.insecure, ca: req.ca });
+    if (src.status !== 200 && src.status !== 206) {
+      src.body.resume();
+      throw new OriginRefused(src.status);
+    }
+    await fillFromSource(tf, src, from, { bucket: this.o.bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}

@@ -1,0 +1,137 @@
+import type { Dispatcher } from 'undici';
+import { PeerStatus, PieceResult } from '../../shared/protocol/codes.js';
+import type { Logger } from '../../shared/log/index.js';
+import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import type { TaskFile } from '../store/task-file.js';
+import { fetchPiece, PieceFetchError } from './fetch-piece.js';
+import type { SupernodeClient, TaskAnswer, TaskQuery, WirePiece } from './supernode-client.js';
+
+export interface P2PCounters {
+  pieceBytes(fromCdn: boolean, n: number): void;
+  pieceFailed(fromCdn: boolean): void;
+}
+
+export interface P2PContext {
+  client: SupernodeClient;
+  node: string;
+  taskId: string;
+  cid: string;
+  tf: TaskFile;
+  dispatcher: Dispatcher;
+  bucket?: TokenBucket;
+  counters?: P2PCounters;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Give up when no piece completes for this long (then the caller goes back to source). */
+  stallMs?: number;
+}
+
+/** How long our supernode may hold a "wait" open before answering 602. */
+const LONG_POLL_MS = 5_000;
+
+/**
+ * Drive one task to completion: ask the supernode for pieces, fetch them concurrently, report
+ * each result with the next request. A completion triggers the next request at once, and when
+ * nothing is running the request long-polls, so there is no fixed back-off in the loop.
+ */
+export function p2pDownload(ctx: P2PContext): Promise<void> {
+  const { client, node, taskId, cid, tf, log } = ctx;
+  const inner = new AbortController();
+  const onOuterAbort = () => inner.abort(ctx.signal?.reason);
+  ctx.signal?.addEventListener('abort', onOuterAbort, { once: true });
+
+  return new Promise<void>((resolve, reject) => {
+    let running = 0;
+    let outstanding = 0;
+    let settled = false;
+    let started = false;
+    let lastProgress = Date.now();
+
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearInterval(watchdog);
+      ctx.signal?.removeEventListener('abort', onOuterAbort);
+      tf.off('complete', onComplete);
+      inner.abort();
+      if (err) reject(err);
+      else resolve();
+    };
+    const onComplete = () => finish();
+    tf.on('complete', onComplete);
+    if (tf.complete) return finish();
+
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastProgress > (ctx.stallMs ?? 30_000)) finish(new Error(`p2p download of ${taskId} stalled`));
+    }, 1_000);
+
+    const ask = (report?: { piece: WirePiece; ok: boolean }) => {
+      if (settled) return;
+      outstanding++;
+      const q: TaskQuery = { taskId, srcCid: cid, status: started ? PeerStatus.Running : PeerStatus.Start };
+      started = true;
+      if (report) {
+        q.range = report.piece.range;
+        q.result = report.ok ? PieceResult.Success : PieceResult.Fail;
+        q.dstCid = report.piece.cid;
+      }
+      if (running === 0) q.wait = LONG_POLL_MS;
+      const t0 = Date.now();
+      client.next(node, q, inner.signal).then(
+        (a) => {
+          outstanding--;
+          handle(a, Date.now() - t0);
+        },
+        (err: Error) => {
+          outstanding--;
+          finish(ctx.signal?.aborted ? (ctx.signal.reason as Error) : err);
+        },
+      );
+    };
+
+    const start = (p: WirePiece) => {
+      running++;
+      const fromCdn = p.cid.startsWith('cdnnode:');
+      fetchPiece(p, tf, {
+        dispatcher: ctx.dispatcher,
+        signal: inner.signal,
+        bucket: ctx.bucket,
+        onBytes: (n) => ctx.counters?.pieceBytes(fromCdn, n),
+      }).then(
+        () => {
+          running--;
+          lastProgress = Date.now();
+          ask({ piece: p, ok: true });
+        },
+        (err: Error) => {
+          running--;
+          if (settled) return;
+          ctx.counters?.pieceFailed(fromCdn);
+          log.warn({ taskId, pieceNum: p.pieceNum, src: p.cid, err: err.message, type: (err as PieceFetchError).errorType }, 'piece failed');
+          ask({ piece: p, ok: false });
+        },
+      );
+    };
+
+    const handle = (a: TaskAnswer, elapsedMs: number) => {
+      if (settled) return;
+      if (a.code === 601 && Array.isArray(a.data)) {
+        for (const p of a.data) start(p);
+        if (a.data.length > 0) return;
+      } else if (a.code === 600) {
+        if (tf.complete) return finish();
+        return finish(new Error(`supernode says ${taskId} is finished but ${tf.layout.count - tf.completedPieces} pieces are missing`));
+      } else if (a.code !== 602 && a.code !== 601) {
+        return finish(new Error(`supernode answered ${a.code}: ${a.msg ?? ''}`));
+      }
+      // Nothing to do now. If nothing else will trigger a request, ask again; a supernode that
+      // does not long-poll answers at once, so pace those with a short sleep.
+      if (running === 0 && outstanding === 0) {
+        if (elapsedMs < 20) setTimeout(() => ask(), 100).unref();
+        else ask();
+      }
+    };
+
+    ask();
+  });
+}

@@ -1,0 +1,74 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { isDfError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log/index.js';
+import { blobDigestOf } from '../../shared/protocol/taskid.js';
+import type { DfdaemonMetrics } from '../metrics.js';
+import type { Downloader } from '../peer/downloader.js';
+import { orderedStream } from '../peer/ordered-stream.js';
+import type { PieceStore } from '../store/piece-store.js';
+import type { PassThrough } from './passthrough.js';
+
+const HOP = new Set(['host', 'accept-encoding', 'connection', 'proxy-connection', 'proxy-authorization', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** Request headers as Dragonfly forwards them to the supernode, with canonical names. */
+export function forwardHeaders(h: IncomingMessage['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (HOP.has(k) || v === undefined) continue;
+    const name = k.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
+    out[name] = Array.isArray(v) ? v.join(',') : v;
+  }
+  return out;
+}
+
+export interface P2PHandlerDeps {
+  downloader: Downloader;
+  store: PieceStore;
+  passThrough: PassThrough;
+  metrics: DfdaemonMetrics;
+  log: Logger;
+}
+
+/**
+ * Serve a blob GET through P2P. Until the first byte is sent, any failure falls back to a
+ * plain pass-through, so the client sees the origin's own answer (e.g. its 401). After that,
+ * a failure aborts the response: with Content-Length set, the client sees a short body.
+ */
+export async function serveP2P(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: string,
+  tls: { insecure?: boolean; ca?: string[]; changeOrigin?: boolean },
+  d: P2PHandlerDeps,
+): Promise<void> {
+  const headers = forwardHeaders(req.headers);
+  let started;
+  try {
+    started = await d.downloader.start({ url, headers, insecure: tls.insecure, ca: tls.ca });
+  } catch (err) {
+    d.log.info({ url, err: (err as Error).message }, 'p2p unavailable for this request, passing through');
+    d.metrics.requests.inc({ route: 'direct' });
+    return d.passThrough(req, res, url, tls);
+  }
+  const { tf, via } = started;
+  d.metrics.blobs.inc({ via });
+  const expect = blobDigestOf(url);
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': tf.layout.fileLength,
+    ...(expect ? { 'docker-content-digest': `sha256:${expect}` } : {}),
+  });
+  const ac = new AbortController();
+  res.once('close', () => ac.abort());
+  try {
+    await pipeline(orderedStream(tf, { expectSha256: expect, signal: ac.signal }), res, { signal: ac.signal });
+  } catch (err) {
+    const mismatch = isDfError(err, 'DIGEST_MISMATCH');
+    d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : ac.signal.aborted ? 'client' : 'download' });
+    d.log.warn({ url, taskId: tf.taskId, err: (err as Error).message }, 'blob stream aborted');
+    res.destroy();
+    // A blob that failed its digest must not be served to anyone, local or peer.
+    if (mismatch) await d.store.remove(tf.taskId);
+  }
+}

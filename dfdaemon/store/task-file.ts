@@ -1,0 +1,112 @@
+import { EventEmitter } from 'node:events';
+import { createReadStream, type ReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import type { Layout } from '../../shared/protocol/pieces.js';
+
+/**
+ * One blob's raw bytes on local disk plus which pieces are verified. The streamer to Docker and
+ * the uploader to other peers both read this file; a piece counts only after markDone, which
+ * the downloader calls after the piece's digest checked out.
+ */
+export class TaskFile extends EventEmitter {
+  private readonly done: Uint8Array;
+  private doneCount = 0;
+  failure: Error | undefined;
+  /** Readers and uploads in progress; the store never evicts a busy file. */
+  busy = 0;
+  lastAccess = Date.now();
+
+  constructor(
+    readonly taskId: string,
+    readonly layout: Layout,
+    readonly path: string,
+    readonly fh: FileHandle,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.done = new Uint8Array(layout.count);
+  }
+
+  has(n: number): boolean {
+    return this.done[n] === 1;
+  }
+
+  get complete(): boolean {
+    return this.doneCount === this.layout.count;
+  }
+
+  get completedPieces(): number {
+    return this.doneCount;
+  }
+
+  firstMissing(): number {
+    const i = this.done.indexOf(0);
+    return i < 0 ? this.layout.count : i;
+  }
+
+  markDone(n: number): void {
+    if (this.done[n] === 1) return;
+    this.done[n] = 1;
+    this.doneCount++;
+    this.emit('piece', n);
+    if (this.complete) this.emit('complete');
+  }
+
+  /** The download gave up: wake every waiter with the error. */
+  fail(err: Error): void {
+    if (this.complete || this.failure) return;
+    this.failure = err;
+    this.emit('failed', err);
+  }
+
+  /** Reopen for another attempt (e.g. back-source after P2P failed). */
+  retry(): void {
+    this.failure = undefined;
+  }
+
+  waitPiece(n: number, signal?: AbortSignal): Promise<void> {
+    if (this.has(n)) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        this.off('piece', onPiece);
+        this.off('failed', onFail);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onPiece = (m: number) => {
+        if (m !== n) return;
+        cleanup();
+        resolve();
+      };
+      const onFail = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(signal!.reason as Error);
+      };
+      this.on('piece', onPiece);
+      this.on('failed', onFail);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async writeAt(buf: Buffer, pos: number): Promise<void> {
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, pos + off);
+      off += bytesWritten;
+    }
+  }
+
+  async readAt(buf: Buffer, pos: number): Promise<number> {
+    const { bytesRead } = await this.fh.read(buf, 0, buf.length, pos);
+    return bytesRead;
+  }
+
+  /** Raw bytes [start, end] inclusive; the caller must have checked the pieces are done. */
+  rawStream(start: number, end: number): ReadStream {
+    return createReadStream(this.path, { start, end });
+  }
+}

@@ -1,0 +1,69 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
+import { throttle } from '../../shared/ratelimit/throttle.js';
+import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import type { Logger } from '../../shared/log/index.js';
+import type { PieceStore } from '../store/piece-store.js';
+
+export interface UploaderOptions {
+  store: PieceStore;
+  log: Logger;
+  bucket?: TokenBucket;
+  onBytes?: (n: number) => void;
+}
+
+function reply(res: ServerResponse, status: number, msg: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
+}
+
+/**
+ * GET /peer/file/<taskId>: Dragonfly's uploader contract. The Range is in wrapped offsets; we
+ * rebuild the 4-byte header and 0x7f tail around the raw bytes, so the md5 matches the CDN's.
+ * Only verified pieces of tasks in the store are served.
+ */
+export async function handleUpload(req: IncomingMessage, res: ServerResponse, o: UploaderOptions): Promise<void> {
+  const m = /^\/peer\/file\/([A-Za-z0-9._-]{1,200})$/.exec((req.url ?? '').split('?')[0]);
+  if (!m) return reply(res, 404, 'not found');
+  const found = o.store.get(m[1]);
+  if (!found) return reply(res, 404, 'no such task');
+  const tf = found;
+  const r = parseRange(String(req.headers.range ?? ''));
+  const pieceNum = Number(req.headers.piecenum);
+  const pieceSize = Number(req.headers.piecesize);
+  if (!r || r.end <= r.start || !Number.isInteger(pieceNum) || pieceNum < 0 || pieceSize !== tf.layout.pieceSize) {
+    return reply(res, 400, 'bad range, pieceNum or pieceSize');
+  }
+  const length = r.end - r.start + 1;
+  const start = r.start - pieceNum * WRAP_OVERHEAD;
+  const contentLen = length - WRAP_OVERHEAD;
+  if (contentLen < 0 || start < 0 || start + contentLen > tf.layout.fileLength) return reply(res, 416, 'range not satisfiable');
+  const first = Math.floor(start / tf.layout.contentSize);
+  const last = Math.floor((start + Math.max(contentLen, 1) - 1) / tf.layout.contentSize);
+  for (let n = first; n <= last; n++) if (!tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
+
+  res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
+  tf.busy++;
+  const ac = new AbortController();
+  res.once('close', () => ac.abort());
+  async function* body() {
+    yield wrapHeader(contentLen, pieceSize);
+    if (contentLen > 0) yield* tf.rawStream(start, start + contentLen - 1);
+    yield Buffer.from([WRAP_TAIL]);
+  }
+  try {
+    const counter = async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        o.onBytes?.(c.length);
+        yield c;
+      }
+    };
+    await pipeline(Readable.from(body()), throttle([o.bucket], ac.signal), counter, res, { signal: ac.signal });
+  } catch (err) {
+    o.log.debug({ taskId: tf.taskId, err: (err as Error).message }, 'upload aborted');
+  } finally {
+    tf.busy--;
+    tf.lastAccess = Date.now();
+  }
+}

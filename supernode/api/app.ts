@@ -1,0 +1,49 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { badRequest } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log/index.js';
+import type { SupernodeMetrics } from '../metrics.js';
+import type { TaskService } from '../service/tasks.js';
+import { errorHandler } from './errors.js';
+import { peerRoutes } from './peer-routes.js';
+
+export const VERSION = '1.0.6-ts';
+
+/** Form bodies: repeated keys become arrays, as Go's r.Form gives them. */
+function parseForm(body: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(body)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+/** Builds the API without listening, so tests can inject or listen on port 0. */
+export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; log: Logger }): FastifyInstance {
+  const app = Fastify({
+    // Request logs would drown the piece traffic; errors are logged by errorHandler.
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    // Every route also answers under /v<version>, as Dragonfly's router does.
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/v\d+(?:\.\d+)*(?=\/)/, ''),
+  });
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, parseForm(body as string));
+  });
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, body === '' ? {} : JSON.parse(body as string));
+    } catch {
+      done(badRequest('the body is not valid JSON'), undefined);
+    }
+  });
+  app.setErrorHandler(errorHandler(opts.log));
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send({ code: 404, msg: `no route ${req.method} ${req.url}`, error: 'NOT_FOUND' });
+  });
+  app.get('/_ping', async (_req, reply) => reply.type('text/plain').send('OK'));
+  app.get('/version', async () => ({ Version: VERSION, Revision: 'dragonfly-ts', GoVersion: process.version, Arch: process.arch, OS: process.platform }));
+  app.get('/metrics', async (_req, reply) => reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics()));
+  peerRoutes(app, opts.svc, opts.metrics);
+  return app;
+}

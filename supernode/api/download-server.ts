@@ -1,0 +1,69 @@
+import { createReadStream } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { parseRange } from '../../shared/protocol/pieces.js';
+import { throttle } from '../../shared/ratelimit/throttle.js';
+import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import type { Logger } from '../../shared/log/index.js';
+import type { Cdn } from '../cdn/cdn.js';
+
+/**
+ * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
+ * (/download/<id[0:3]>/<id>) and the same wrapped byte ranges, and only ranges made of pieces
+ * the CDN has finished writing, so a half-written piece is never served.
+ */
+export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: TokenBucket; onServed?: (bytes: number) => void }): Server {
+  const { cdn, log } = opts;
+  const send = (res: ServerResponse, status: number, msg: string) => {
+    res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
+  };
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
+    const m = /^\/download\/([0-9a-f]{3})\/([0-9a-f]{64})$/.exec((req.url ?? '').split('?')[0]);
+    if (!m || !m[2].startsWith(m[1])) return send(res, 404, 'not found');
+    const task = cdn.get(m[2]);
+    if (!task || !task.layout) return send(res, 404, 'task not found');
+    const layout = task.layout;
+    const total = layout.fileLength + layout.count * 5;
+    const r = parseRange(req.headers.range ?? '');
+    if (!r) return send(res, 416, 'a wrapped byte range is required');
+    const first = Math.floor(r.start / layout.pieceSize);
+    const last = Math.floor(r.end / layout.pieceSize);
+    if (last >= layout.count || r.end > layout.piece(last).end) return send(res, 416, 'range not satisfiable');
+    for (let n = first; n <= last; n++) if (!task.hasPiece(n)) return send(res, 404, `piece ${n} is not ready`);
+    const len = r.end - r.start + 1;
+    res.writeHead(206, {
+      'content-type': 'application/octet-stream',
+      'content-length': len,
+      'content-range': `bytes ${r.start}-${r.end}/${total}`,
+    });
+    if (req.method === 'HEAD') return res.end();
+    const ac = new AbortController();
+    res.once('close', () => ac.abort());
+    const open = () => createReadStream(task.path, { start: r.start, end: r.end });
+    let stream = open();
+    // The file is renamed from .part when the task completes; reopen if we raced with that.
+    await new Promise<void>((resolve) => {
+      stream.once('open', () => resolve());
+      stream.once('error', () => {
+        stream = open();
+        resolve();
+      });
+    });
+    let sent = 0;
+    stream.on("data", (c: Buffer | string) => {
+      sent += c.length;
+    });
+    await pipeline(stream, throttle([opts.bucket], ac.signal), res, { signal: ac.signal }).catch((err: Error) => {
+      log.debug({ err: err.message, taskId: task.taskId }, 'piece upload aborted');
+    });
+    opts.onServed?.(sent);
+  };
+  return createServer((req, res) => {
+    handle(req, res).catch((err: Error) => {
+      log.error({ err }, 'download server error');
+      if (!res.headersSent) send(res, 500, 'internal error');
+      else res.destroy();
+    });
+  });
+}

@@ -1,0 +1,66 @@
+import { isIP } from 'node:net';
+import { badRequest } from '../../shared/errors.js';
+import { Params } from '../../shared/protocol/params.js';
+import type { Registration } from '../service/types.js';
+
+function httpUrl(p: Params, key: string, required: boolean): string {
+  const s = p.str(key, { required, max: 8192 });
+  if (!s) return s;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw badRequest(`parameter ${key} is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw badRequest(`parameter ${key} must be an http or https URL`);
+  return s;
+}
+
+/** Headers arrive as Dragonfly's ["K:V", ...] or as an object. */
+function headers(p: Params): Record<string, string> {
+  const raw = p.raw('headers');
+  const out: Record<string, string> = {};
+  if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
+    for (const [k, v] of Object.entries(raw)) {
+      if (typeof v !== 'string') throw badRequest('parameter headers must map names to strings');
+      out[k] = v;
+    }
+    return out;
+  }
+  for (const line of p.list('headers', { maxItems: 128 })) {
+    const i = line.indexOf(':');
+    if (i <= 0) throw badRequest(`parameter headers has a malformed entry ${JSON.stringify(line.slice(0, 60))}`);
+    out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+export function parseRegistration(p: Params): Registration {
+  const rawUrl = httpUrl(p, 'rawUrl', true);
+  const ip = p.str('ip', { required: true, max: 64 });
+  if (!isIP(ip)) throw badRequest('parameter ip must be an IP address');
+  const superNodeIp = p.str('superNodeIp', { max: 256 });
+  const rootCAs = p.list('rootCAs', { maxItems: 32 }).map((b64) => {
+    const pem = Buffer.from(b64, 'base64').toString('utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw badRequest('parameter rootCAs must hold base64 PEM certificates');
+    return pem;
+  });
+  return {
+    rawUrl,
+    taskUrl: httpUrl(p, 'taskUrl', false) || rawUrl,
+    cid: p.str('cid', { required: true, max: 256 }),
+    ip,
+    port: p.int('port', { min: 0, max: 65535, def: 0 }),
+    path: p.str('path', { max: 1024, pattern: /^\/[\x21-\x7e]*$/ }),
+    hostName: p.str('hostName', { max: 256 }),
+    version: p.str('version', { max: 64 }),
+    superNodeIp,
+    md5: p.str('md5', { max: 64 }),
+    identifier: p.str('identifier', { max: 256 }),
+    headers: headers(p),
+    insecure: p.bool('insecure'),
+    rootCAs,
+    dfdaemon: p.bool('dfdaemon'),
+    callSystem: p.str('callSystem', { max: 128 }),
+  };
+}

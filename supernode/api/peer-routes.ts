@@ -1,0 +1,78 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Code, PeerStatus } from '../../shared/protocol/codes.js';
+import { Params } from '../../shared/protocol/params.js';
+import type { SupernodeMetrics } from '../metrics.js';
+import { RegistrationFailed, type TaskService } from '../service/tasks.js';
+import type { ReportIn } from '../service/types.js';
+import { parseRegistration } from './parse-registration.js';
+
+const MAX_WAIT_MS = 30_000;
+
+function params(req: FastifyRequest): Params {
+  return new Params(req.query, req.method === 'GET' ? undefined : req.body);
+}
+
+/** Dragonfly 1.x's legacy peer API, as stock dfget calls it. */
+export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: SupernodeMetrics): void {
+  app.post('/peer/registry', async (req) => {
+    const reg = parseRegistration(params(req));
+    try {
+      const data = await svc.register(reg);
+      metrics.registrations.inc({ result: 'ok' });
+      return { code: Code.Success, msg: 'success', data };
+    } catch (err) {
+      if (!(err instanceof RegistrationFailed)) throw err;
+      metrics.registrations.inc({ result: err.failure.code });
+      // A source failure is not bad input: Dragonfly answers 200 with 607/609 so dfget migrates.
+      return { code: err.failure.dfCode, msg: err.failure.message };
+    }
+  });
+
+  app.get('/peer/task', async (req) => {
+    const p = params(req);
+    const taskId = p.str('taskId', { required: true, max: 128 });
+    const cid = p.str('srcCid', { required: true, max: 256 });
+    const status = p.int('status', { min: 700, max: 702, def: PeerStatus.Running });
+    let report: ReportIn | undefined;
+    if (p.has('range') && p.has('result')) {
+      report = {
+        range: p.str('range', { max: 64 }),
+        result: p.int('result', { min: 500, max: 503 }),
+        dstCid: p.str('dstCid', { max: 256 }),
+      };
+      if (report.result === 500) metrics.pieceFailures.inc({ source: report.dstCid.startsWith('cdnnode:') ? 'cdn' : 'peer' });
+    }
+    const waitMs = status === PeerStatus.Finished ? 0 : Math.min(p.int('wait', { min: 0, def: 0 }), MAX_WAIT_MS);
+    const ac = new AbortController();
+    req.raw.once('close', () => ac.abort());
+    return svc.next(taskId, cid, report, waitMs, ac.signal);
+  });
+
+  app.get('/peer/piece/suc', async (req) => {
+    const p = params(req);
+    const taskId = p.str('taskId', { required: true, max: 128 });
+    const cid = p.str('cid', { required: true, max: 256 });
+    svc.report(taskId, cid, { range: p.str('pieceRange', { required: true, max: 64 }), result: 501, dstCid: p.str('dstCid', { max: 256 }) });
+    return { code: Code.PieceSuccess, msg: 'success' };
+  });
+
+  app.get('/peer/piece/error', async (req) => {
+    const p = params(req);
+    const taskId = p.str('taskId', { required: true, max: 128 });
+    const cid = p.str('srcCid', { required: true, max: 256 });
+    const dstCid = p.str('dstCid', { max: 256 });
+    svc.report(taskId, cid, { range: p.str('range', { required: true, max: 64 }), result: 500, dstCid });
+    metrics.pieceFailures.inc({ source: dstCid.startsWith('cdnnode:') ? 'cdn' : 'peer' });
+    return { code: Code.Success, msg: 'success' };
+  });
+
+  app.get('/peer/service/down', async (req) => {
+    const p = params(req);
+    svc.serviceDown(p.str('taskId', { required: true, max: 128 }), p.str('cid', { required: true, max: 256 }));
+    return { code: Code.PeerDown, msg: 'success' };
+  });
+
+  app.post('/task/metrics', async () => null);
+  app.post('/peer/network', async () => ({}));
+  app.post('/peer/heartbeat', async () => ({}));
+}

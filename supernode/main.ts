@@ -1,0 +1,28 @@
+import { loadSupernodeConfig } from '../shared/config/supernode.js';
+import { DfError } from '../shared/errors.js';
+import { startSupernode } from './server.js';
+
+/** Entry point: config errors are printed with the key they name, then exit 2. */
+async function main(): Promise<void> {
+  let cfg;
+  try {
+    cfg = loadSupernodeConfig({ argv: process.argv.slice(2) });
+  } catch (err) {
+    if (err instanceof DfError) {
+      process.stderr.write(`supernode: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const sn = await startSupernode(cfg);
+  const stop = () => {
+    sn.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+void main();

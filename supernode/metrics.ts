@@ -1,0 +1,29 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The supernode's Prometheus metrics, one registry per instance so tests can run several. */
+export function createSupernodeMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'supernode_' });
+  const m = {
+    registry,
+    piecesScheduled: new Counter({
+      name: 'supernode_pieces_scheduled_total',
+      help: 'Pieces handed out to peers, by where the peer was told to fetch them',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    sourceBytes: new Counter({ name: 'supernode_source_bytes_total', help: 'Bytes read from origins', registers: [registry] }),
+    servedBytes: new Counter({ name: 'supernode_served_bytes_total', help: 'Piece bytes served on the download port', registers: [registry] }),
+    pieceFailures: new Counter({
+      name: 'supernode_piece_failures_total',
+      help: 'Piece fetch failures reported by peers',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    registrations: new Counter({ name: 'supernode_registrations_total', help: 'Peer registrations', labelNames: ['result'] as const, registers: [registry] }),
+    tasks: new Gauge({ name: 'supernode_tasks', help: 'Tasks known', registers: [registry] }),
+    peers: new Gauge({ name: 'supernode_peers', help: 'Peers registered across tasks', registers: [registry] }),
+  };
+  return m;
+}
+export type SupernodeMetrics = ReturnType<typeof createSupernodeMetrics>;

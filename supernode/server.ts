@@ -1,0 +1,96 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import type { SupernodeConfig } from '../shared/config/supernode.js';
+import { createLogger, type Logger } from '../shared/log/index.js';
+import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
+import { buildApi } from './api/app.js';
+import { createDownloadServer } from './api/download-server.js';
+import { Cdn } from './cdn/cdn.js';
+import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
+import { TaskService } from './service/tasks.js';
+
+export interface Supernode {
+  api: FastifyInstance;
+  download: Server;
+  svc: TaskService;
+  cdn: Cdn;
+  metrics: SupernodeMetrics;
+  apiPort: number;
+  downloadPort: number;
+  close(): Promise<void>;
+}
+
+export interface SupernodeDeps {
+  log?: Logger;
+  /** Host to bind both ports to (default all interfaces). */
+  host?: string;
+  now?: () => number;
+  rand?: () => number;
+}
+
+/** Wires config to the CDN, scheduler service and both servers, and starts listening. */
+export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps = {}): Promise<Supernode> {
+  const log = deps.log ?? createLogger('supernode', { debug: cfg.debug });
+  const now = deps.now ?? Date.now;
+  const metrics = createSupernodeMetrics();
+  const budget = cfg.maxBandwidth - cfg.systemReservedBandwidth;
+  const bucket = new TokenBucket(budget);
+  const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log,
+    onSourceBytes: (b) => metrics.sourceBytes.inc(b),
+  });
+  const host = deps.host ?? '0.0.0.0';
+
+  const download = createDownloadServer({ cdn, log, onServed: (b) => metrics.servedBytes.inc(b) });
+  await new Promise<void>((res, rej) => {
+    download.once('error', rej);
+    download.listen(cfg.downloadPort, host, () => res());
+  });
+  const downloadPort = (download.address() as AddressInfo).port;
+
+  const svc = new TaskService({
+    cdn,
+    limits: {
+      peerDownLimit: cfg.peerDownLimit,
+      peerUpLimit: cfg.peerUpLimit,
+      eliminationLimit: cfg.eliminationLimit,
+      failureCountLimit: cfg.failureCountLimit,
+      cdnTaskLoadLimit: cfg.peerDownLimit,
+      pieceTimeoutMs: 30_000,
+    },
+    advertiseIP: cfg.advertiseIP,
+    downloadPort,
+    now,
+    rand: deps.rand,
+    log,
+    onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
+  });
+  const api = buildApi({ svc, metrics, log });
+  await api.listen({ port: cfg.listenPort, host });
+  const apiPort = (api.server.address() as AddressInfo).port;
+  log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');
+
+  const gauges = setInterval(() => {
+    metrics.tasks.set(svc.tasks.size);
+    let peers = 0;
+    for (const e of svc.tasks.values()) peers += e.sched.peers.size;
+    metrics.peers.set(peers);
+  }, 1000);
+  gauges.unref();
+
+  return {
+    api,
+    download,
+    svc,
+    cdn,
+    metrics,
+    apiPort,
+    downloadPort,
+    async close() {
+      clearInterval(gauges);
+      for (const t of cdn.all()) t.cancel();
+      download.closeAllConnections();
+      await Promise.all([api.close(), new Promise<void>((r) => download.close(() => r()))]);
+    },
+  };
+}

@@ -1,0 +1,251 @@
+import type { Logger } from 'pino';
+import { taskNotFound } from '../../shared/errors.js';
+import { Code, PieceResult } from '../../shared/protocol/codes.js';
+import { rangeString, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
+import { blobDigestOf, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
+import type { Cdn } from '../cdn/cdn.js';
+import type { CdnTask, SourceFailure } from '../cdn/cdn-task.js';
+import { downloadPath } from '../cdn/paths.js';
+import {
+  addPeer,
+  applyReport,
+  cdnFinished,
+  cdnPieceReady,
+  markDown,
+  newTask,
+  schedule,
+  type Decision,
+  type SchedulerLimits,
+  type TaskState,
+} from '../scheduler/index.js';
+import type { PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
+
+interface PeerAddr {
+  ip: string;
+  port: number;
+  path: string;
+  superNodeIp: string;
+}
+
+export interface TaskEntry {
+  id: string;
+  url: string;
+  cdn: CdnTask;
+  sched: TaskState;
+  peers: Map<string, PeerAddr>;
+  waiters: Set<() => void>;
+  accessedAt: number;
+}
+
+export interface TaskServiceOptions {
+  cdn: Cdn;
+  limits: SchedulerLimits;
+  /** The address peers reach the supernode's download port at ('' = as each peer sees it). */
+  advertiseIP: string;
+  downloadPort: number;
+  now: () => number;
+  rand?: () => number;
+  log: Logger;
+  /** How long registration waits for the origin to answer. */
+  readyTimeoutMs?: number;
+  onAssign?: (taskId: string, fromCdn: boolean) => void;
+}
+
+export class RegistrationFailed extends Error {
+  constructor(readonly failure: SourceFailure) {
+    super(failure.message);
+  }
+}
+
+/** Ties the CDN, the pure scheduler and peer addresses together; the API layer calls this. */
+export class TaskService {
+  readonly tasks = new Map<string, TaskEntry>();
+
+  constructor(private readonly o: TaskServiceOptions) {}
+
+  cdnCid(taskId: string): string {
+    return `cdnnode:${this.o.advertiseIP || 'supernode'}~${taskId}`;
+  }
+
+  get(taskId: string): TaskEntry {
+    const e = this.tasks.get(taskId);
+    if (!e) throw taskNotFound(taskId);
+    return e;
+  }
+
+  async register(reg: Registration): Promise<RegisterReply> {
+    // Dragonfly matches the header name exactly, so only `Range` makes a ranged task.
+    const range = reg.headers['Range'];
+    const id = computeTaskId(reg.taskUrl, { md5: reg.md5, identifier: reg.identifier, range });
+    let cdnTask: CdnTask;
+    try {
+      cdnTask = this.o.cdn.ensure({
+        taskId: id,
+        url: reg.rawUrl,
+        headers: reg.headers,
+        insecure: reg.insecure,
+        rootCAs: reg.rootCAs,
+        expectSha256: range ? undefined : blobDigestOf(reg.taskUrl),
+      });
+    } catch (f) {
+      throw new RegistrationFailed(f as SourceFailure);
+    }
+    const entry = this.attach(id, reg.rawUrl, cdnTask);
+    await this.waitReady(cdnTask);
+    if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
+    addPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon);
+    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: reg.path, superNodeIp: reg.superNodeIp });
+    entry.accessedAt = this.o.now();
+    this.o.log.debug({ taskId: id, cid: reg.cid }, 'peer registered');
+    return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode' };
+  }
+
+  private async waitReady(t: CdnTask): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, rej) => {
+      timer = setTimeout(
+        () => rej({ code: 'SOURCE_UNREACHABLE', dfCode: Code.URLNotReachable, message: 'the origin did not answer in time' }),
+        this.o.readyTimeoutMs ?? 30_000,
+      );
+    });
+    try {
+      await Promise.race([t.ready, timeout]);
+    } catch (f) {
+      throw new RegistrationFailed(f as SourceFailure);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** One scheduler entry per CDN attempt: a retried download starts a fresh swarm. */
+  private attach(id: string, url: string, cdnTask: CdnTask): TaskEntry {
+    const existing = this.tasks.get(id);
+    if (existing && existing.cdn === cdnTask) return existing;
+    const sched = newTask(id, this.cdnCid(id));
+    const entry: TaskEntry = existing ?? { id, url, cdn: cdnTask, sched, peers: new Map(), waiters: new Set(), accessedAt: this.o.now() };
+    entry.cdn = cdnTask;
+    entry.sched = sched;
+    this.tasks.set(id, entry);
+    cdnTask.pieces.forEach((_, n) => cdnPieceReady(sched, n));
+    if (cdnTask.status === 'SUCCESS') cdnFinished(sched, true, cdnTask.layout?.count ?? 0);
+    cdnTask.on('piece', (n: number) => {
+      if (entry.cdn !== cdnTask) return;
+      cdnPieceReady(sched, n);
+      this.notify(entry);
+    });
+    cdnTask.once('end', (ok: boolean) => {
+      if (entry.cdn !== cdnTask) return;
+      cdnFinished(sched, ok, cdnTask.layout?.count ?? 0);
+      this.notify(entry);
+    });
+    return entry;
+  }
+
+  private notify(entry: TaskEntry): void {
+    const ws = [...entry.waiters];
+    entry.waiters.clear();
+    for (const w of ws) w();
+  }
+
+  private changed(entry: TaskEntry, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        entry.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      entry.waiters.add(done);
+    });
+  }
+
+  private pieceOf(entry: TaskEntry, range: string): number | undefined {
+    return entry.cdn.layout?.fromRange(range)?.num;
+  }
+
+  /** Apply a reported piece result; returns the piece number if the range was valid. */
+  report(taskId: string, cid: string, r: ReportIn): number | undefined {
+    const entry = this.get(taskId);
+    const n = this.pieceOf(entry, r.range);
+    if (n === undefined || r.result === PieceResult.Invalid) return undefined;
+    const ok = r.result === PieceResult.Success || r.result === PieceResult.SemiSuccess;
+    const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok }, this.o.limits, this.o.now());
+    if (ok || eff.blacklisted) this.notify(entry);
+    return n;
+  }
+
+  serviceDown(taskId: string, cid: string): boolean {
+    const entry = this.get(taskId);
+    const ok = markDown(entry.sched, cid, this.o.now());
+    this.notify(entry);
+    return ok;
+  }
+
+  /**
+   * GET /peer/task: apply the report, then decide. With waitMs > 0 (our own peers), a "wait"
+   * is held open until something changes instead of making the peer poll with back-off.
+   */
+  async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal): Promise<TaskReply> {
+    const entry = this.get(taskId);
+    entry.accessedAt = this.o.now();
+    if (!entry.sched.peers.has(cid)) return { code: 500, msg: `peer ${cid} is not registered for task ${taskId}` };
+    if (report) this.report(taskId, cid, report);
+    const deadline = Date.now() + waitMs;
+    let d = this.decide(entry, cid);
+    while (d.kind === 'wait' && Date.now() < deadline && !signal?.aborted) {
+      await this.changed(entry, deadline - Date.now(), signal);
+      d = this.decide(entry, cid);
+    }
+    return this.toReply(entry, d, cid);
+  }
+
+  private decide(entry: TaskEntry, cid: string): Decision {
+    return schedule(entry.sched, cid, { limits: this.o.limits, now: this.o.now(), rand: this.o.rand ?? Math.random });
+  }
+
+  private toReply(entry: TaskEntry, d: Decision, cid: string): TaskReply {
+    switch (d.kind) {
+      case 'finish':
+        // Dragonfly reports the wrapped length here; stock dfget expects that.
+        return { code: 600, data: { md5: entry.cdn.md5 ?? '', fileLength: wrappedLength(entry) } };
+      case 'fail':
+        return { code: entry.cdn.failure?.dfCode === 609 ? 609 : 500, msg: entry.cdn.failure?.message ?? d.reason };
+      case 'wait':
+        return { code: 602, msg: 'wait' };
+      case 'limited':
+        return { code: 601, msg: 'peer download limit reached' };
+      case 'pieces':
+        return { code: 601, data: d.pieces.map((a) => this.pieceInfo(entry, a.pieceNum, a.src, cid)) };
+    }
+  }
+
+  private pieceInfo(entry: TaskEntry, num: number, src: string, requester: string): PieceInfo {
+    const layout = entry.cdn.layout!;
+    const rec = entry.cdn.pieces[num];
+    const fromCdn = src === entry.sched.cdnCid;
+    this.o.onAssign?.(entry.id, fromCdn);
+    const base = {
+      range: rangeString(layout.piece(num)),
+      pieceNum: num,
+      pieceSize: layout.pieceSize,
+      pieceMd5: rec?.md5 ?? '',
+      pieceSha256: rec?.sha256 ?? '',
+      cid: src,
+      downLink: '0',
+    };
+    if (fromCdn) {
+      // Without an advertised address, the CDN is wherever this peer reached the supernode.
+      const ip = this.o.advertiseIP || entry.peers.get(requester)?.superNodeIp || '';
+      return { ...base, peerIp: ip, peerPort: this.o.downloadPort, path: downloadPath(entry.id) };
+    }
+    const addr = entry.peers.get(src)!;
+    return { ...base, peerIp: addr.ip, peerPort: addr.port, path: addr.path };
+  }
+}
+
+function wrappedLength(entry: TaskEntry): number {
+  const l = entry.cdn.layout;
+  return l ? l.fileLength + l.count * WRAP_OVERHEAD : entry.cdn.fileLength;
+}

@@ -1,0 +1,57 @@
+/** A peer's registration for one task, validated (POST /peer/registry). */
+export interface Registration {
+  rawUrl: string;
+  taskUrl: string;
+  cid: string;
+  ip: string;
+  port: number;
+  path: string;
+  hostName: string;
+  version: string;
+  superNodeIp: string;
+  md5: string;
+  identifier: string;
+  headers: Record<string, string>;
+  insecure: boolean;
+  rootCAs: string[];
+  dfdaemon: boolean;
+  callSystem: string;
+}
+
+export interface RegisterReply {
+  taskId: string;
+  fileLength: number;
+  pieceSize: number;
+  cdnSource: 'supernode';
+}
+
+/** One element of a 601 reply, with Dragonfly's field names. */
+export interface PieceInfo {
+  range: string;
+  pieceNum: number;
+  pieceSize: number;
+  pieceMd5: string;
+  /** Ours: lets our own peers verify pieces with sha256; stock dfget ignores it. */
+  pieceSha256: string;
+  cid: string;
+  peerIp: string;
+  peerPort: number;
+  path: string;
+  downLink: string;
+}
+
+export type TaskReply =
+  | { code: 600; data: { md5: string; fileLength: number } }
+  | { code: 601; data: PieceInfo[] }
+  /** The peer is at peerDownLimit: Dragonfly sends 601 with no data key. */
+  | { code: 601; msg: string }
+  | { code: 602; msg: string }
+  | { code: 500 | 607 | 609; msg: string };
+
+/** A piece result reported with /peer/task or /peer/piece/suc. */
+export interface ReportIn {
+  range: string;
+  /** 500 failed, 501 ok, 502 invalid, 503 semi-success. */
+  result: number;
+  dstCid: string;
+}

@@ -1,0 +1,61 @@
+// A tiny origin that serves blobs by digest and counts what it sent: a stand-in for tests that
+// exercise our protocol logic; the end-to-end tests use Debian's docker-registry instead.
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Origin {
+  url: string;
+  server: Server;
+  blobs: Map<string, Buffer>;
+  served: Map<string, number>;
+  requests: Map<string, number>;
+  add(data: Buffer): string;
+  blobUrl(digest: string): string;
+  close(): Promise<void>;
+}
+
+export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
+  const blobs = new Map<string, Buffer>();
+  const served = new Map<string, number>();
+  const requests = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const m = /\/blobs\/sha256:([0-9a-f]{64})/.exec(req.url ?? '');
+    const data = m ? blobs.get(m[1]) : undefined;
+    if (!m || !data) return void res.writeHead(404).end('not found');
+    requests.set(m[1], (requests.get(m[1]) ?? 0) + 1);
+    let start = 0;
+    const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (r) start = Number(r[1]);
+    const body = data.subarray(start);
+    res.writeHead(r ? 206 : 200, {
+      'content-length': body.length,
+      ...(r ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+    });
+    res.end(body);
+    served.set(m[1], (served.get(m[1]) ?? 0) + body.length);
+  });
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
+  const url = `http://${host}:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    server,
+    blobs,
+    served,
+    requests,
+    add(data) {
+      const d = createHash('sha256').update(data).digest('hex');
+      blobs.set(d, data);
+      return d;
+    },
+    blobUrl: (d) => `${url}/v2/library/test/blobs/sha256:${d}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+export function randomBlob(size: number): Buffer {
+  return randomBytes(size);
+}
