@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  addPeer,
+  applyReport,
+  cdnFinished,
+  cdnPieceReady,
+  markDown,
+  markHeld,
+  newTask,
+  schedule,
+  type SchedulerLimits,
+  type TaskState,
+} from '../supernode/scheduler/index.js';
+
+const limits: SchedulerLimits = {
+  peerDownLimit: 4,
+  peerUpLimit: 5,
+  eliminationLimit: 5,
+  failureCountLimit: 5,
+  cdnTaskLoadLimit: 4,
+  pieceTimeoutMs: 30_000,
+};
+const ctx = (now = 0, l = limits) => ({ limits: l, now, rand: () => 0.5 });
+
+function task(pieces: number): TaskState {
+  const t = newTask('t', 'cdn');
+  t.pieceCount = pieces;
+  for (let n = 0; n < pieces; n++) cdnPieceReady(t, n);
+  cdnFinished(t, true, pieces);
+  return t;
+}
+
+describe('scheduler core (pure)', () => {
+  it('hands out at most peerDownLimit pieces, then reports the peer as limited', () => {
+    const t = task(10);
+    addPeer(t, 'a', 0);
+    const d = schedule(t, 'a', ctx());
+    assert.equal(d.kind, 'pieces');
+    assert.equal(d.kind === 'pieces' && d.pieces.length, 4);
+    assert.equal(schedule(t, 'a', ctx()).kind, 'limited');
+  });
+
+  it('caps the CDN load per task and prefers peers that hold a piece', () => {
+    const t = task(8);
+    addPeer(t, 'seed', 0);
+    for (let n = 0; n < 8; n++) markHeld(t, t.peers.get('seed')!, n);
+    addPeer(t, 'b', 0);
+    addPeer(t, 'c', 0);
+    const db = schedule(t, 'b', ctx());
+    assert.ok(db.kind === 'pieces' && db.pieces.every((p) => p.src === 'seed'), 'b fetches from the seed peer');
+    const dc = schedule(t, 'c', ctx());
+    // The seed has 4 uploads running for b; peerUpLimit 5 leaves one slot, the rest go to the CDN.
+    assert.ok(dc.kind === 'pieces');
+    const fromSeed = dc.kind === 'pieces' ? dc.pieces.filter((p) => p.src === 'seed').length : 0;
+    assert.equal(fromSeed, 1);
+    assert.equal(t.peers.get('seed')!.load, 5);
+    assert.equal(t.cdnLoad, 3);
+  });
+
+  it('orders rarest first', () => {
+    const t = task(4);
+    for (const id of ['x', 'y']) {
+      addPeer(t, id, 0);
+      markHeld(t, t.peers.get(id)!, 0);
+      markHeld(t, t.peers.get(id)!, 1);
+    }
+    markHeld(t, t.peers.get('x')!, 2);
+    addPeer(t, 'r', 0);
+    const d = schedule(t, 'r', ctx(0, { ...limits, peerDownLimit: 1 }));
+    assert.ok(d.kind === 'pieces');
+    assert.equal(d.kind === 'pieces' && d.pieces[0].pieceNum, 3, 'piece 3 has no holders but the CDN');
+  });
+
+  it('blacklists a failing source for that requester and counts errors', () => {
+    const t = task(2);
+    addPeer(t, 'bad', 0);
+    markHeld(t, t.peers.get('bad')!, 0);
+    markHeld(t, t.peers.get('bad')!, 1);
+    addPeer(t, 'r', 0);
+    const d = schedule(t, 'r', ctx());
+    assert.ok(d.kind === 'pieces' && d.pieces[0].src === 'bad');
+    const eff = applyReport(t, { cid: 'r', pieceNum: d.kind === 'pieces' ? d.pieces[0].pieceNum : 0, src: 'bad', ok: false }, limits, 1);
+    assert.ok(eff.blacklisted);
+    assert.equal(t.peers.get('bad')!.serviceErrorCount, 1);
+    assert.equal(t.peers.get('r')!.clientErrorCount, 1);
+    const again = schedule(t, 'r', ctx(2));
+    assert.ok(again.kind === 'pieces' && again.pieces.every((p) => p.src !== 'bad'), 'never the blacklisted peer again');
+  });
+
+  it('never uses a peer marked down', () => {
+    const t = task(1);
+    addPeer(t, 'gone', 0);
+    markHeld(t, t.peers.get('gone')!, 0);
+    markDown(t, 'gone', 0);
+    addPeer(t, 'r', 0);
+    const d = schedule(t, 'r', ctx());
+    assert.ok(d.kind === 'pieces' && d.pieces[0].src === 'cdn');
+  });
+
+  it('finishes a peer that holds every piece and takes back expired assignments', () => {
+    const t = task(2);
+    addPeer(t, 'a', 0);
+    const d = schedule(t, 'a', ctx(0));
+    assert.ok(d.kind === 'pieces' && d.pieces.length === 2);
+    assert.equal(t.cdnLoad, 2);
+    schedule(t, 'a', ctx(limits.pieceTimeoutMs + 1));
+    for (let n = 0; n < 2; n++) applyReport(t, { cid: 'a', pieceNum: n, src: 'cdn', ok: true }, limits, 1);
+    assert.equal(schedule(t, 'a', ctx(2)).kind, 'finish');
+  });
+});
