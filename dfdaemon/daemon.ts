@@ -32,7 +32,7 @@ function listen(server: Server, port: number, host: string): Promise<number> {
 /** Wires one dfdaemon: store, supernode client, downloader, proxy and uploader. */
 export async function startDfdaemon(cfg: DfdaemonConfig, deps: { log?: Logger; host?: string } = {}): Promise<Dfdaemon> {
   const log = deps.log ?? createLogger('dfdaemon', { debug: cfg.verbose });
-  const host = deps.host ?? '0.0.0.0';
+  const host = deps.host ?? (cfg.listenIP || '0.0.0.0');
   const metrics = createDfdaemonMetrics();
   const store = new PieceStore(cfg.localrepo);
   const client = new SupernodeClient(() => expandNodes(cfg.nodes), log);

@@ -39,7 +39,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log,
     onSourceBytes: (b) => metrics.sourceBytes.inc(b),
   });
-  const host = deps.host ?? '0.0.0.0';
+  const host = deps.host ?? (cfg.listenIP || '0.0.0.0');
 
   const download = createDownloadServer({ cdn, log, onServed: (b) => metrics.servedBytes.inc(b) });
   await new Promise<void>((res, rej) => {

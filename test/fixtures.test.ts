@@ -10,66 +10,13 @@ import { startDockerd, type Dockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { httpCall } from './fixtures/http.js';
 import { buildImage, buildOciImage, MediaType, pushImage, pushIndex, type BuiltImage, type PushResult } from './fixtures/image.js';
-import { freePort, tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
+import { tmpDir, type TmpDir } from './fixtures/proc.js';
 import { basicAuth, startRegistry, TEST_PASSWORD, TEST_USER, writeHtpasswd, type Registry } from './fixtures/registry.js';
 import { skopeoCopy, verifyCopiedDir } from './fixtures/skopeo.js';
 import { makeServerTls, type ServerTls } from './fixtures/tls.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp } from './helpers/e2e.js';
 
-const TOOLS = ['/usr/bin/docker-registry', '/usr/sbin/dockerd', '/usr/bin/containerd', '/usr/bin/ctr', '/usr/bin/skopeo'];
-const missing = TOOLS.filter((t) => !existsSync(t));
-const skip =
-  process.getuid?.() !== 0
-    ? 'needs root (/etc/hosts, dockerd)'
-    : missing.length > 0
-      ? `missing ${missing.join(', ')} (run scripts/install-deps.sh)`
-      : false;
-
-/** A random 127.0.0.x address (x in 20..249) with a free port, to avoid clashes with parallel tests. */
-async function loopbackIp(): Promise<string> {
-  for (;;) {
-    const ip = `127.0.0.${20 + Math.floor(Math.random() * 230)}`;
-    try {
-      await freePort(ip);
-      return ip;
-    } catch {
-      /* try another */
-    }
-  }
-}
-
-/** Cleanup stack run in reverse order; every step runs even if one fails. */
-class Cleanups {
-  private fns: Array<() => Promise<void>> = [];
-  push(fn: () => Promise<void>): void {
-    this.fns.push(fn);
-  }
-  async run(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const fn of this.fns.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        errors.push(err);
-      }
-    }
-    this.fns = [];
-    if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
-  }
-}
-
-/** Expect each digest to have been GET exactly `n` times (waits for the registry's log lines). */
-async function expectBlobGets(reg: Registry, blobs: Array<{ digest: string; size: number }>, n: number): Promise<void> {
-  await waitFor(() => blobs.every((b) => reg.blobGets().filter((g) => g.digest === b.digest).length >= n), {
-    timeoutMs: 5_000,
-    message: 'registry blob GET log lines',
-  });
-  for (const b of blobs) {
-    const gets = reg.blobGets().filter((g) => g.digest === b.digest);
-    assert.equal(gets.length, n, `GETs of ${b.digest}`);
-    for (const g of gets) assert.equal(g.status, 200);
-    assert.equal(reg.blobBytesServed(b.digest), n * b.size, `bytes served for ${b.digest}`);
-  }
-}
+const skip = e2eSkip();
 
 describe('fixtures: plain-HTTP registry + docker, ctr, skopeo', { skip, timeout: 120_000 }, () => {
   const cleanups = new Cleanups();

@@ -69,6 +69,8 @@ export interface DfdaemonConfig {
   readonly hostIp: string;
   /** IP announced to the supernode; '' = detect by dialing the supernodes. */
   readonly localIP: string;
+  /** Address the proxy and uploader bind to ('' = every interface). Ours, not Dragonfly's. */
+  readonly listenIP: string;
   /** Uploader port; 0 = serve peers on the proxy port. */
   readonly peerPort: number;
   readonly streamMode: boolean;
@@ -112,6 +114,7 @@ interface Draft {
   port: number;
   hostIp: string;
   localIP: string;
+  listenIP: string;
   peerPort: number;
   streamMode: boolean;
   registryMirror: Mutable<RegistryMirror>;
@@ -135,6 +138,7 @@ function defaults(env: NodeJS.ProcessEnv): Draft {
     port: 65001,
     hostIp: '127.0.0.1',
     localIP: '',
+    listenIP: '',
     peerPort: 0,
     streamMode: false,
     registryMirror: { remote: DEFAULT_REGISTRY, insecure: false, certs: [], direct: false },
@@ -290,6 +294,7 @@ export function dfdaemonSchema(baseDir: string): SectionSchema<Draft> {
     dfpath: rule('dfpath', (v, k) => parseString(v, k).trim()),
     logConfig: rule('logConfig', parseLogConfig),
     localIP: rule('localIP', parseIP),
+    listenIP: rule('listenIP', parseIP),
     peerPort: rule('peerPort', (v, k) => parsePort(v, k, true)),
     streamMode: rule('streamMode', parseBool),
   };
@@ -313,6 +318,7 @@ const FLAG_RULES: readonly FlagRule[] = [
   { name: 'workHome', apply: (d, v, k, cwd) => { d.workHome = resolve(cwd, parseString(v, k, true)); } },
   { name: 'verbose', bool: true, apply: (d, v, k) => { d.verbose = parseBool(v, k); } },
   { name: 'maxprocs', apply: (d, v, k) => { d.maxprocs = parseInteger(v, k, { min: 1 }); } },
+  { name: 'listen-ip', apply: (d, v, k) => { d.listenIP = parseIP(v, k); } },
   { name: 'hostIp', apply: (d, v, k) => { d.hostIp = parseString(v, k).trim(); } },
   { name: 'peerPort', apply: (d, v, k) => { d.peerPort = parsePort(v, k, true); } },
   { name: 'streamMode', bool: true, apply: (d, v, k) => { d.streamMode = parseBool(v, k); } },
@@ -384,6 +390,7 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
     port: d.port,
     hostIp: d.hostIp,
     localIP: d.localIP,
+    listenIP: d.listenIP,
     peerPort: d.peerPort,
     streamMode: d.streamMode,
     registryMirror: d.registryMirror,

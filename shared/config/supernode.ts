@@ -34,6 +34,8 @@ export interface SupernodeConfig {
   readonly homeDir: string;
   /** IP advertised to peers; '' = the first non-loopback address. */
   readonly advertiseIP: string;
+  /** Address both ports bind to ('' = every interface). Ours, not Dragonfly's. */
+  readonly listenIP: string;
   readonly cdnPattern: CdnPattern;
   /** Parsed, unused by Dragonfly 1.x (kept for compatibility). */
   readonly schedulerCorePoolSize: number;
@@ -81,6 +83,7 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = deepFreeze({
   downloadPort: 8001,
   homeDir: '/home/admin/supernode',
   advertiseIP: '',
+  listenIP: '',
   cdnPattern: 'local',
   schedulerCorePoolSize: 10,
   peerUpLimit: 5,
@@ -137,6 +140,7 @@ export const BASE_SCHEMA: SectionSchema<Draft> = {
   downloadPort: rule('downloadPort', port0),
   homeDir: rule('homeDir', homeDir),
   advertiseIP: rule('advertiseIP', parseIP),
+  listenIP: rule('listenIP', parseIP),
   schedulerCorePoolSize: rule('schedulerCorePoolSize', parsePositiveInt),
   peerUpLimit: rule('peerUpLimit', parsePositiveInt),
   peerDownLimit: rule('peerDownLimit', parsePositiveInt),
@@ -185,6 +189,7 @@ const FLAGS: Readonly<Record<string, { readonly bool?: boolean; readonly field?:
   'download-port': { field: 'downloadPort' },
   'home-dir': { field: 'homeDir' },
   'advertise-ip': { field: 'advertiseIP' },
+  'listen-ip': { field: 'listenIP' },
   'cdn-pattern': { field: 'cdnPattern' },
   'max-bandwidth': { field: 'maxBandwidth' },
   'system-bandwidth': { field: 'systemReservedBandwidth' },

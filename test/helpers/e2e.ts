@@ -1,0 +1,118 @@
+// Shared pieces of the end-to-end tests: tool checks, loopback addresses, cleanup stacks, seed
+// files with placeholders substituted, and our daemons started from ./bin as real processes.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, spawnTracked, waitFor, type Tracked } from '../fixtures/proc.js';
+import type { Registry } from '../fixtures/registry.js';
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+const TOOLS = ['/usr/bin/docker-registry', '/usr/sbin/dockerd', '/usr/bin/containerd', '/usr/bin/ctr', '/usr/bin/skopeo'];
+
+/**
+ * Skip reason for tests that need root and the real tools. Under CI (`CI=true`) nothing is
+ * skipped: `npm test` installs the tools, so a missing one must fail loudly.
+ */
+export function e2eSkip(): string | false {
+  if (process.env.CI === 'true') return false;
+  if (process.getuid?.() !== 0) return 'needs root (/etc/hosts, dockerd)';
+  const missing = TOOLS.filter((t) => !existsSync(t));
+  return missing.length > 0 ? `missing ${missing.join(', ')} (run scripts/install-deps.sh)` : false;
+}
+
+/** A random 127.0.0.x address (x in 20..249) with a free port, so parallel tests do not clash. */
+export async function loopbackIp(): Promise<string> {
+  for (;;) {
+    const ip = `127.0.0.${20 + Math.floor(Math.random() * 230)}`;
+    try {
+      await freePort(ip);
+      return ip;
+    } catch {
+      /* try another */
+    }
+  }
+}
+
+/** Cleanup stack run in reverse order; every step runs even if one fails. */
+export class Cleanups {
+  private fns: Array<() => Promise<unknown>> = [];
+  push(fn: () => Promise<unknown>): void {
+    this.fns.push(fn);
+  }
+  async run(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const fn of this.fns.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    this.fns = [];
+    if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
+  }
+}
+
+/** Expect each digest to have been GET exactly `n` times (waits for the registry's log lines). */
+export async function expectBlobGets(reg: Registry, blobs: Array<{ digest: string; size: number }>, n: number): Promise<void> {
+  await waitFor(() => blobs.every((b) => reg.blobGets().filter((g) => g.digest === b.digest).length >= n), {
+    timeoutMs: 5_000,
+    message: 'registry blob GET log lines',
+  });
+  for (const b of blobs) {
+    const gets = reg.blobGets().filter((g) => g.digest === b.digest);
+    assert.equal(gets.length, n, `GETs of ${b.digest}`);
+    for (const g of gets) assert.equal(g.status, 200);
+    assert.equal(reg.blobBytesServed(b.digest), n * b.size, `bytes served for ${b.digest}`);
+  }
+}
+
+/** A seed file from test/data/seed with placeholders and paths replaced, written to `dir`. */
+export async function seedFile(name: string, dir: string, subst: Record<string, string>): Promise<string> {
+  let text = readFileSync(join(REPO_ROOT, 'test', 'data', 'seed', name), 'utf8');
+  // Longest placeholders first: the guide has a malformed `<x></x>` beside the plain `<x>`.
+  for (const k of Object.keys(subst).sort((a, b) => b.length - a.length)) text = text.split(k).join(subst[k]);
+  const out = join(dir, name);
+  await writeFile(out, text);
+  return out;
+}
+
+export interface Daemon {
+  proc: Tracked;
+  host: string;
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Start ./bin/<name> as a real process and wait until it answers /_ping on host:port. */
+export async function startBin(name: 'supernode' | 'dfdaemon', args: string[], host: string, port: number, env: Record<string, string> = {}): Promise<Daemon> {
+  const proc = await spawnTracked(join(REPO_ROOT, 'bin', name), args, {
+    name,
+    env: { ...process.env, DF_LOG_LEVEL: process.env.DF_LOG_LEVEL ?? 'info', ...env },
+  });
+  const url = `http://${host}:${port}`;
+  try {
+    await waitFor(
+      async () => {
+        if (proc.exitInfo()) throw new Error(`${name} exited: ${proc.readLog().slice(-2000)}`);
+        const res = await fetch(`${url}/_ping`).catch(() => undefined);
+        return res?.ok;
+      },
+      { timeoutMs: 15_000, message: `${name} on ${url}` },
+    );
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { proc, host, port, url, stop: async () => void (await proc.stop()) };
+}
+
+/** Scrape a Prometheus endpoint. */
+export async function scrape(url: string): Promise<string> {
+  const res = await fetch(`${url}/metrics`);
+  return res.text();
+}
