@@ -1,5 +1,6 @@
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
+import { upstreamTls } from '../../shared/tls/ca-store.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 
@@ -16,7 +17,7 @@ function agentFor(insecure: boolean, ca: string[]): Dispatcher {
   const key = `${insecure}|${ca.join('')}`;
   let a = agents.get(key);
   if (!a) {
-    a = new Agent({ connect: ca.length ? { rejectUnauthorized: !insecure, ca } : { rejectUnauthorized: !insecure } }).compose(
+    a = new Agent({ connect: upstreamTls(insecure, ca) }).compose(
       interceptors.redirect({ maxRedirections: 5 }),
     );
     agents.set(key, a);

@@ -2,6 +2,7 @@ import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'n
 import { Agent as HttpsAgent } from 'node:https';
 import httpProxy from 'http-proxy';
 import type { Logger } from '../../shared/log/index.js';
+import { upstreamTls } from '../../shared/tls/ca-store.js';
 
 const httpAgent = new HttpAgent({ keepAlive: true });
 const httpsAgents = new Map<string, HttpsAgent>();
@@ -10,7 +11,7 @@ function httpsAgent(insecure: boolean, ca: string[]): HttpsAgent {
   const key = `${insecure}|${ca.join('')}`;
   let a = httpsAgents.get(key);
   if (!a) {
-    a = new HttpsAgent({ keepAlive: true, rejectUnauthorized: !insecure, ...(ca.length ? { ca } : {}) });
+    a = new HttpsAgent({ keepAlive: true, ...upstreamTls(insecure, ca) });
     httpsAgents.set(key, a);
   }
   return a;

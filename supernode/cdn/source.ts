@@ -1,5 +1,6 @@
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
+import { upstreamTls } from '../../shared/tls/ca-store.js';
 
 export interface SourceOptions {
   headers: Record<string, string>;
@@ -21,13 +22,15 @@ export interface SourceResponse {
 
 const agents = new Map<string, Dispatcher>();
 
-/** One keep-alive agent per TLS setting; registries redirect blobs to storage, so follow. */
+/**
+ * One keep-alive agent per TLS setting: the system CA store plus the peer's rootCAs, or no
+ * verification for `insecure`. Registries redirect blobs to storage, so follow redirects.
+ */
 function agentFor(insecure: boolean, rootCAs: string[]): Dispatcher {
   const key = `${insecure}|${rootCAs.join('')}`;
   let a = agents.get(key);
   if (!a) {
-    const connect = rootCAs.length > 0 ? { rejectUnauthorized: !insecure, ca: rootCAs } : { rejectUnauthorized: !insecure };
-    a = new Agent({ connect, headersTimeout: 30_000, bodyTimeout: 60_000 }).compose(
+    a = new Agent({ connect: upstreamTls(insecure, rootCAs), headersTimeout: 30_000, bodyTimeout: 60_000 }).compose(
       interceptors.redirect({ maxRedirections: 5 }),
     );
     agents.set(key, a);

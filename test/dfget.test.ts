@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import type { Supernode } from '../supernode/server.js';
+import { supernodeAt } from './helpers/cluster.js';
+import { REPO_ROOT } from './helpers/e2e.js';
+import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+
+function dfget(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(join(REPO_ROOT, 'bin', 'dfget'), args, { timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('dfget CLI and the download port', () => {
+  let dir: string;
+  let origin: Origin;
+  let sn: Supernode;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dfts-dfget-'));
+    origin = await startOrigin();
+    sn = await supernodeAt(dir, '127.0.0.1');
+  });
+  after(async () => {
+    await sn.close();
+    await origin.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('downloads a file through P2P, then a second dfget gets it without the origin', async () => {
+    const blob = randomBlob(6 * 1024 * 1024 + 7);
+    const d = origin.add(blob);
+    const node = `127.0.0.1:${sn.apiPort}`;
+    for (const [i, ip] of ['127.0.0.8', '127.0.0.9'].entries()) {
+      const out = join(dir, `out${i}`);
+      const r = await dfget(['-u', `${origin.blobUrl(d)}?Expires=1&Signature=x`, '-o', out, '--node', node, '-f', 'Expires&Signature', '--ip', ip]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /download SUCCESS/);
+      assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), d);
+    }
+    assert.equal(origin.requests.get(d), 1, 'the filtered URL made both runs one task');
+  });
+
+  it('refuses a wrong --md5 and leaves no output behind', async () => {
+    const d = origin.add(randomBlob(100_000));
+    const out = join(dir, 'bad');
+    const r = await dfget(['-u', origin.blobUrl(d), '-o', out, '--node', `127.0.0.1:${sn.apiPort}`, '-m', 'f'.repeat(32)]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /md5/);
+    assert.equal(existsSync(out), false);
+  });
+
+  it('exits 2 with usage on bad arguments', async () => {
+    assert.equal((await dfget(['-o', join(dir, 'x')])).code, 2);
+    assert.equal((await dfget(['--bogus'])).code, 2);
+  });
+
+  it('download port rejects bad paths and ranges, and serves only finished pieces', async () => {
+    const base = `http://127.0.0.1:${sn.downloadPort}`;
+    const get = async (path: string, range?: string) => {
+      const res = await request(`${base}${path}`, { headers: range ? { range } : {} });
+      await res.body.dump();
+      return res.statusCode;
+    };
+    const id = 'a'.repeat(64);
+    assert.equal(await get('/nope'), 404);
+    assert.equal(await get(`/download/bbb/${id}`), 404, 'prefix must match the id');
+    assert.equal(await get(`/download/aaa/${id}`, 'bytes=0-10'), 404, 'unknown task');
+    const [task] = [...sn.cdn.all()];
+    const p = `/download/${task.taskId.slice(0, 3)}/${task.taskId}`;
+    assert.equal(await get(p), 416, 'a range is required');
+    assert.equal(await get(p, 'bytes=0-999999999999'), 416);
+    const piece = task.layout!.piece(0);
+    assert.equal(await get(p, `bytes=${piece.start}-${piece.end}`), 206);
+  });
+});
