@@ -7,6 +7,7 @@ import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { buildApi } from './api/app.js';
 import { createDownloadServer } from './api/download-server.js';
 import { Cdn } from './cdn/cdn.js';
+import { preheatRoutes } from './preheat/index.js';
 import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
 import { TaskService } from './service/tasks.js';
 
@@ -65,7 +66,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     log,
     onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
   });
-  const api = buildApi({ svc, metrics, log });
+  const api = buildApi({ svc, metrics, log, plugins: [(app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
   await api.listen({ port: cfg.listenPort, host });
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { PREHEAT_DEFAULTS, parsePreheatSection, type PreheatConfig } from './preheat.js';
 import {
   deepFreeze, describe, isMapping, parseBool, parseDuration, parseEnum, parseInteger, parseIP,
   parsePort, parsePositiveDuration, parsePositiveInt, parseSection, parseSize, parseString, rule, unknownKey, type SectionSchema,
@@ -70,6 +71,8 @@ export interface SupernodeConfig {
   readonly cleanRatio: number;
   readonly maxSeedPerObject: number;
   readonly logConfig: SupernodeLogConfig;
+  /** Top-level `preheat:` section (ours). */
+  readonly preheat: PreheatConfig;
   /** The YAML file that was loaded, or null for none. */
   readonly configFile: string | null;
 }
@@ -108,6 +111,7 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = deepFreeze({
   cleanRatio: 1,
   maxSeedPerObject: 64,
   logConfig: { path: '', maxSize: 0, maxBackups: 0 },
+  preheat: PREHEAT_DEFAULTS,
   configFile: null,
 } satisfies SupernodeConfig);
 
@@ -180,6 +184,9 @@ const TOP_LEVEL: Readonly<Record<string, (raw: unknown, key: string, draft: Draf
   base: (raw, key, draft) => parseSection(raw, BASE_SCHEMA, key, draft),
   plugins: (raw, key) => ignoredMapping(raw, key),
   storages: (raw, key) => ignoredMapping(raw, key),
+  preheat: (raw, key, draft) => {
+    draft.preheat = parsePreheatSection(raw, key);
+  },
 };
 
 /** Flags: name -> the base key they set (parsed by that key's rule) or a custom setter. */

@@ -19,7 +19,7 @@ function parseForm(body: string): Record<string, string | string[]> {
 }
 
 /** Builds the API without listening, so tests can inject or listen on port 0. */
-export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; log: Logger }): FastifyInstance {
+export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; log: Logger; plugins?: Array<(app: FastifyInstance) => void> }): FastifyInstance {
   const app = Fastify({
     // Request logs would drown the piece traffic; errors are logged by errorHandler.
     logger: false,
@@ -45,5 +45,6 @@ export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; lo
   app.get('/version', async () => ({ Version: VERSION, Revision: 'dragonfly-ts', GoVersion: process.version, Arch: process.arch, OS: process.platform }));
   app.get('/metrics', async (_req, reply) => reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics()));
   peerRoutes(app, opts.svc, opts.metrics);
+  for (const p of opts.plugins ?? []) p(app);
   return app;
 }
