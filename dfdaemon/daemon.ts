@@ -2,16 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
-import { expandNodes } from '../shared/config/dfget-flags.js';
 import type { DfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
 import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { createDfdaemonMetrics, type DfdaemonMetrics } from './metrics.js';
 import { Downloader } from './peer/downloader.js';
-import { SupernodeClient } from './peer/supernode-client.js';
+import { SupernodeClient, type SupernodeClientOptions } from './peer/supernode-client.js';
+import { HijackCerts } from './proxy/hijack-certs.js';
 import { createProxyServer } from './proxy/server.js';
+import { CacheGc } from './store/cache-gc.js';
 import { PieceStore } from './store/piece-store.js';
-import { handleUpload, type UploaderOptions } from './uploader/uploader.js';
+import { createUploader, handleUpload } from './uploader/uploader.js';
 
 export interface Dfdaemon {
   port: number;
@@ -19,7 +20,17 @@ export interface Dfdaemon {
   cid: string;
   metrics: DfdaemonMetrics;
   store: PieceStore;
+  client: SupernodeClient;
+  gc: CacheGc;
   close(): Promise<void>;
+}
+
+export interface DfdaemonDeps {
+  log?: Logger;
+  host?: string;
+  /** Clock for cache expiry and supernode retry (tests). */
+  now?: () => number;
+  supernode?: SupernodeClientOptions;
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
@@ -29,26 +40,44 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
-/** Wires one dfdaemon: store, supernode client, downloader, proxy and uploader. */
-export async function startDfdaemon(cfg: DfdaemonConfig, deps: { log?: Logger; host?: string } = {}): Promise<Dfdaemon> {
+/** Wires one dfdaemon: store, cache, supernode client, downloader, proxy and uploader. */
+export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}): Promise<Dfdaemon> {
   const log = deps.log ?? createLogger('dfdaemon', { debug: cfg.verbose });
   const host = deps.host ?? (cfg.listenIP || '0.0.0.0');
+  const now = deps.now ?? Date.now;
   const metrics = createDfdaemonMetrics();
-  const store = new PieceStore(cfg.localrepo);
-  const client = new SupernodeClient(() => expandNodes(cfg.nodes), log);
+  const store = new PieceStore(cfg.localrepo, now);
+  const client = new SupernodeClient(cfg.nodes, log, { now, ...deps.supernode });
   const cid = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const uploader: UploaderOptions = {
+  const certs = cfg.hijackHttps?.enabled ? HijackCerts.fromFiles(cfg.hijackHttps.cert!, cfg.hijackHttps.key!, log, now) : undefined;
+  const uploader = createUploader({
     store,
     log,
+    // Dragonfly hands each dfget `--totallimit ratelimit`: one budget for all of the host's uploads.
     bucket: new TokenBucket(cfg.dfget.totalLimit ?? cfg.ratelimit),
+    maxConcurrent: cfg.maxConcurrentUploads,
     onBytes: (n) => metrics.uploadBytes.inc(n),
-  };
+  });
+  const gc = new CacheGc(
+    store,
+    { expireMs: cfg.dfget.expireTime, limitBytes: cfg.cacheLimit },
+    (tf) => {
+      metrics.evictions.inc();
+      // Tell the supernode not to send peers here for this task any more.
+      if (tf.node) client.notify(tf.node, '/peer/service/down', { taskId: tf.taskId, cid }).catch(() => undefined);
+    },
+    log,
+  );
+  gc.start(Math.max(1_000, Math.min(cfg.dfget.expireTime / 4, 60_000)));
 
   // The uploader port must be known before the downloader registers with it.
   let peerServer: Server | undefined;
   let peerPort = 0;
   if (cfg.peerPort !== 0) {
-    peerServer = createServer((req, res) => void handleUpload(req, res, uploader));
+    peerServer = createServer((req, res) => {
+      metrics.requests.inc({ route: 'upload' });
+      void handleUpload(req, res, uploader);
+    });
     peerPort = await listen(peerServer, cfg.peerPort, host);
   }
   const downloader = new Downloader({
@@ -58,7 +87,8 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: { log?: Logger; h
     uploadPort: 0,
     localIP: cfg.localIP || (host !== '0.0.0.0' ? host : ''),
     filter: cfg.dfget.filter,
-    bucket: new TokenBucket(cfg.dfget.localLimit ?? cfg.ratelimit),
+    rate: cfg.dfget.localLimit ?? cfg.ratelimit,
+    reserve: (bytes) => gc.sweep(bytes),
     notbs: cfg.dfget.notbs,
     counters: {
       pieceBytes: (fromCdn, n) => metrics.pieceBytes.inc({ source: fromCdn ? 'supernode' : 'peer' }, n),
@@ -67,10 +97,10 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: { log?: Logger; h
     },
     log,
   });
-  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer });
-  const port = await listen(proxy, cfg.port, host);
+  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs });
+  const port = await listen(proxy.server, cfg.port, host);
   downloader.setUploadPort(peerServer ? peerPort : port);
-  log.info({ port, peerPort: peerServer ? peerPort : port, cid }, 'dfdaemon listening');
+  log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off' }, 'dfdaemon listening');
 
   return {
     port,
@@ -78,11 +108,15 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: { log?: Logger; h
     cid,
     metrics,
     store,
+    client,
+    gc,
     async close() {
-      proxy.closeAllConnections();
+      gc.stop();
+      proxy.destroyTunnels();
+      proxy.server.closeAllConnections();
       peerServer?.closeAllConnections();
       await Promise.all([
-        new Promise<void>((r) => proxy.close(() => r())),
+        new Promise<void>((r) => proxy.server.close(() => r())),
         peerServer ? new Promise<void>((r) => peerServer!.close(() => r())) : Promise.resolve(),
       ]);
       await downloader.close();

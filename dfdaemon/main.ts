@@ -1,11 +1,24 @@
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { DfError } from '../shared/errors.js';
+import { genCa, parseGenCaArgs } from './cli/gen-ca.js';
 import { startDfdaemon } from './daemon.js';
 
+async function runGenCa(argv: string[]): Promise<void> {
+  try {
+    const { certFile, keyFile } = await genCa(parseGenCaArgs(argv));
+    process.stdout.write(`wrote ${certFile} and ${keyFile}\n`);
+  } catch (err) {
+    process.stderr.write(`dfdaemon gen-ca: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'gen-ca') return runGenCa(argv.slice(1));
   let cfg;
   try {
-    cfg = loadDfdaemonConfig({ argv: process.argv.slice(2) });
+    cfg = loadDfdaemonConfig({ argv });
   } catch (err) {
     if (err instanceof DfError) {
       process.stderr.write(`dfdaemon: ${err.message}\n`);

@@ -8,6 +8,8 @@ export function createDfdaemonMetrics() {
     new Counter<L>({ name, help, labelNames, registers: [registry] });
   return {
     registry,
+    // route: p2p, direct, mirror (pass-through to registry_mirror.remote), tunnel (blind
+    // CONNECT), hijacked (CONNECT with TLS terminated here), upload (peers fetching pieces).
     requests: counter('dfdaemon_requests_total', 'Proxy requests by route', ['route'] as const),
     blobs: counter('dfdaemon_blobs_total', 'Blobs served to clients, by how they were obtained', ['via'] as const),
     pieceBytes: counter('dfdaemon_piece_bytes_total', 'Wrapped piece bytes downloaded, by source', ['source'] as const),
@@ -15,6 +17,7 @@ export function createDfdaemonMetrics() {
     uploadBytes: counter('dfdaemon_upload_bytes_total', 'Piece bytes uploaded to other peers'),
     pieceFailures: counter('dfdaemon_piece_failures_total', 'Piece fetches that failed or did not verify', ['source'] as const),
     blobFailures: counter('dfdaemon_blob_failures_total', 'Blob streams aborted', ['reason'] as const),
+    evictions: counter('dfdaemon_cache_evictions_total', 'Task files removed from the local cache'),
   };
 }
 export type DfdaemonMetrics = ReturnType<typeof createDfdaemonMetrics>;

@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { hostname, tmpdir } from 'node:os';
@@ -7,16 +7,15 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
-import { expandNodes, parseDfgetFlags, DFGET_DEFAULTS } from '../../shared/config/dfget-flags.js';
+import { parseDfgetFlags, DFGET_DEFAULTS } from '../../shared/config/dfget-flags.js';
 import { DfError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
-import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { Downloader } from '../peer/downloader.js';
 import { orderedStream } from '../peer/ordered-stream.js';
 import { SupernodeClient } from '../peer/supernode-client.js';
 import { PieceStore } from '../store/piece-store.js';
-import { handleUpload } from '../uploader/uploader.js';
+import { createUploader, handleUpload } from '../uploader/uploader.js';
 
 const USAGE = 'usage: dfget -u URL -o FILE [--node host[:port][=weight],...] [-f k1&k2] [--header "K: V"] [-m md5] [-s rate] [--notbs]';
 
@@ -33,8 +32,8 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger('dfget', { level: flags.verbose ? 'debug' : 'warn' });
   const work = await mkdtemp(join(flags.home ?? tmpdir(), 'dfget-'));
   const store = new PieceStore(work);
-  const client = new SupernodeClient(() => expandNodes(flags.nodes), log);
-  const uploader = { store, log };
+  const client = new SupernodeClient(flags.nodes, log);
+  const uploader = createUploader({ store, log });
   const server = createServer((req, res) => void handleUpload(req, res, uploader));
   await new Promise<void>((r) => server.listen(flags.port, flags.ip || '0.0.0.0', () => r()));
   const dl = new Downloader({
@@ -44,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
     uploadPort: (server.address() as AddressInfo).port,
     localIP: flags.ip,
     filter: flags.filter,
-    bucket: new TokenBucket(flags.localLimit ?? DFGET_DEFAULTS.localLimit),
+    rate: flags.localLimit ?? DFGET_DEFAULTS.localLimit,
     notbs: flags.notbs,
     log,
   });
@@ -52,7 +51,8 @@ async function main(argv: string[]): Promise<number> {
   for (const h of flags.headers) headers[h.name] = h.value;
   const tmp = `${flags.output}.dfget-${process.pid}.tmp`;
   try {
-    const { tf } = await dl.start({ url: flags.url, headers, insecure: flags.insecure });
+    const ca = flags.cacerts.map((f) => readFileSync(f, 'utf8'));
+    const { tf } = await dl.start({ url: flags.url, headers, insecure: flags.insecure, ca });
     const md5 = createHash('md5');
     const tap = new Transform({
       transform(chunk: Buffer, _e, cb) {

@@ -4,7 +4,7 @@ import { Agent } from 'undici';
 import type { Logger } from '../../shared/log/index.js';
 import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
-import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
@@ -44,7 +44,10 @@ export interface DownloaderOptions {
   /** Advertised address; '' = as the supernode sees us. */
   localIP: string;
   filter: readonly string[];
-  bucket?: TokenBucket;
+  /** Bytes/s for each download (dfget's --locallimit); every download gets its own bucket. */
+  rate?: number;
+  /** Called before a new task file is opened, to make room for it in the cache. */
+  reserve?: (bytes: number) => Promise<void>;
   counters?: P2PCounters & { sourceBytes(n: number): void };
   log: Logger;
   /** Refuse to go to the origin ourselves (dfget --notbs). */
@@ -88,9 +91,10 @@ export class Downloader {
 
   private async begin(req: DownloadRequest, id: string): Promise<Started> {
     const log = this.o.log.child({ taskId: id });
+    const bucket = new TokenBucket(this.o.rate ?? 0);
     if (this.o.client.hasNodes) {
       try {
-        const reg = await this.o.client.register(async (node) => {
+        const reg = await this.o.client.register(id, async (node) => {
           const addr = await this.o.client.addressFor(node);
           const taskUrl = filterUrl(req.url, this.o.filter);
           return {
@@ -110,7 +114,8 @@ export class Downloader {
           };
         });
         if (reg.fileLength >= 0) {
-          const tf = await this.o.store.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
+          const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
+          tf.node = reg.node;
           const done = p2pDownload({
             client: this.o.client,
             node: reg.node,
@@ -118,13 +123,13 @@ export class Downloader {
             cid: this.o.cid,
             tf,
             dispatcher: this.dispatcher,
-            bucket: this.o.bucket,
+            bucket,
             counters: this.o.counters,
             log,
           }).catch(async (err: Error) => {
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
             this.o.client.markFailed(reg.node);
-            await this.completeFromSource(req, tf);
+            await this.completeFromSource(req, tf, bucket);
           });
           done.catch((err: Error) => tf.fail(err));
           return { tf, via: 'p2p', done };
@@ -134,23 +139,31 @@ export class Downloader {
         log.warn({ err: (err as Error).message }, 'no supernode answered, going to the origin');
       }
     }
-    return this.fromSource(req, id);
+    return this.fromSource(req, id, bucket);
   }
 
-  private async fromSource(req: DownloadRequest, id: string): Promise<Started> {
+  /** A task file for this layout; a failed one is reopened, keeping its verified pieces. */
+  private async open(taskId: string, layout: Layout): Promise<TaskFile> {
+    if (!this.o.store.get(taskId)) await this.o.reserve?.(layout.fileLength);
+    const tf = await this.o.store.open(taskId, layout);
+    tf.retry();
+    return tf;
+  }
+
+  private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket): Promise<Started> {
     if (this.o.notbs) throw new Error('no supernode answered and back-source is disabled');
     const src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca });
     if (src.status !== 200 || src.length < 0) {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
-    const tf = await this.o.store.open(id, new Layout(src.length, pieceSizeFor(src.length)));
-    const done = fillFromSource(tf, src, 0, { bucket: this.o.bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    const tf = await this.open(id, new Layout(src.length, pieceSizeFor(src.length)));
+    const done = fillFromSource(tf, src, 0, { bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
     done.catch((err: Error) => tf.fail(err));
     return { tf, via: 'source', done };
   }
 
-  private async completeFromSource(req: DownloadRequest, tf: TaskFile): Promise<void> {
+  private async completeFromSource(req: DownloadRequest, tf: TaskFile, bucket: TokenBucket): Promise<void> {
     if (this.o.notbs) throw new Error('p2p failed and back-source is disabled');
     const from = tf.layout.piece(tf.firstMissing()).rawStart;
     const src = await openOrigin(req.url, req.headers, { from, insecure: req.insecure, ca: req.ca });
@@ -158,7 +171,7 @@ export class Downloader {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
-    await fillFromSource(tf, src, from, { bucket: this.o.bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    await fillFromSource(tf, src, from, { bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
   }
 
   async close(): Promise<void> {

@@ -19,7 +19,7 @@ export class PieceFetchError extends Error {
 /**
  * Fetch one wrapped piece and write its content straight to the task file, hashing as it
  * streams so a piece never sits whole in memory. The piece is marked done only when length,
- * tail, md5 and (from our supernode) sha256 all check out; a bad piece leaves no mark.
+ * tail and digest (sha256 from our supernode, else md5) check out; a bad piece leaves no mark.
  */
 export async function fetchPiece(
   p: WirePiece,
@@ -42,21 +42,22 @@ export async function fetchPiece(
     await res.body.dump();
     throw new PieceFetchError('FILE_NOT_EXIST', `piece ${p.pieceNum} from ${p.cid}: HTTP ${res.statusCode}`);
   }
-  const md5 = createHash('md5');
-  const sha = createHash('sha256');
+  // A sha256 from our supernode makes the md5 redundant, and md5 is the slower of the two.
+  const md5 = p.pieceSha256 ? undefined : createHash('md5');
+  const sha = p.pieceSha256 ? createHash('sha256') : undefined;
   let seen = 0;
   let last = -1;
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       if (opts.bucket) await opts.bucket.take(chunk.length, opts.signal);
       if (seen + chunk.length > expected) throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid} is too long`);
-      md5.update(chunk);
+      md5?.update(chunk);
       // Content is everything after the 4-byte header and before the 1-byte tail.
       const from = Math.max(0, 4 - seen);
       const to = Math.min(chunk.length, expected - 1 - seen);
       if (to > from) {
         const content = chunk.subarray(from, to);
-        sha.update(content);
+        sha?.update(content);
         if (!tf.has(p.pieceNum)) await tf.writeAt(content, piece.rawStart + seen + from - 4);
       }
       seen += chunk.length;
@@ -67,15 +68,15 @@ export async function fetchPiece(
     if (err instanceof PieceFetchError) throw err;
     throw new PieceFetchError('NETWORK', `piece ${p.pieceNum} from ${p.cid}: ${(err as Error).message}`);
   }
-  const realMd5 = md5.digest('hex');
+  const realMd5 = md5?.digest('hex') ?? '';
   if (seen !== expected || last !== WRAP_TAIL) {
     throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid}: got ${seen} bytes, expected ${expected}`, realMd5);
   }
   const wantMd5 = p.pieceMd5.split(':')[0];
-  if (wantMd5 && wantMd5 !== realMd5) {
+  if (md5 && wantMd5 && wantMd5 !== realMd5) {
     throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid}: md5 ${realMd5} != ${wantMd5}`, realMd5);
   }
-  if (p.pieceSha256 && p.pieceSha256 !== sha.digest('hex')) {
+  if (sha && p.pieceSha256 !== sha.digest('hex')) {
     throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid}: sha256 mismatch`, realMd5);
   }
   tf.markDone(p.pieceNum);

@@ -1,6 +1,8 @@
 import { connect } from 'node:net';
 import { Agent, request } from 'undici';
+import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
+import { nodeOrder } from './node-order.js';
 
 export interface RegisterBody {
   rawUrl: string;
@@ -64,33 +66,44 @@ export class RegisterRefused extends Error {
   }
 }
 
-const RETRY_FAILED_NODE_MS = 30_000;
+export interface SupernodeClientOptions {
+  /** A node that failed is tried last for this long, then first again where it ranks first. */
+  retryFailedMs?: number;
+  now?: () => number;
+}
 
 /**
- * Talks to the supernodes in the order dfget_flags gives (weights already expanded). A node
- * that fails is skipped for a while and then tried again, so a restarted node is used again.
+ * Talks to the supernodes of `--node`. Each task ranks the nodes by weighted rendezvous
+ * hashing (node-order.ts), so every peer of a blob registers with the same supernode and the
+ * blob has one swarm; a node that fails is tried last for a while, then first again, so a
+ * restarted node takes its share back.
  */
 export class SupernodeClient {
   private readonly agent = new Agent({ keepAliveTimeout: 30_000, headersTimeout: 60_000, connect: { timeout: 3_000 } });
   private readonly failedAt = new Map<string, number>();
   private readonly localIPs = new Map<string, { local: string; remote: string }>();
+  private readonly retryFailedMs: number;
+  private readonly now: () => number;
 
-  /** `pick` gives a fresh weighted order per registration, as each dfget run shuffles anew. */
   constructor(
-    private readonly pick: () => readonly string[],
+    private readonly nodes: readonly SupernodeAddress[],
     private readonly log: Logger,
-  ) {}
-
-  get hasNodes(): boolean {
-    return this.pick().length > 0;
+    opts: SupernodeClientOptions = {},
+  ) {
+    this.retryFailedMs = opts.retryFailedMs ?? 30_000;
+    this.now = opts.now ?? Date.now;
   }
 
-  /** Try order: healthy nodes first, in configured order, then recently failed ones. */
-  private order(): string[] {
-    const now = Date.now();
-    const uniq = [...new Set(this.pick())];
-    const healthy = uniq.filter((n) => now - (this.failedAt.get(n) ?? -Infinity) >= RETRY_FAILED_NODE_MS);
-    return [...healthy, ...uniq.filter((n) => !healthy.includes(n))];
+  get hasNodes(): boolean {
+    return this.nodes.length > 0;
+  }
+
+  /** Try order for one task: its ranking, with nodes that failed lately moved to the end. */
+  order(taskKey: string): string[] {
+    const now = this.now();
+    const ranked = nodeOrder(this.nodes, taskKey);
+    const healthy = ranked.filter((n) => now - (this.failedAt.get(n) ?? -Infinity) >= this.retryFailedMs);
+    return [...healthy, ...ranked.filter((n) => !healthy.includes(n))];
   }
 
   /** Our address as the node sees it, found by dialing it (as dfget does). */
@@ -112,9 +125,9 @@ export class SupernodeClient {
     return addr;
   }
 
-  async register(make: (node: string) => Promise<RegisterBody>): Promise<Registered> {
+  async register(taskKey: string, make: (node: string) => Promise<RegisterBody>): Promise<Registered> {
     let lastErr: Error = new Error('no supernode configured');
-    for (const node of this.order()) {
+    for (const node of this.order(taskKey)) {
       try {
         const body = await make(node);
         const res = await request(`http://${node}/peer/registry`, {
@@ -133,7 +146,7 @@ export class SupernodeClient {
       } catch (err) {
         if (err instanceof RegisterRefused) throw err;
         lastErr = err as Error;
-        this.failedAt.set(node, Date.now());
+        this.failedAt.set(node, this.now());
         this.localIPs.delete(node);
         this.log.warn({ node, err: lastErr.message }, 'supernode registration failed, trying the next');
       }
@@ -157,7 +170,7 @@ export class SupernodeClient {
   }
 
   markFailed(node: string): void {
-    this.failedAt.set(node, Date.now());
+    this.failedAt.set(node, this.now());
   }
 
   async close(): Promise<void> {

@@ -7,7 +7,7 @@ import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
 import { orderedStream } from '../peer/ordered-stream.js';
 import type { PieceStore } from '../store/piece-store.js';
-import type { PassThrough } from './passthrough.js';
+import type { PassOptions, PassThrough } from './passthrough.js';
 
 const HOP = new Set(['host', 'accept-encoding', 'connection', 'proxy-connection', 'proxy-authorization', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
@@ -39,7 +39,7 @@ export async function serveP2P(
   req: IncomingMessage,
   res: ServerResponse,
   url: string,
-  tls: { insecure?: boolean; ca?: string[]; changeOrigin?: boolean },
+  tls: PassOptions,
   d: P2PHandlerDeps,
 ): Promise<void> {
   const headers = forwardHeaders(req.headers);

@@ -17,6 +17,14 @@ function httpsAgent(insecure: boolean, ca: string[]): HttpsAgent {
   return a;
 }
 
+export interface PassOptions {
+  /** Send the upstream's own host in Host (mirror and redirect); else keep the client's. */
+  changeOrigin?: boolean;
+  insecure?: boolean;
+  /** Extra CA PEMs trusted for this upstream, on top of the system store. */
+  ca?: string[];
+}
+
 /**
  * Everything that is not a P2P blob goes through unchanged: status, headers and body, so a 401
  * with WWW-Authenticate reaches Docker and token auth keeps working.
@@ -30,7 +38,7 @@ export function createPassThrough(log: Logger) {
     if (!r.headersSent) r.writeHead(502, { 'content-type': 'text/plain' }).end(`upstream error: ${err.message}\n`);
     else r.destroy();
   });
-  return (req: IncomingMessage, res: ServerResponse, url: string, opts: { changeOrigin?: boolean; insecure?: boolean; ca?: string[] } = {}) => {
+  return (req: IncomingMessage, res: ServerResponse, url: string, opts: PassOptions = {}) => {
     const u = new URL(url);
     req.url = u.pathname + u.search;
     delete req.headers['proxy-connection'];

@@ -1,26 +1,34 @@
 import type { ProxyRule } from '../../shared/config/dfdaemon.js';
 
-export type Route = { kind: 'p2p'; url: string } | { kind: 'direct'; url: string };
+export interface Route {
+  kind: 'p2p' | 'direct';
+  url: string;
+  /** A `redirect` rule swapped the host: the upstream must see its own name in Host. */
+  redirected: boolean;
+}
 
 const MIRROR_BLOB = /^.+\/blobs\/sha256.*$/;
 
 /**
- * Dragonfly's proxies rules for an absolute-URI request: the first rule whose regx matches the
- * full URL wins; `use_https` upgrades the scheme, `redirect` swaps the host, `direct` skips
- * P2P. Only GETs go through P2P; no matching rule means pass-through.
+ * Dragonfly's proxies rules for a request with a full URL (HTTP_PROXY requests and hijacked
+ * HTTPS ones): the first rule whose regx matches the URL wins; `use_https` upgrades the scheme,
+ * `redirect` swaps the host, `direct` skips P2P. Only GETs go through P2P; no matching rule
+ * means pass-through.
  */
 export function routeAbsolute(url: string, method: string, rules: readonly ProxyRule[]): Route {
   const rule = rules.find((r) => r.regx.test(url));
-  if (!rule) return { kind: 'direct', url };
+  if (!rule) return { kind: 'direct', url, redirected: false };
   const u = new URL(url);
   if (rule.useHttps) u.protocol = 'https:';
   if (rule.redirect) u.host = rule.redirect;
   const target = u.toString();
-  return rule.direct || method !== 'GET' ? { kind: 'direct', url: target } : { kind: 'p2p', url: target };
+  const kind = rule.direct || method !== 'GET' ? 'direct' : 'p2p';
+  return { kind, url: target, redirected: rule.redirect !== '' };
 }
 
 /** Registry-mirror mode: origin-form requests go to the remote; blob GETs through P2P. */
 export function routeMirror(path: string, method: string, remote: string, direct: boolean): Route {
   const url = remote.replace(/\/+$/, '') + path;
-  return !direct && method === 'GET' && MIRROR_BLOB.test(path) ? { kind: 'p2p', url } : { kind: 'direct', url };
+  const kind = !direct && method === 'GET' && MIRROR_BLOB.test(path) ? 'p2p' : 'direct';
+  return { kind, url, redirected: true };
 }

@@ -1,15 +1,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { readFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
 import type { DfdaemonConfig } from '../../shared/config/dfdaemon.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
 import type { PieceStore } from '../store/piece-store.js';
-import { handleUpload, type UploaderOptions } from '../uploader/uploader.js';
-import { createPassThrough } from './passthrough.js';
+import { handleUpload, type Uploader } from '../uploader/uploader.js';
+import { createHijacker } from './hijack.js';
+import type { HijackCerts } from './hijack-certs.js';
+import { createPassThrough, type PassOptions } from './passthrough.js';
 import { serveP2P } from './p2p-handler.js';
 import { routeAbsolute, routeMirror, type Route } from './router.js';
 import { tunnel } from './tunnel.js';
+import { parseAuthority, UpstreamRules, type UpstreamTls } from './upstream-tls.js';
 
 export interface ProxyDeps {
   cfg: DfdaemonConfig;
@@ -17,38 +20,51 @@ export interface ProxyDeps {
   store: PieceStore;
   metrics: DfdaemonMetrics;
   log: Logger;
-  uploader: UploaderOptions;
+  uploader: Uploader;
   /** Serve /peer/file/ on this server too (peerPort 0). */
   servesPeers: boolean;
+  /** Set when hijack_https has a cert and key. */
+  certs?: HijackCerts;
 }
 
-function readCerts(paths: readonly string[]): string[] {
-  return paths.map((p) => readFileSync(p, 'utf8'));
+export interface ProxyServer {
+  server: Server;
+  /** Destroy CONNECT tunnels and hijacked connections, which server.close() does not track. */
+  destroyTunnels(): void;
 }
 
-/** Upstream TLS settings for a host: the hijack_https host entry that matches it, if any. */
-function tlsFor(cfg: DfdaemonConfig, url: string): { insecure: boolean; ca: string[] } {
-  const u = new URL(url);
-  const hostPort = `${u.hostname}:${u.port || (u.protocol === 'https:' ? 443 : 80)}`;
-  const h = cfg.hijackHttps?.hosts.find((x) => x.regx.test(hostPort) || x.regx.test(u.host));
-  return h ? { insecure: h.insecure, ca: readCerts(h.certs) } : { insecure: false, ca: [] };
-}
+const text = (res: ServerResponse, status: number, msg: string) => void res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
 
 /** Docker's HTTP(S)_PROXY endpoint, the registry mirror, and (by default) the peer uploader. */
-export function createProxyServer(d: ProxyDeps): Server {
+export function createProxyServer(d: ProxyDeps): ProxyServer {
   const passThrough = createPassThrough(d.log);
   const p2pDeps = { downloader: d.downloader, store: d.store, passThrough, metrics: d.metrics, log: d.log };
+  const upstream = new UpstreamRules(d.cfg);
   const mirror = d.cfg.registryMirror;
-  const mirrorTls = { insecure: mirror.insecure, ca: readCerts(mirror.certs), changeOrigin: true };
+  const tunnels = new Set<Duplex>();
 
-  const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, tls: { insecure?: boolean; ca?: string[]; changeOrigin?: boolean }, label: string) => {
+  const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, tls: UpstreamTls, label: string) => {
+    const opts: PassOptions = { ...tls, changeOrigin: route.redirected };
     if (route.kind === 'p2p') {
       d.metrics.requests.inc({ route: 'p2p' });
-      return serveP2P(req, res, route.url, tls, p2pDeps);
+      return serveP2P(req, res, route.url, opts, p2pDeps);
     }
     d.metrics.requests.inc({ route: label });
-    return passThrough(req, res, route.url, tls);
+    return passThrough(req, res, route.url, opts);
   };
+
+  const hijack = d.certs
+    ? createHijacker(
+        d.certs,
+        (req, res, target) => {
+          const authority = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+          const route = routeAbsolute(`https://${authority}${req.url ?? '/'}`, req.method ?? 'GET', d.cfg.proxies);
+          const tls = route.redirected ? upstream.forUrl(route.url) : target.rule;
+          guard(dispatch(req, res, route, tls, 'direct'), res);
+        },
+        d.log,
+      )
+    : undefined;
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
@@ -58,34 +74,52 @@ export function createProxyServer(d: ProxyDeps): Server {
         d.metrics.requests.inc({ route: 'upload' });
         return handleUpload(req, res, d.uploader);
       }
-      if (url === '/_ping' || url === '/server/ping') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('OK');
+      if (url === '/_ping' || url === '/server/ping') return text(res, 200, 'OK');
       if (url === '/metrics') {
         const body = await d.metrics.registry.metrics();
         return void res.writeHead(200, { 'content-type': d.metrics.registry.contentType }).end(body);
       }
-      return dispatch(req, res, routeMirror(url, method, mirror.remote, mirror.direct), mirrorTls, 'mirror');
+      return dispatch(req, res, routeMirror(url, method, mirror.remote, mirror.direct), upstream.mirror, 'mirror');
     }
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      return void res.writeHead(400, { 'content-type': 'text/plain' }).end('malformed request URL\n');
+      return text(res, 400, 'malformed request URL');
     }
-    if (parsed.protocol !== 'http:') return void res.writeHead(400, { 'content-type': 'text/plain' }).end('only http:// URLs are proxied; use CONNECT for https\n');
+    if (parsed.protocol !== 'http:') return text(res, 400, 'only http:// URLs are proxied; use CONNECT for https');
     const route = routeAbsolute(url, method, d.cfg.proxies);
-    return dispatch(req, res, route, tlsFor(d.cfg, route.url), 'direct');
+    return dispatch(req, res, route, upstream.forUrl(route.url), 'direct');
   };
 
-  const server = createServer((req, res) => {
-    onRequest(req, res).catch((err: Error) => {
+  const guard = (p: Promise<void> | void, res: ServerResponse) => {
+    Promise.resolve(p).catch((err: Error) => {
       d.log.error({ err }, 'proxy request failed');
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
+      if (!res.headersSent) text(res, 500, 'internal error');
       else res.destroy();
     });
-  });
-  server.on('connect', (req, socket, head) => {
+  };
+
+  const server = createServer((req, res) => guard(onRequest(req, res), res));
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    tunnels.add(socket);
+    socket.once('close', () => tunnels.delete(socket));
+    const target = parseAuthority(req.url ?? '');
+    const rule = target && hijack ? upstream.match(target.host, target.port) : undefined;
+    if (target && rule && hijack) {
+      d.metrics.requests.inc({ route: 'hijacked' });
+      d.log.debug({ target: req.url }, 'hijacking CONNECT');
+      void hijack(socket, head, { ...target, rule });
+      return;
+    }
     d.metrics.requests.inc({ route: 'tunnel' });
     tunnel(req, socket, head, d.log);
   });
-  return server;
+  return {
+    server,
+    destroyTunnels: () => {
+      for (const s of tunnels) s.destroy();
+      tunnels.clear();
+    },
+  };
 }

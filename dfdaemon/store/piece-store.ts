@@ -10,7 +10,21 @@ import { TaskFile } from './task-file.js';
 export class PieceStore {
   private readonly files = new Map<string, TaskFile>();
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.files.size;
+  }
+
+  /** Disk the task files take or will take once complete (they are written sparsely). */
+  get bytes(): number {
+    let sum = 0;
+    for (const tf of this.files.values()) sum += tf.layout.fileLength;
+    return sum;
+  }
 
   get(taskId: string): TaskFile | undefined {
     return this.files.get(taskId);
@@ -29,7 +43,7 @@ export class PieceStore {
     await mkdir(this.dir, { recursive: true });
     const path = join(this.dir, `${taskId}.service`);
     const fh = await open(path, 'w+');
-    const tf = new TaskFile(taskId, layout, path, fh);
+    const tf = new TaskFile(taskId, layout, path, fh, this.now);
     this.files.set(taskId, tf);
     return tf;
   }

@@ -14,17 +14,27 @@ export class TaskFile extends EventEmitter {
   failure: Error | undefined;
   /** Readers and uploads in progress; the store never evicts a busy file. */
   busy = 0;
-  lastAccess = Date.now();
+  lastAccess: number;
+  /** The whole blob matched its digest once; later local reads need not hash it again. */
+  verified = false;
+  /** The supernode this task is registered with, told when the file goes away. */
+  node: string | undefined;
 
   constructor(
     readonly taskId: string,
     readonly layout: Layout,
     readonly path: string,
     readonly fh: FileHandle,
+    private readonly now: () => number = Date.now,
   ) {
     super();
     this.setMaxListeners(0);
     this.done = new Uint8Array(layout.count);
+    this.lastAccess = now();
+  }
+
+  touch(): void {
+    this.lastAccess = this.now();
   }
 
   has(n: number): boolean {

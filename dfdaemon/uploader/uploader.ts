@@ -10,8 +10,20 @@ import type { PieceStore } from '../store/piece-store.js';
 export interface UploaderOptions {
   store: PieceStore;
   log: Logger;
+  /** Host-wide upload bandwidth, shared by every upload. */
   bucket?: TokenBucket;
+  /** Uploads served at once; more get 503. The supernode's peerUpLimit normally keeps below it. */
+  maxConcurrent?: number;
   onBytes?: (n: number) => void;
+}
+
+/** Uploader state: the options plus the uploads in flight. */
+export interface Uploader extends UploaderOptions {
+  active: number;
+}
+
+export function createUploader(o: UploaderOptions): Uploader {
+  return { ...o, active: 0 };
 }
 
 function reply(res: ServerResponse, status: number, msg: string): void {
@@ -23,7 +35,7 @@ function reply(res: ServerResponse, status: number, msg: string): void {
  * rebuild the 4-byte header and 0x7f tail around the raw bytes, so the md5 matches the CDN's.
  * Only verified pieces of tasks in the store are served.
  */
-export async function handleUpload(req: IncomingMessage, res: ServerResponse, o: UploaderOptions): Promise<void> {
+export async function handleUpload(req: IncomingMessage, res: ServerResponse, o: Uploader): Promise<void> {
   const m = /^\/peer\/file\/([A-Za-z0-9._-]{1,200})$/.exec((req.url ?? '').split('?')[0]);
   if (!m) return reply(res, 404, 'not found');
   const found = o.store.get(m[1]);
@@ -43,7 +55,12 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   const last = Math.floor((start + Math.max(contentLen, 1) - 1) / tf.layout.contentSize);
   for (let n = first; n <= last; n++) if (!tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
 
+  if (o.active >= (o.maxConcurrent ?? Infinity)) {
+    res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('too many uploads\n');
+    return;
+  }
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
+  o.active++;
   tf.busy++;
   const ac = new AbortController();
   res.once('close', () => ac.abort());
@@ -63,7 +80,8 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   } catch (err) {
     o.log.debug({ taskId: tf.taskId, err: (err as Error).message }, 'upload aborted');
   } finally {
+    o.active--;
     tf.busy--;
-    tf.lastAccess = Date.now();
+    tf.touch();
   }
 }

@@ -91,6 +91,10 @@ export interface DfdaemonConfig {
   readonly nodes: readonly SupernodeAddress[];
   /** Bytes/s, per download and for the host's uploads. */
   readonly ratelimit: number;
+  /** Bytes the local piece cache may take; idle files go least recently used first. Ours. */
+  readonly cacheLimit: number;
+  /** Piece uploads served at once; more are answered 503. Ours. */
+  readonly maxConcurrentUploads: number;
   readonly workHome: string;
   readonly localrepo: string;
   /** Path of an external dfget (Dragonfly only; accepted, unused here). */
@@ -106,6 +110,10 @@ export interface DfdaemonConfig {
 
 export const DEFAULT_DFDAEMON_CONFIG_PATH = '/etc/dragonfly/dfdaemon.yml';
 export const DEFAULT_REGISTRY = 'https://index.docker.io';
+/** The cache only has to outlive a swarm's pull; Docker keeps its own copy of the image. */
+export const DEFAULT_CACHE_LIMIT = 10 * 1024 ** 3;
+/** Three times Dragonfly's peerUpLimit (5): room for a second supernode or a stock one. */
+export const DEFAULT_MAX_UPLOADS = 16;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -123,6 +131,8 @@ interface Draft {
   dfgetFlags: string[];
   supernodes: string[];
   ratelimit: number;
+  cacheLimit: number;
+  maxConcurrentUploads: number;
   workHome: string;
   localrepo: string;
   dfpath: string;
@@ -147,6 +157,8 @@ function defaults(env: NodeJS.ProcessEnv): Draft {
     dfgetFlags: [],
     supernodes: [],
     ratelimit: 20 * 1024 * 1024,
+    cacheLimit: DEFAULT_CACHE_LIMIT,
+    maxConcurrentUploads: DEFAULT_MAX_UPLOADS,
     workHome: join(env.HOME ?? homedir(), '.small-dragonfly'),
     localrepo: '',
     dfpath: '',
@@ -289,6 +301,8 @@ export function dfdaemonSchema(baseDir: string): SectionSchema<Draft> {
     dfget_flags: rule('dfgetFlags', parseStringList),
     supernodes: rule('supernodes', (v, k) => validateNodes(parseStringList(v, k), k)),
     ratelimit: rule('ratelimit', parseSize),
+    cacheLimit: rule('cacheLimit', parseSize),
+    maxConcurrentUploads: rule('maxConcurrentUploads', (v, k) => parseInteger(v, k, { min: 1 })),
     workHome: rule('workHome', absolutePath),
     localrepo: rule('localrepo', absolutePath),
     dfpath: rule('dfpath', (v, k) => parseString(v, k).trim()),
@@ -383,6 +397,7 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
   if (!isAbsolute(d.workHome)) throw new ConfigError('workHome', `expected an absolute path, got ${describe(d.workHome)}`, d.workHome);
   const localrepo = d.localrepo === '' ? join(d.workHome, 'dfdaemon', 'data') : d.localrepo;
   if (d.ratelimit <= 0) throw new ConfigError('ratelimit', `expected a positive rate, got ${d.ratelimit}`, d.ratelimit);
+  if (d.cacheLimit <= 0) throw new ConfigError('cacheLimit', `expected a positive size, got ${d.cacheLimit}`, d.cacheLimit);
 
   const dfget = parseDfgetFlags(d.dfgetFlags, { keyPrefix: 'dfget_flags' });
   const fromSupernodes = d.supernodes.flatMap((n, i) => parseNodeList(n, `supernodes[${i}]`));
@@ -401,6 +416,8 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
     supernodes: d.supernodes,
     nodes: fromSupernodes.length > 0 ? fromSupernodes : dfget.nodes,
     ratelimit: d.ratelimit,
+    cacheLimit: d.cacheLimit,
+    maxConcurrentUploads: d.maxConcurrentUploads,
     workHome: d.workHome,
     localrepo,
     dfpath: d.dfpath,

@@ -1,0 +1,210 @@
+// HTTPS hijacking in process: per-host leaves signed by a CA made with `dfdaemon gen-ca`, an
+// HTTPS origin whose certificate only a configured `certs` file vouches for, and a client that
+// goes through CONNECT, as Docker does with HTTPS_PROXY.
+import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { ProxyAgent, request } from 'undici';
+import { genCa } from '../dfdaemon/cli/gen-ca.js';
+import type { Dfdaemon } from '../dfdaemon/daemon.js';
+import { HijackCerts } from '../dfdaemon/proxy/hijack-certs.js';
+import { createLogger } from '../shared/log/index.js';
+import { buildCertificate } from '../shared/tls/x509-build.js';
+import type { Supernode } from '../supernode/server.js';
+import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
+import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
+import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+
+const quiet = createLogger('test', { level: 'silent' });
+
+/** CONNECT through the proxy, then TLS with `ca` trusted; returns what the server presented. */
+function peerCertVia(proxyPort: number, proxyHost: string, target: string, ca: string): Promise<PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: target });
+    req.once('error', reject);
+    req.once('connect', (res, socket) => {
+      if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
+      const t = tlsConnect({ socket, ca, host: target.replace(/:\d+$/, '') });
+      t.once('secureConnect', () => {
+        const cert = t.getPeerCertificate();
+        t.destroy();
+        resolve(cert);
+      });
+      t.once('error', reject);
+    });
+    req.end();
+  });
+}
+
+describe('hijack certificates', () => {
+  let dir: string;
+  let caPem: string;
+  let caKey: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dfts-hjc-'));
+    const { certFile, keyFile } = await genCa({ out: dir, cn: 'hijack test CA', days: 30 });
+    caPem = await readFile(certFile, 'utf8');
+    caKey = await readFile(keyFile, 'utf8');
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('gen-ca writes an RSA CA that verifies itself', () => {
+    const x = new X509Certificate(caPem);
+    assert.equal(x.ca, true);
+    assert.equal(x.publicKey.asymmetricKeyType, 'rsa');
+    assert.ok(x.verify(x.publicKey));
+    assert.match(x.subject, /CN=hijack test CA/);
+  });
+
+  it('issues one leaf per host, with the right SAN, signed by the CA; concurrent calls share it', async () => {
+    const certs = new HijackCerts(caPem, caKey, quiet);
+    const [a, b] = await Promise.all([certs.contextFor('harbor.test'), certs.contextFor('harbor.test')]);
+    assert.equal(a, b, 'one pending leaf for concurrent handshakes');
+    assert.equal(certs.cached, 1);
+    const ipCtx = await certs.contextFor('127.0.0.9');
+    assert.notEqual(ipCtx, a);
+    assert.equal(certs.cached, 2);
+  });
+
+  it('keeps at most 100 leaves and reissues a leaf close to its expiry', async () => {
+    let now = Date.now();
+    const certs = new HijackCerts(caPem, caKey, quiet, () => now);
+    const first = await certs.contextFor('h0.test');
+    for (let i = 1; i <= 120; i++) await certs.contextFor(`h${i}.test`);
+    assert.equal(certs.cached, 100);
+    const again = await certs.contextFor('h120.test');
+    assert.equal(await certs.contextFor('h120.test'), again, 'a cached leaf is reused');
+    assert.notEqual(await certs.contextFor('h0.test'), first, 'the oldest leaf was evicted');
+    now += 23.5 * 3_600_000;
+    assert.notEqual(await certs.contextFor('h120.test'), again, 'a leaf with under an hour left is reissued');
+  });
+
+  it('signs leaves with an EC CA as well', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const pem = buildCertificate({
+      commonName: 'ec CA', publicKey, signingKey: privateKey, ca: true,
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+    });
+    const certs = new HijackCerts(pem, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, quiet);
+    assert.ok(certs.signsLeaves);
+    await certs.contextFor('ec.test');
+  });
+
+  it('presents a non-CA certificate as is (the user guide\'s openssl recipe)', () => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = buildCertificate({
+      commonName: 'df', publicKey, signingKey: privateKey, ca: false, hosts: ['df'],
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+    });
+    const certs = new HijackCerts(pem, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, quiet);
+    assert.equal(certs.signsLeaves, false);
+  });
+
+  it('refuses a key that does not belong to the certificate', () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    assert.throws(() => new HijackCerts(caPem, other, quiet), /does not belong/);
+  });
+});
+
+describe('HTTPS hijack through dfdaemon (in-process)', () => {
+  let dir: string;
+  let originCa: TestCa;
+  let origin: Origin;
+  let https: HttpsServer;
+  let httpsPort: number;
+  let other: HttpsServer;
+  let otherPort: number;
+  let sn: Supernode;
+  let df: Dfdaemon;
+  let dfCa: string;
+  const originIp = '127.0.0.41';
+  const otherIp = '127.0.0.42';
+  const dfIp = '127.0.0.43';
+
+  async function serveTls(ip: string, handler: Parameters<typeof createHttpsServer>[1]): Promise<[HttpsServer, number]> {
+    const leaf = await issueCert(originCa, { ips: [ip], name: `origin-${ip}` });
+    const s = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, handler);
+    await new Promise<void>((r) => s.listen(0, ip, () => r()));
+    return [s, (s.address() as AddressInfo).port];
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dfts-hj-'));
+    originCa = await createCa({ commonName: 'origin CA' });
+    origin = await startOrigin('127.0.0.40');
+    const handler = origin.server.listeners('request')[0] as Parameters<typeof createHttpsServer>[1];
+    [https, httpsPort] = await serveTls(originIp, handler);
+    [other, otherPort] = await serveTls(otherIp, (_req, res) => void res.end('other'));
+    sn = await supernodeAt(dir, '127.0.0.44');
+    const ca = await genCa({ out: join(dir, 'keys'), cn: 'df CA', days: 2 });
+    dfCa = await readFile(ca.certFile, 'utf8');
+    // The origin CA is known to dfdaemon only through `certs`; the supernode learns it from
+    // the registration's rootCAs.
+    const yaml = [
+      'ratelimit: 1G',
+      'hijack_https:',
+      `  cert: ${ca.certFile}`,
+      `  key: ${ca.keyFile}`,
+      '  hosts:',
+      `    - regx: ${originIp.replace(/\./g, '\\.')}:${httpsPort}`,
+      `      certs: [${originCa.certFile}]`,
+      '',
+    ].join('\n');
+    df = await dfdaemonAt(dir, dfIp, [`127.0.0.44:${sn.apiPort}`], yaml);
+  });
+
+  after(async () => {
+    await df?.close();
+    await sn?.close();
+    https?.closeAllConnections();
+    other?.closeAllConnections();
+    await new Promise((r) => https?.close(r));
+    await new Promise((r) => other?.close(r));
+    await origin?.close();
+    await originCa?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('terminates TLS with a CA-signed leaf for an IP host and streams the blob through P2P', async () => {
+    const cert = await peerCertVia(df.port, dfIp, `${originIp}:${httpsPort}`, dfCa);
+    assert.equal(cert.subjectaltname, `IP Address:${originIp}`);
+    assert.equal(cert.issuer.CN, 'df CA');
+
+    const blob = randomBlob(9 * 1024 * 1024 + 7);
+    const d = origin.add(blob);
+    const agent = new ProxyAgent({ uri: `http://${dfIp}:${df.port}`, requestTls: { ca: dfCa } });
+    try {
+      const url = `https://${originIp}:${httpsPort}/v2/library/test/blobs/sha256:${d}`;
+      const res = await request(url, { dispatcher: agent });
+      assert.equal(res.statusCode, 200);
+      const got = createHash('sha256').update(Buffer.from(await res.body.arrayBuffer())).digest('hex');
+      assert.equal(got, d);
+      const miss = await request(`https://${originIp}:${httpsPort}/v2/`, { dispatcher: agent });
+      assert.equal(miss.statusCode, 404, 'a non-blob request passes through to the origin');
+      await miss.body.dump();
+    } finally {
+      await agent.close();
+    }
+    const text = await df.metrics.registry.metrics();
+    assert.ok(metric(text, 'dfdaemon_requests_total', { route: 'hijacked' }) >= 1);
+    assert.equal(metric(text, 'dfdaemon_blobs_total', { via: 'p2p' }), 1);
+    assert.ok(metric(text, 'dfdaemon_piece_bytes_total', { source: 'supernode' }) >= blob.length);
+    assert.equal(metric(text, 'dfdaemon_source_bytes_total'), 0);
+    assert.equal(origin.requests.get(d), 1, 'the supernode fetched it once, trusting the CA from rootCAs');
+  });
+
+  it('tunnels a CONNECT that matches no rule blindly: the client sees the real certificate', async () => {
+    const cert = await peerCertVia(df.port, dfIp, `${otherIp}:${otherPort}`, originCa.certPem);
+    assert.equal(cert.issuer.CN, 'origin CA');
+    const text = await df.metrics.registry.metrics();
+    assert.ok(metric(text, 'dfdaemon_requests_total', { route: 'tunnel' }) >= 1);
+  });
+});
