@@ -24,6 +24,7 @@ export interface ErrorSpec {
 export const ERROR_CATALOGUE = Object.freeze({
   CONFIG_INVALID: { status: 500, description: 'A configuration file or flag is invalid; the message names the key.' },
   BAD_REQUEST: { status: 400, description: 'The request is malformed or a parameter is invalid.' },
+  UNAUTHORIZED: { status: 401, description: 'The request carries no valid credentials for this endpoint; the message says which are expected.' },
   NOT_FOUND: { status: 404, description: 'The requested resource does not exist.' },
   TASK_NOT_FOUND: { status: 404, description: 'No task with this ID is known to the supernode.' },
   PEER_NOT_FOUND: { status: 404, description: 'No peer (cid or peer ID) with this ID is known.' },

@@ -2,6 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import type { PreheatConfig } from '../../shared/config/preheat.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
+import { JobStore } from './jobs.js';
+import { Limiter } from './limiter.js';
+import { providerAuth } from './provider-auth.js';
+import { v1Routes } from './routes-v1.js';
+import { v2Routes } from './routes-v2.js';
+import { webhookRoutes } from './webhooks.js';
 
 export interface PreheatDeps {
   cfg: PreheatConfig;
@@ -10,8 +16,32 @@ export interface PreheatDeps {
   now: () => number;
 }
 
+/** Body types Harbor's CloudEvents and a registry's notifications arrive with; both are JSON. */
+const JSON_TYPES = ['application/cloudevents+json', 'application/vnd.docker.distribution.events.v1+json'];
+
 /** Harbor's provider APIs (/preheats, /oapi/v1/jobs) and the push webhooks. */
 export function preheatRoutes(app: FastifyInstance, deps: PreheatDeps): void {
-  void app;
-  void deps;
+  const { cfg } = deps;
+  if (!cfg.enabled) return;
+  const store = new JobStore({
+    cdn: deps.cdn,
+    limiter: new Limiter(cfg.concurrency),
+    tls: { insecure: cfg.insecure, rootCAs: cfg.rootCAs },
+    log: deps.log,
+    now: deps.now,
+  });
+  // Encapsulated, so the extra body parsers and the auth hook touch only these routes.
+  void app.register(async (scope) => {
+    scope.addContentTypeParser(JSON_TYPES, { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'));
+    scope.addHook('onClose', async () => store.close());
+    // Public, like /_ping: Harbor's health check only needs a 2xx.
+    scope.get('/healthy', async (_req, reply) => reply.type('text/plain').send('OK'));
+    await scope.register(async (provider) => {
+      const check = providerAuth(cfg.auth);
+      if (check !== undefined) provider.addHook('onRequest', check);
+      v1Routes(provider, store, cfg);
+      v2Routes(provider, store, cfg);
+    });
+    webhookRoutes(scope, store, cfg);
+  });
 }

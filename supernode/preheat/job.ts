@@ -1,0 +1,175 @@
+import { setMaxListeners } from 'node:events';
+import type { RegistryCredentials } from '../../shared/config/preheat.js';
+import type { Logger } from '../../shared/log/index.js';
+import { blobDigestOf, filterUrl, taskId } from '../../shared/protocol/taskid.js';
+import { formatDuration } from '../../shared/units.js';
+import type { Cdn } from '../cdn/cdn.js';
+import type { CdnTask } from '../cdn/cdn-task.js';
+import type { Limiter } from './limiter.js';
+import { parseManifestUrl, PreheatFailure } from './manifest.js';
+import { RegistryClient, type RegistryTls } from './registry-client.js';
+import { resolveImage, type BlobToCache } from './resolve.js';
+
+export type JobState = 'WAITING' | 'RUNNING' | 'SUCCESS' | 'FAILED';
+
+export interface JobRequest {
+  type: 'image' | 'file';
+  /** Manifest URL (image) or file URL. */
+  url: string;
+  /** Sent to the registry: Harbor's Authorization and the like. */
+  headers: Record<string, string>;
+  /** Query keys left out of a file's task ID (dfget `-f`). */
+  filter: readonly string[];
+  identifier: string;
+  /** `os/arch[/variant]` to expand an index to; empty = all. */
+  platforms: readonly string[];
+  timeoutMs: number;
+  trigger: 'v1' | 'v2' | 'webhook';
+  /** The manifest digest the caller says the URL resolves to (Harbor's v1 `digest`), or ''. */
+  digest: string;
+  credentials: RegistryCredentials | null;
+  /** The v2 request's `args`, echoed in its job view. */
+  args?: unknown;
+}
+
+export interface BlobProgress extends BlobToCache {
+  taskId: string;
+  state: JobState;
+  error: string;
+  bytes: number;
+}
+
+/** One preheat: a manifest (or a file) expanded to blobs, each cached as the CDN task a later pull will hit. */
+export class PreheatJob {
+  state: JobState = 'WAITING';
+  error = '';
+  blobs: BlobProgress[] = [];
+  startedAt = 0;
+  finishedAt = 0;
+  updatedAt: number;
+  readonly controller = new AbortController();
+
+  constructor(readonly id: number, readonly req: JobRequest, readonly createdAt: number) {
+    this.updatedAt = createdAt;
+    // One abort listener per blob waiting on the CDN: more than Node's warning threshold of 10.
+    setMaxListeners(0, this.controller.signal);
+  }
+
+  /** Jobs with one key do the same work; a second request joins the first while it runs. */
+  get key(): string {
+    const r = this.req;
+    return JSON.stringify([r.type, r.url, r.filter, r.identifier, r.platforms]);
+  }
+
+  get finished(): boolean {
+    return this.state === 'SUCCESS' || this.state === 'FAILED';
+  }
+
+  get cached(): number {
+    return this.blobs.filter((b) => b.state === 'SUCCESS').length;
+  }
+}
+
+class Timeout extends Error {}
+
+export interface RunDeps {
+  cdn: Cdn;
+  limiter: Limiter;
+  tls: RegistryTls;
+  log: Logger;
+  now: () => number;
+}
+
+/** Runs a job to SUCCESS or FAILED; never rejects and never outlives req.timeoutMs. */
+export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
+  const signal = job.controller.signal;
+  const timer = setTimeout(() => job.controller.abort(new Timeout()), job.req.timeoutMs);
+  const log = d.log.child({ preheat: job.id });
+  try {
+    job.state = 'RUNNING';
+    job.startedAt = job.updatedAt = d.now();
+    const { blobs, headers } = await listBlobs(job, d, signal);
+    job.blobs = blobs.map((b) => ({ ...b, taskId: blobTaskId(job, b.url), state: 'WAITING', error: '', bytes: 0 }));
+    job.updatedAt = d.now();
+    log.info({ url: job.req.url, blobs: blobs.length }, 'preheat resolved');
+    await Promise.all(job.blobs.map((b) => d.limiter.run(() => cacheBlob(b, headers, d, signal), signal).then(
+      () => undefined,
+      (err: unknown) => {
+        if (signal.aborted) return;
+        b.state = 'FAILED';
+        b.error = (err as Error).message;
+      },
+    ).finally(() => (job.updatedAt = d.now()))));
+    signal.throwIfAborted();
+    const failed = job.blobs.filter((b) => b.state === 'FAILED');
+    if (failed.length > 0) {
+      const shown = failed.slice(0, 3).map((b) => `${b.digest}: ${b.error}`).join('; ');
+      throw new PreheatFailure(`${failed.length} of ${job.blobs.length} blobs failed: ${shown}${failed.length > 3 ? '; …' : ''}`);
+    }
+    job.state = 'SUCCESS';
+  } catch (err) {
+    const reason: unknown = signal.aborted ? signal.reason : err;
+    job.state = 'FAILED';
+    job.error = reason instanceof Timeout
+      ? `preheat timed out after ${formatDuration(job.req.timeoutMs)} with ${job.cached} of ${job.blobs.length || '?'} blobs cached`
+      : reason instanceof Error ? reason.message : String(reason);
+    if (!(reason instanceof PreheatFailure || reason instanceof Timeout)) log.warn({ err: reason }, 'preheat failed unexpectedly');
+  } finally {
+    clearTimeout(timer);
+    job.finishedAt = job.updatedAt = d.now();
+    log.info({ state: job.state, error: job.error || undefined, blobs: job.blobs.length, cached: job.cached }, 'preheat finished');
+  }
+}
+
+async function listBlobs(job: PreheatJob, d: RunDeps, signal: AbortSignal): Promise<{ blobs: BlobToCache[]; headers: Record<string, string> }> {
+  if (job.req.type === 'file') return { blobs: [{ url: job.req.url, digest: blobDigestOf(job.req.url) ?? '' }], headers: job.req.headers };
+  const target = parseManifestUrl(job.req.url);
+  const client = new RegistryClient(job.req.headers, { tls: d.tls, credentials: job.req.credentials, signal });
+  const image = await resolveImage(client, target, job.req.platforms);
+  if (image.blobs.length === 0) throw new PreheatFailure(`manifest ${job.req.url} lists no blobs the registry serves`);
+  return { blobs: image.blobs, headers: client.headers };
+}
+
+/** The task ID a dfdaemon (blob URL, `-f` filter) or dfget (file URL, filter, identifier) computes. */
+function blobTaskId(job: PreheatJob, url: string): string {
+  if (job.req.type === 'image') return taskId(url);
+  return taskId(filterUrl(url, job.req.filter), { identifier: job.req.identifier });
+}
+
+async function cacheBlob(b: BlobProgress, headers: Record<string, string>, d: RunDeps, signal: AbortSignal): Promise<void> {
+  b.state = 'RUNNING';
+  let task: CdnTask;
+  try {
+    task = d.cdn.ensure({
+      taskId: b.taskId,
+      url: b.url,
+      headers,
+      insecure: d.tls.insecure,
+      rootCAs: [...d.tls.rootCAs],
+      expectSha256: blobDigestOf(b.url),
+    });
+  } catch (f) {
+    // The CDN remembers a recent source failure for this URL and answers it at once.
+    throw new PreheatFailure((f as { message?: string }).message ?? String(f));
+  }
+  await ended(task, signal);
+  if (task.status !== 'SUCCESS') throw new PreheatFailure(task.failure?.message ?? `the CDN task ended ${task.status}`);
+  b.state = 'SUCCESS';
+  b.bytes = task.fileLength;
+}
+
+function ended(task: CdnTask, signal: AbortSignal): Promise<void> {
+  if (task.status === 'SUCCESS' || task.status === 'FAILED' || task.status === 'SOURCE_ERROR') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      signal.removeEventListener('abort', abort);
+      resolve();
+    };
+    const abort = (): void => {
+      task.off('end', done);
+      reject(signal.reason);
+    };
+    task.once('end', done);
+    signal.addEventListener('abort', abort, { once: true });
+  });
+}

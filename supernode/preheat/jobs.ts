@@ -1,0 +1,83 @@
+import type { Cdn } from '../cdn/cdn.js';
+import { runJob, PreheatJob, type JobRequest, type RunDeps } from './job.js';
+import { parseManifestUrl, PreheatFailure } from './manifest.js';
+
+/** Finished jobs kept for status queries; older ones are forgotten first. */
+const MAX_FINISHED = 1000;
+
+/**
+ * Every preheat job, whichever API or webhook created it, under one numeric ID sequence: v1
+ * shows the ID as a string, v2 as a number. In memory: a restart forgets jobs, not the cache.
+ */
+export class JobStore {
+  private seq = 0;
+  private readonly jobs = new Map<number, PreheatJob>();
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly d: RunDeps & { cdn: Cdn }) {}
+
+  /** Starts a job, or returns the unfinished one that already does the same work. */
+  submit(req: JobRequest): { job: PreheatJob; joined: boolean } {
+    const candidate = new PreheatJob(this.seq + 1, req, this.d.now());
+    for (const j of this.jobs.values()) {
+      if (!j.finished && j.key === candidate.key) return { job: j, joined: true };
+    }
+    this.seq++;
+    this.jobs.set(candidate.id, candidate);
+    this.prune();
+    const p = runJob(candidate, this.d).finally(() => this.running.delete(p));
+    this.running.add(p);
+    return { job: candidate, joined: false };
+  }
+
+  /**
+   * A successful job for the same content whose blobs are all still in the CDN. Only for a URL
+   * by digest or a request naming the digest: a tag may point at new content since.
+   */
+  cached(req: JobRequest): PreheatJob | undefined {
+    const immutable = req.digest !== '' || (req.type === 'image' && isDigestUrl(req.url));
+    if (!immutable) return undefined;
+    const probe = new PreheatJob(0, req, 0);
+    let found: PreheatJob | undefined;
+    for (const j of this.jobs.values()) {
+      if (j.state !== 'SUCCESS' || j.key !== probe.key || j.req.digest !== req.digest) continue;
+      if (j.blobs.every((b) => this.d.cdn.get(b.taskId)?.status === 'SUCCESS')) found = j;
+    }
+    return found;
+  }
+
+  get(id: number): PreheatJob | undefined {
+    return this.jobs.get(id);
+  }
+
+  list(): PreheatJob[] {
+    return [...this.jobs.values()];
+  }
+
+  /** Forgets a job, stopping it first if it still runs (its CDN downloads go on: peers may share them). */
+  delete(id: number): boolean {
+    const j = this.jobs.get(id);
+    if (j === undefined) return false;
+    if (!j.finished) j.controller.abort(new PreheatFailure('the preheat was deleted'));
+    this.jobs.delete(id);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    for (const j of this.jobs.values()) if (!j.finished) j.controller.abort(new PreheatFailure('the supernode is shutting down'));
+    await Promise.all(this.running);
+  }
+
+  private prune(): void {
+    const finished = [...this.jobs.values()].filter((j) => j.finished);
+    for (const j of finished.slice(0, Math.max(0, finished.length - MAX_FINISHED))) this.jobs.delete(j.id);
+  }
+}
+
+function isDigestUrl(url: string): boolean {
+  try {
+    return parseManifestUrl(url).reference.includes(':');
+  } catch {
+    return false;
+  }
+}
