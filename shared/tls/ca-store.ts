@@ -6,11 +6,13 @@ let cached: string[] | undefined;
 
 /**
  * The system's CA store, as Docker trusts it (Debian's /etc/ssl/certs bundle), falling back to
- * Node's built-in roots. Read once: operators add CAs and restart, as with Docker.
+ * Node's built-in roots. SSL_CERT_FILE replaces the bundle, as it does for Docker (Go) and
+ * OpenSSL. Read once: operators add CAs and restart, as with Docker.
  */
 export function systemCAs(): string[] {
   if (cached) return cached;
-  for (const f of SYSTEM_BUNDLES) {
+  const env = process.env.SSL_CERT_FILE;
+  for (const f of env ? [env] : SYSTEM_BUNDLES) {
     try {
       cached = [readFileSync(f, 'utf8')];
       return cached;
