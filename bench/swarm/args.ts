@@ -1,0 +1,71 @@
+import type { Mode } from './run.js';
+
+export interface Args {
+  ns: number[];
+  images: ('small' | 'large')[];
+  modes: Mode[];
+  rate: string;
+  rateBps: number;
+  trace: boolean;
+  profile: boolean;
+  out: string;
+  timeoutFactor: number;
+  cleanLeftovers: boolean;
+  /** A git revision to build the daemons from; undefined = the current dist/. */
+  code?: string;
+  /** Keep each run's logs and traces under this directory. */
+  keep?: string;
+  /** Max seconds to wait before each run for other sessions' CPU use to drop. */
+  quietWaitS: number;
+  /** Extra attempts for runs disturbed by other sessions' CPU use. */
+  retries: number;
+}
+
+const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large|both] [--modes direct,proxy,p2p]
+  [--rate 100mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]`;
+
+/** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
+function parseRate(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(k|m|g)?bit$/i.exec(s);
+  if (!m) throw new Error(`--rate: expected e.g. 100mbit, got ${s}`);
+  return Number(m[1]) * { '': 1, k: 1e3, m: 1e6, g: 1e9 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g'];
+}
+
+export function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8,
+    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
+      return x;
+    };
+    if (k === '--n') {
+      a.ns = v().split(',').map(Number);
+      if (a.ns.some((n) => !Number.isInteger(n) || n < 1 || n > 200)) throw new Error('--n: integers 1..200');
+    } else if (k === '--image') {
+      const x = v();
+      if (x !== 'small' && x !== 'large' && x !== 'both') throw new Error('--image: small, large or both');
+      a.images = x === 'both' ? ['small', 'large'] : [x];
+    } else if (k === '--modes') {
+      a.modes = v().split(',') as Mode[];
+      if (a.modes.some((m) => !['direct', 'proxy', 'p2p'].includes(m))) throw new Error('--modes: direct, proxy, p2p');
+    } else if (k === '--rate') {
+      a.rate = v();
+      a.rateBps = parseRate(a.rate);
+    } else if (k === '--no-trace') a.trace = false;
+    else if (k === '--profile') a.profile = true;
+    else if (k === '--out') a.out = v();
+    else if (k === '--timeout-factor') a.timeoutFactor = Number(v());
+    else if (k === '--clean-leftovers') a.cleanLeftovers = true;
+    else if (k === '--code') a.code = v();
+    else if (k === '--keep') a.keep = v();
+    else if (k === '--quiet-wait') a.quietWaitS = Number(v());
+    else if (k === '--retries') a.retries = Number(v());
+    else throw new Error(`unknown argument ${k}\n${USAGE}`);
+  }
+  return a;
+}
