@@ -48,8 +48,10 @@ export class Cdn {
     if (count) task.on('piece', (n: number) => count(task.pieces[n].contentLen));
     this.tasks.set(req.taskId, task);
     task.once('end', (ok: boolean) => {
-      if (!ok && task.failure) {
-        if (task.failure.code !== 'SOURCE_CORRUPT') this.failures.set(req.url, { at: this.opts.now(), failure: task.failure });
+      // An auth failure belongs to the requester's credentials, not to the URL: remembering it
+      // would refuse the next peer, which may hold a valid token.
+      if (!ok && task.failure && task.failure.code !== 'SOURCE_CORRUPT' && task.failure.code !== 'SOURCE_AUTH') {
+        this.failures.set(req.url, { at: this.opts.now(), failure: task.failure });
       }
     });
     void task.run();
