@@ -203,6 +203,34 @@ describe('preheat API: auth, bad input and failing jobs', { timeout: 60_000 }, (
     assert.match(String(v.errorMsg), /does not match its digest/);
   });
 
+  it('renews a token that expires between the manifest and a blob, once, through the challenge', async () => {
+    const layer = Buffer.from('renewed layer');
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: sha(layer), size: layer.length },
+      layers: [],
+    }));
+    const challenge = `Bearer realm="${reg.url}/token",service="fake",scope="repository:renew/app:pull"`;
+    let manifestGets = 0;
+    const seen: string[] = [];
+    reg.routes.set('/v2/renew/app/manifests/v1', (q, res) => {
+      seen.push(`manifest ${q.headers.authorization}`);
+      // The first read works with the caller's token; by the time a blob is fetched it has expired.
+      if (manifestGets++ > 0 && q.headers.authorization !== 'Bearer fresh') return void res.writeHead(401, { 'www-authenticate': challenge }).end();
+      json(res, 'application/vnd.docker.distribution.manifest.v2+json', manifest);
+    });
+    reg.routes.set(`/v2/renew/app/blobs/${sha(layer)}`, (q, res) => {
+      seen.push(`blob ${q.headers.authorization}`);
+      if (q.headers.authorization !== 'Bearer fresh') return void res.writeHead(401, { 'www-authenticate': `${challenge},error="invalid_token"` }).end();
+      json(res, 'application/octet-stream', layer);
+    });
+    reg.routes.set('/token?service=fake&scope=repository%3Arenew%2Fapp%3Apull', (_q, res) => json(res, 'application/json', Buffer.from('{"token":"fresh"}')));
+    const v = await preheat(`${reg.url}/v2/renew/app/manifests/v1`, { headers: { Authorization: 'Bearer stale' } });
+    assert.equal(v.status, 'SUCCESS', String(v.errorMsg));
+    assert.deepEqual(seen, ['manifest Bearer stale', 'blob Bearer stale', 'manifest Bearer stale', 'manifest Bearer fresh', 'blob Bearer fresh']);
+  });
+
   it('times out a job whose registry never answers, and DELETE stops a running job', async () => {
     reg.routes.set('/v2/slow/manifests/v1', () => undefined);
     const started = Date.now();

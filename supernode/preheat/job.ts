@@ -88,11 +88,11 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
   try {
     job.state = 'RUNNING';
     job.startedAt = job.updatedAt = d.now();
-    const { blobs, headers } = await listBlobs(job, d, signal);
+    const { blobs, auth } = await listBlobs(job, d, signal);
     job.blobs = blobs.map((b) => ({ ...b, taskId: blobTaskId(job, b.url), state: 'WAITING', error: '', bytes: 0 }));
     job.updatedAt = d.now();
     log.info({ url: job.req.url, blobs: blobs.length }, 'preheat resolved');
-    await Promise.all(job.blobs.map((b) => d.limiter.run(() => cacheBlob(b, headers, d, signal), signal).then(
+    await Promise.all(job.blobs.map((b) => d.limiter.run(() => cacheBlob(b, auth, d, signal), signal).then(
       () => undefined,
       (err: unknown) => {
         if (signal.aborted) return;
@@ -121,13 +121,21 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
   }
 }
 
-async function listBlobs(job: PreheatJob, d: RunDeps, signal: AbortSignal): Promise<{ blobs: BlobToCache[]; headers: Record<string, string> }> {
-  if (job.req.type === 'file') return { blobs: [{ url: job.req.url, digest: blobDigestOf(job.req.url) ?? '' }], headers: job.req.headers };
+/** The headers blob GETs need, and for images a way to get fresh ones when a token expires mid-job. */
+interface BlobAuth {
+  headers(): Record<string, string>;
+  renew?(): Promise<void>;
+}
+
+async function listBlobs(job: PreheatJob, d: RunDeps, signal: AbortSignal): Promise<{ blobs: BlobToCache[]; auth: BlobAuth }> {
+  if (job.req.type === 'file') {
+    return { blobs: [{ url: job.req.url, digest: blobDigestOf(job.req.url) ?? '' }], auth: { headers: () => job.req.headers } };
+  }
   const target = parseManifestUrl(job.req.url);
   const client = new RegistryClient(job.req.headers, { tls: d.tls, credentials: job.req.credentials, signal });
   const image = await resolveImage(client, target, job.req.platforms);
   if (image.blobs.length === 0) throw new PreheatFailure(`manifest ${job.req.url} lists no blobs the registry serves`);
-  return { blobs: image.blobs, headers: client.headers };
+  return { blobs: image.blobs, auth: { headers: () => client.headers, renew: () => client.renew(job.req.url, target.repo) } };
 }
 
 /** The task ID a dfdaemon (blob URL, `-f` filter) or dfget (file URL, filter, identifier) computes. */
@@ -136,8 +144,20 @@ function blobTaskId(job: PreheatJob, url: string): string {
   return taskId(filterUrl(url, job.req.filter), { identifier: job.req.identifier });
 }
 
-async function cacheBlob(b: BlobProgress, headers: Record<string, string>, d: RunDeps, signal: AbortSignal): Promise<void> {
+async function cacheBlob(b: BlobProgress, auth: BlobAuth, d: RunDeps, signal: AbortSignal): Promise<void> {
   b.state = 'RUNNING';
+  let task = await fetchOnce(b, auth.headers(), d, signal);
+  // Registry tokens live minutes; a long job can outlast the one the manifest was read with.
+  if (task.failure?.code === 'SOURCE_AUTH' && auth.renew !== undefined) {
+    await auth.renew();
+    task = await fetchOnce(b, auth.headers(), d, signal);
+  }
+  if (task.status !== 'SUCCESS') throw new PreheatFailure(task.failure?.message ?? `the CDN task ended ${task.status}`);
+  b.state = 'SUCCESS';
+  b.bytes = task.fileLength;
+}
+
+async function fetchOnce(b: BlobProgress, headers: Record<string, string>, d: RunDeps, signal: AbortSignal): Promise<CdnTask> {
   let task: CdnTask;
   try {
     task = d.cdn.ensure({
@@ -153,9 +173,7 @@ async function cacheBlob(b: BlobProgress, headers: Record<string, string>, d: Ru
     throw new PreheatFailure((f as { message?: string }).message ?? String(f));
   }
   await ended(task, signal);
-  if (task.status !== 'SUCCESS') throw new PreheatFailure(task.failure?.message ?? `the CDN task ended ${task.status}`);
-  b.state = 'SUCCESS';
-  b.bytes = task.fileLength;
+  return task;
 }
 
 function ended(task: CdnTask, signal: AbortSignal): Promise<void> {

@@ -111,6 +111,17 @@ export class RegistryClient {
     return { body: a.body, contentType: header(a.headers, 'content-type') ?? '', digest: header(a.headers, 'docker-content-digest') };
   }
 
+  private renewing: Promise<void> | undefined;
+
+  /**
+   * Authenticates again (a blob was refused: the token has expired since the manifest was read).
+   * Concurrent callers share one renewal.
+   */
+  renew(url: string, repo: string): Promise<void> {
+    this.renewing ??= this.manifest(url, repo).then(() => undefined).finally(() => (this.renewing = undefined));
+    return this.renewing;
+  }
+
   /** Tries each way to authenticate in turn and keeps the first that is not refused; `tried` says what was refused and why. */
   private async authenticate(url: string, repo: string, first: Answer, tried: string[]): Promise<Answer> {
     let last = first;
