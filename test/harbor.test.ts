@@ -234,7 +234,8 @@ describe('Harbor preheat contract against docker-registry with token auth', { sk
     sn = await supernodeAt(t.path, snIp, 'preheat:\n  auth: { mode: bearer, token: harbor-provider-secret }\n');
     cleanups.push(() => sn.close());
     snAlt = await supernodeAt(t.path, await loopbackIp(),
-      'preheat:\n  failedStatus: FAIL\n  webhooks:\n    registryAuth: { username: robot, password: robot-pw }\n');
+      'preheat:\n  auth: { mode: bearer, token: harbor-provider-secret }\n  failedStatus: FAIL\n'
+      + '  webhooks:\n    token: hook\n    registryAuth: { username: robot, password: robot-pw }\n');
     cleanups.push(() => snAlt.close());
     for (let i = 0; i < 3; i++) {
       const ip = await loopbackIp();
@@ -315,9 +316,14 @@ describe('Harbor preheat contract against docker-registry with token auth', { sk
   });
 
   it('with preheat.webhooks.registryAuth, a refused Harbor token is replaced through the token service', async () => {
-    const job = await harborJob(v1Driver(api(snAlt), 11), harborImage('library/app', 'v3', -600));
+    const job = await harborJob(v1Driver(api(snAlt), 11, HARBOR), harborImage('library/app', 'v3', -600));
     assert.equal(job.status, 'SUCCESS', job.error);
     assert.ok(issuer.requests.some((r) => r.user === 'robot' && r.authenticated === true && r.scopes.includes('repository:library/app:pull')));
+    // Without provider auth anyone could aim the credentials at their own registry: not used then.
+    const open = await supernodeAt(t.path, await loopbackIp(), 'preheat:\n  webhooks:\n    token: hook\n    registryAuth: { username: robot, password: robot-pw }\n');
+    cleanups.push(() => open.close());
+    const refused = await harborJob(v1Driver(api(open), 11), harborImage('library/app', 'v3', -600));
+    assert.equal(refused.status, 'FAIL');
   });
 
   it('status mappings by version: FAILED ends the job from v2.8; v2.1-v2.7 poll on unless failedStatus is FAIL', async () => {
@@ -327,7 +333,7 @@ describe('Harbor preheat contract against docker-registry with token auth', { sk
     assert.match(v28.error, /no manifest at .*no-such-tag \(404 MANIFEST_UNKNOWN/);
     const v27 = await harborJob(v1Driver(api(sn), 7, HARBOR), missing, 1_500);
     assert.equal(v27.status, 'STILL_POLLING(FAILED)', 'Harbor 2.7 does not know FAILED (harbor#14556)');
-    const v27fail = await harborJob(v1Driver(api(snAlt), 7), harborImage('library/app', 'no-such-tag'));
+    const v27fail = await harborJob(v1Driver(api(snAlt), 7, HARBOR), harborImage('library/app', 'no-such-tag'));
     assert.equal(v27fail.status, 'FAIL', 'failedStatus: FAIL ends the job on every version');
   });
 });

@@ -68,7 +68,7 @@ describe('preheat config', () => {
   it('reads each auth mode', () => {
     assert.deepEqual(section('auth: { mode: basic, username: u, password: p }').auth.username, 'u');
     assert.deepEqual(section('auth: { mode: header, header: { name: X-Key, value: v } }').auth.header, { name: 'X-Key', value: 'v' });
-    assert.equal(section('webhooks: { registryAuth: { token: t } }').webhooks.registryAuth?.token, 't');
+    assert.equal(section('webhooks: { token: h, registryAuth: { token: t } }').webhooks.registryAuth?.token, 't');
   });
 
   const bad: Array<[yaml: string, key: string, message: RegExp]> = [
@@ -91,6 +91,7 @@ describe('preheat config', () => {
     ['webhooks: { rules: [{ registry: "ftp://x" }] }', 'preheat.webhooks.rules[0].registry', /http\(s\) URL/],
     ['webhooks: { rules: [{ repo: x }] }', 'preheat.webhooks.rules[0].repo', /unknown key/],
     ['webhooks: { rules: [null] }', 'preheat.webhooks.rules[0]', /expected a mapping/],
+    ['webhooks: { registryAuth: { username: u, password: p } }', 'preheat.webhooks.token', /required when preheat.webhooks.registryAuth is set/],
     ['webhooks: { registryAuth: { username: u, password: p, token: t } }', 'preheat.webhooks.registryAuth', /not both/],
     ['webhooks: { registryAuth: {} }', 'preheat.webhooks.registryAuth', /username and password, or token/],
     ['webhooks: { registryAuth: { username: u } }', 'preheat.webhooks.registryAuth.password', /required/],

@@ -117,6 +117,10 @@ describe('webhook-driven preheat', { skip, timeout: 120_000 }, () => {
       assert.deepEqual(r.body.accepted, []);
       assert.equal(r.body.ignored[0].reason, reason);
     }
+    // The rule names its registry: the same repository on another host is not its business.
+    const elsewhere = harborEvent('library/app', 'v1');
+    elsewhere.event_data.resources[0].resource_url = 'registry.example.net:5000/library/app:v1';
+    assert.equal((await post('/webhooks/harbor', elsewhere)).body.ignored[0].reason, 'no rule matches');
     const pull = await post('/webhooks/harbor', { ...harborEvent('library/app', 'v1'), type: 'PULL_ARTIFACT' });
     assert.equal(pull.body.ignored[0].reason, 'event type PULL_ARTIFACT is not a push');
     const untagged = harborEvent('library/app', 'v1');

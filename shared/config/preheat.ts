@@ -51,7 +51,10 @@ export interface WebhookRule {
   readonly repository: string;
   /** doublestar pattern on the pushed tag; '' matches every tag. */
   readonly tag: string;
-  /** Base URL of the registry (`https://harbor.example.com`): used when the event names no host. */
+  /**
+   * Base URL of the registry (`https://harbor.example.com`). When set, the rule only matches events
+   * from that host (or naming none, which then use it), and gives Harbor events their scheme.
+   */
   readonly registry: string;
 }
 
@@ -60,7 +63,10 @@ export interface WebhooksConfig {
   readonly token: string;
   /** Scheme for Harbor events, whose resource_url has none (unless a rule's registry says otherwise). */
   readonly scheme: 'http' | 'https';
-  /** Registry credentials for webhook preheats, and the fallback when a provider job's token is refused. */
+  /**
+   * Registry credentials for webhook preheats, and the fallback when an authenticated provider
+   * call's token is refused. Needs `token`, so that no anonymous caller can aim them elsewhere.
+   */
   readonly registryAuth: RegistryCredentials | null;
   readonly rules: readonly WebhookRule[];
 }
@@ -227,5 +233,8 @@ export function parsePreheatSection(raw: unknown, key: string): PreheatConfig {
   if (raw === null || raw === undefined) return PREHEAT_DEFAULTS;
   const c: Mutable<PreheatConfig> = { ...PREHEAT_DEFAULTS };
   parseSection(raw, SCHEMA, key, c);
+  if (c.webhooks.registryAuth !== null && c.webhooks.token === '') {
+    throw new ConfigError(`${key}.webhooks.token`, `required when ${key}.webhooks.registryAuth is set: otherwise anyone could have the supernode send those credentials to a registry of their choosing`);
+  }
   return deepFreeze(c);
 }

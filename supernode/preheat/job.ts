@@ -28,7 +28,7 @@ export interface JobRequest {
   /** The manifest digest the caller says the URL resolves to (Harbor's v1 `digest`), or ''. */
   digest: string;
   credentials: RegistryCredentials | null;
-  /** The v2 request's `args`, echoed in its job view. */
+  /** The v2 request body, echoed in its job view. */
   args?: unknown;
 }
 
@@ -38,6 +38,9 @@ export interface BlobProgress extends BlobToCache {
   error: string;
   bytes: number;
 }
+
+/** Requests with one key do the same work; a second one joins the first while it runs. */
+export const jobKey = (r: JobRequest): string => JSON.stringify([r.type, r.url, r.filter, r.identifier, r.platforms]);
 
 /** One preheat: a manifest (or a file) expanded to blobs, each cached as the CDN task a later pull will hit. */
 export class PreheatJob {
@@ -55,10 +58,8 @@ export class PreheatJob {
     setMaxListeners(0, this.controller.signal);
   }
 
-  /** Jobs with one key do the same work; a second request joins the first while it runs. */
   get key(): string {
-    const r = this.req;
-    return JSON.stringify([r.type, r.url, r.filter, r.identifier, r.platforms]);
+    return jobKey(this.req);
   }
 
   get finished(): boolean {

@@ -1,5 +1,5 @@
 import type { Cdn } from '../cdn/cdn.js';
-import { runJob, PreheatJob, type JobRequest, type RunDeps } from './job.js';
+import { jobKey, runJob, PreheatJob, type JobRequest, type RunDeps } from './job.js';
 import { parseManifestUrl, PreheatFailure } from './manifest.js';
 
 /** Finished jobs kept for status queries; older ones are forgotten first. */
@@ -18,11 +18,11 @@ export class JobStore {
 
   /** Starts a job, or returns the unfinished one that already does the same work. */
   submit(req: JobRequest): { job: PreheatJob; joined: boolean } {
-    const candidate = new PreheatJob(this.seq + 1, req, this.d.now());
+    const key = jobKey(req);
     for (const j of this.jobs.values()) {
-      if (!j.finished && j.key === candidate.key) return { job: j, joined: true };
+      if (!j.finished && j.key === key) return { job: j, joined: true };
     }
-    this.seq++;
+    const candidate = new PreheatJob(++this.seq, req, this.d.now());
     this.jobs.set(candidate.id, candidate);
     this.prune();
     const p = runJob(candidate, this.d).finally(() => this.running.delete(p));
@@ -37,10 +37,10 @@ export class JobStore {
   cached(req: JobRequest): PreheatJob | undefined {
     const immutable = req.digest !== '' || (req.type === 'image' && isDigestUrl(req.url));
     if (!immutable) return undefined;
-    const probe = new PreheatJob(0, req, 0);
+    const key = jobKey(req);
     let found: PreheatJob | undefined;
     for (const j of this.jobs.values()) {
-      if (j.state !== 'SUCCESS' || j.key !== probe.key || j.req.digest !== req.digest) continue;
+      if (j.state !== 'SUCCESS' || j.key !== key || j.req.digest !== req.digest) continue;
       if (j.blobs.every((b) => this.d.cdn.get(b.taskId)?.status === 'SUCCESS')) found = j;
     }
     return found;

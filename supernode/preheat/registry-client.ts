@@ -83,6 +83,7 @@ export class RegistryClient {
   /** Headers for the registry: Harbor's, with the Authorization that last worked. */
   headers: Record<string, string>;
   private readonly dispatcher: Dispatcher;
+  private renewing: Promise<void> | undefined;
 
   constructor(
     headers: Record<string, string>,
@@ -99,7 +100,7 @@ export class RegistryClient {
       a = await this.authenticate(url, repo, a, tried);
       if (a.status === 401) {
         const hint = this.o.credentials === null
-          ? 'the token may be expired or lack pull access, and no preheat.webhooks.registryAuth is configured'
+          ? 'the token may be expired or lack pull access, and no registry credentials apply (preheat.webhooks.registryAuth, for authenticated callers)'
           : 'the configured preheat.webhooks.registryAuth was refused too';
         throw new PreheatFailure(`registry answered 401 Unauthorized to GET ${redactUrl(url)}: refused ${tried.join(', then ')}; ${hint}`);
       }
@@ -110,8 +111,6 @@ export class RegistryClient {
     }
     return { body: a.body, contentType: header(a.headers, 'content-type') ?? '', digest: header(a.headers, 'docker-content-digest') };
   }
-
-  private renewing: Promise<void> | undefined;
 
   /**
    * Authenticates again (a blob was refused: the token has expired since the manifest was read).

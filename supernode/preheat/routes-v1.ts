@@ -38,9 +38,12 @@ function parseV1(body: unknown, cfg: PreheatConfig): JobRequest {
     timeoutMs: cfg.jobTimeout,
     trigger: 'v1',
     digest: optionalString(b, 'digest'),
-    credentials: cfg.webhooks.registryAuth,
+    credentials: registryCredentials(cfg),
   };
 }
+
+/** The configured registry credentials, only for callers the provider auth let in: an anonymous caller could aim them at any host. */
+export const registryCredentials = (cfg: PreheatConfig) => (cfg.auth.mode === 'none' ? null : cfg.webhooks.registryAuth);
 
 export function jobId(raw: string): number {
   if (!/^\d{1,15}$/.test(raw)) throw notFound(`preheat ${JSON.stringify(raw)} not found`);

@@ -11,7 +11,7 @@ import { badRequest, notFound } from '../../shared/errors.js';
 import { checkImageUrl, filterKeys, headerMap, httpUrl, object, optionalString, requiredString, type Json } from './body.js';
 import type { JobRequest, PreheatJob } from './job.js';
 import type { JobStore } from './jobs.js';
-import { jobId } from './routes-v1.js';
+import { jobId, registryCredentials } from './routes-v1.js';
 
 type V2State = 'PENDING' | 'SUCCESS' | 'FAILURE';
 
@@ -74,7 +74,7 @@ function parseV2(body: unknown, cfg: PreheatConfig): JobRequest {
     timeoutMs: timeout > 0 ? Math.max(1000, timeout / NS_PER_MS) : cfg.jobTimeout,
     trigger: 'v2',
     digest: '',
-    credentials: cfg.webhooks.registryAuth,
+    credentials: registryCredentials(cfg),
     args: b,
   };
 }

@@ -104,21 +104,30 @@ export function parseRegistryEvents(body: unknown): Parsed {
 /** Harbor's filters: an empty pattern matches everything, else doublestar. */
 const matches = (pattern: string, value: string): boolean => pattern === '' || match(pattern, value);
 
+/** A rule with a registry only takes events from that host (or naming none). */
+function sameRegistry(rule: WebhookRule, e: PushEvent): boolean {
+  if (rule.registry === '' || (e.origin === '' && e.host === '')) return true;
+  const reg = new URL(rule.registry);
+  try {
+    return new URL(e.origin !== '' ? e.origin : `${reg.protocol}//${e.host}`).host === reg.host;
+  } catch {
+    return false;
+  }
+}
+
 export function findRule(rules: readonly WebhookRule[], e: PushEvent): WebhookRule | undefined {
-  return rules.find((r) => matches(r.repository, e.repository) && matches(r.tag, e.tag));
+  return rules.find((r) => sameRegistry(r, e) && matches(r.repository, e.repository) && matches(r.tag, e.tag));
 }
 
 /**
- * The manifest URL to preheat: on the host the event names (with the rule's scheme when the
- * rule's registry is that host, else `scheme`), or on the rule's registry when it names none.
+ * The manifest URL to preheat: on the host the event names (with the scheme of the rule's
+ * registry, which findRule made that host, else `scheme`), or on the rule's registry when the
+ * event names none.
  * By digest when the event has one, so a tag moved since cannot change what is warmed.
  */
 export function manifestUrlFor(e: PushEvent, rule: WebhookRule, scheme: string): string | undefined {
   let base = e.origin;
-  if (base === '' && e.host !== '') {
-    const reg = rule.registry === '' ? undefined : new URL(rule.registry);
-    base = `${reg !== undefined && reg.host === e.host.toLowerCase() ? reg.protocol.slice(0, -1) : scheme}://${e.host}`;
-  }
+  if (base === '' && e.host !== '') base = `${rule.registry === '' ? scheme : new URL(rule.registry).protocol.slice(0, -1)}://${e.host}`;
   if (base === '') base = rule.registry;
   if (base === '') return undefined;
   return `${base}/v2/${e.repository}/manifests/${e.digest || e.tag}`;
