@@ -1,4 +1,4 @@
-import type { PeerState, TaskState } from './state.js';
+import { markAvailable, syncFree, type PeerState, type TaskState } from './state.js';
 
 /** What a peer reports about one piece it tried to fetch. */
 export interface PieceReport {
@@ -20,20 +20,31 @@ function release(task: TaskState, peer: PeerState, pieceNum: number): string | u
   const run = peer.running.get(pieceNum);
   if (!run) return undefined;
   peer.running.delete(pieceNum);
+  if (peer.have[pieceNum] === 2) peer.have[pieceNum] = 0;
   if (run.src === task.cdnCid) task.cdnLoad = Math.max(0, task.cdnLoad - 1);
   else {
     const src = task.peers.get(run.src);
-    if (src) src.load = Math.max(0, src.load - 1);
+    if (src) {
+      src.load = Math.max(0, src.load - 1);
+      syncFree(task, src);
+    }
   }
   return run.src;
 }
 
 export function markHeld(task: TaskState, peer: PeerState, pieceNum: number): boolean {
   if (peer.held.has(pieceNum)) return false;
+  // A peer that is already free counts as a free holder of its new piece at once; one that
+  // becomes free now is counted for all its pieces by syncFree.
+  if (peer.isFree) task.freeHolders[pieceNum] = (task.freeHolders[pieceNum] ?? 0) + 1;
   peer.held.add(pieceNum);
+  peer.have[pieceNum] = 1;
+  task.holderCount[pieceNum] = (task.holderCount[pieceNum] ?? 0) + 1;
   const list = task.holders.get(pieceNum);
   if (list) list.push(peer.cid);
   else task.holders.set(pieceNum, [peer.cid]);
+  syncFree(task, peer);
+  markAvailable(task, pieceNum);
   return true;
 }
 
@@ -63,6 +74,7 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);
     effect.blacklisted = true;
     effect.eliminated = srcPeer.serviceErrorCount === limits.eliminationLimit;
+    syncFree(task, srcPeer);
   }
   return effect;
 }
@@ -74,6 +86,7 @@ export function markDown(task: TaskState, cid: string, now: number): boolean {
   peer.down = true;
   peer.downAt = now;
   for (const n of [...peer.running.keys()]) release(task, peer, n);
+  syncFree(task, peer);
   return true;
 }
 
@@ -81,18 +94,28 @@ export function removePeer(task: TaskState, cid: string): void {
   const peer = task.peers.get(cid);
   if (!peer) return;
   for (const n of [...peer.running.keys()]) release(task, peer, n);
+  peer.down = true;
+  syncFree(task, peer);
   for (const n of peer.held) {
     const list = task.holders.get(n);
     if (list) {
       const i = list.indexOf(cid);
-      if (i >= 0) list.splice(i, 1);
+      if (i >= 0) {
+        list.splice(i, 1);
+        task.holderCount[n]--;
+      }
     }
   }
   task.peers.delete(cid);
 }
 
-/** Take back assignments that were never reported, so loads cannot leak forever. */
+/**
+ * Take back assignments that were never reported, so loads cannot leak forever. Sweeping every
+ * peer is O(peers), so it runs at most once per tenth of the timeout.
+ */
 export function expireRunning(task: TaskState, timeoutMs: number, now: number): number {
+  if (now - task.lastExpire < timeoutMs / 10) return 0;
+  task.lastExpire = now;
   let expired = 0;
   for (const peer of task.peers.values()) {
     for (const [n, run] of peer.running) {
@@ -107,6 +130,7 @@ export function expireRunning(task: TaskState, timeoutMs: number, now: number): 
 
 export function cdnPieceReady(task: TaskState, pieceNum: number): void {
   task.cdnPieces.add(pieceNum);
+  markAvailable(task, pieceNum);
 }
 
 export function cdnFinished(task: TaskState, ok: boolean, pieceCount: number): void {

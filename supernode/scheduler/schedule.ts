@@ -1,4 +1,4 @@
-import { addPeer, isComplete, type PeerState, type SchedulerLimits, type TaskState } from './state.js';
+import { addPeer, isComplete, syncFree, type PeerState, type SchedulerLimits, type TaskState } from './state.js';
 import { expireRunning } from './progress.js';
 
 export interface Assignment {
@@ -24,32 +24,37 @@ export interface ScheduleContext {
 
 /**
  * Streaming policy. A streaming peer (our dfdaemon feeding Docker in order) ranks pieces in a
- * window just past its stream head before all others; inside and outside the window the usual
- * order holds: rarest first, then nearest to the pieces it is already fetching, then chance.
- * The window is twice the download limit, so a streaming peer keeps its head busy while the
- * rarest-first order inside the window still spreads different pieces over the swarm.
+ * window just past its stream head (twice peerDownLimit wide) before all others, but only for
+ * half of its download slots; the other half always go rarest-first over the whole file.
+ * Inside and outside the window the usual order holds: rarest first, then nearest to the
+ * pieces it is already fetching, then chance. The head half keeps Docker's stream fed; the
+ * rarest half keeps new pieces flowing into the swarm, so swarm completion does not suffer
+ * when every peer streams (bench/scheduler measures both effects).
  */
 export const STREAM_WINDOW_FACTOR = 2;
 
 function streamHead(peer: PeerState): number {
   let n = 0;
-  while (peer.held.has(n)) n++;
+  while (peer.have[n] === 1) n++;
   return n;
 }
 
-function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext): number[] {
-  const nums: number[] = [];
-  const seen = new Set<number>();
-  const consider = (n: number) => {
-    if (seen.has(n)) return;
-    seen.add(n);
-    if (!peer.held.has(n) && !peer.running.has(n)) nums.push(n);
-  };
-  for (const n of task.cdnPieces) consider(n);
-  for (const [n, list] of task.holders) if (list.length > 0) consider(n);
-  if (nums.length < 2) return nums;
+// Sort keys pack (window priority, holders, distance, random tie, piece number) into one
+// float so a native numeric sort orders candidates without a comparator or objects.
+const N_BITS = 65536;
+const TIE = 256;
+const DIST = 4096;
+const RARE = 16384;
 
-  const head = streamHead(peer);
+/**
+ * Pieces this peer lacks that someone could hand out right now, best first. A piece whose
+ * holders are all busy, and that the CDN cannot serve now, is left out without looking at any
+ * holder: in a saturated swarm most requests end with an empty list, and that stays cheap.
+ */
+function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnOpen: boolean, peersOk: boolean): Float64Array {
+  const keys = new Float64Array(task.avail.length);
+  let k = 0;
+  const head = peer.streaming ? streamHead(peer) : 0;
   const window = ctx.limits.peerDownLimit * STREAM_WINDOW_FACTOR;
   let centre = head;
   if (peer.running.size > 0) {
@@ -57,35 +62,58 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext): num
     for (const n of peer.running.keys()) sum += n;
     centre = sum / peer.running.size;
   }
-  const keyed = nums.map((n) => ({
-    n,
-    prio: peer.streaming && n < head + window ? 0 : 1,
-    rare: task.holders.get(n)?.length ?? 0,
-    dist: Math.abs(n - centre),
-    tie: ctx.rand(),
-  }));
-  keyed.sort((a, b) => a.prio - b.prio || a.rare - b.rare || a.dist - b.dist || a.tie - b.tie);
-  return keyed.map((k) => k.n);
+  let inWindow = 0;
+  if (peer.streaming) for (const n of peer.running.keys()) if (n >= head && n < head + window) inWindow++;
+  const useWindow = peer.streaming && inWindow < Math.ceil(ctx.limits.peerDownLimit / 2);
+  const have = peer.have;
+  const counts = task.holderCount;
+  const free = task.freeHolders;
+  // The requester itself is never one of the free holders of a piece it lacks.
+  for (const n of task.avail) {
+    if (have[n]) continue;
+    const prio = useWindow && n < head + window ? 0 : 1;
+    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && task.cdnPieces.has(n) && cdnMay(task, n, prio, peersOk))) continue;
+    const rare = Math.min(RARE - 1, counts[n] ?? 0);
+    const dist = Math.min(DIST - 1, Math.round(Math.abs(n - centre)));
+    const tie = Math.floor(ctx.rand() * TIE);
+    keys[k++] = (((prio * RARE + rare) * DIST + dist) * TIE + tie) * N_BITS + n;
+  }
+  return keys.subarray(0, k).sort();
 }
 
-function pickSource(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits): string | undefined {
-  if (peer.clientErrorCount <= limits.failureCountLimit) {
-    const list = task.holders.get(n);
-    if (list && list.length > 0) {
-      const start = task.cursor.get(n) ?? 0;
-      for (let i = 0; i < list.length; i++) {
-        const idx = (start + i) % list.length;
-        const src = task.peers.get(list[idx]);
-        if (!src || src === peer || src.down) continue;
-        if (src.serviceErrorCount >= limits.eliminationLimit) continue;
-        if ((peer.blacklist.get(src.cid) ?? 0) > 0) continue;
-        if (src.load + 1 > limits.peerUpLimit) continue;
-        task.cursor.set(n, idx + 1);
-        return src.cid;
-      }
+function eligible(task: TaskState, peer: PeerState, cid: string, limits: SchedulerLimits): boolean {
+  const src = task.peers.get(cid);
+  if (!src || src === peer || src.down) return false;
+  if (src.serviceErrorCount >= limits.eliminationLimit) return false;
+  if ((peer.blacklist.get(cid) ?? 0) > 0) return false;
+  return src.load + 1 <= limits.peerUpLimit;
+}
+
+/**
+ * A source for piece n: a free holder, found from a rotating cursor so uploads spread over
+ * holders; else the CDN within its per-task cap.
+ */
+/**
+ * The CDN has only a few slots per task. A window piece that peers already hold is not worth
+ * one: that copy would only speed up one stream head, while the slot could bring a new piece
+ * into the swarm (measured in bench/scheduler: it halves swarm time when every peer streams).
+ */
+function cdnMay(task: TaskState, n: number, prio: number, peersOk: boolean): boolean {
+  return !peersOk || prio !== 0 || (task.holderCount[n] ?? 0) === 0;
+}
+
+function pickSource(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits, peersOk: boolean, prio: number): string | undefined {
+  if (peersOk && (task.freeHolders[n] ?? 0) > 0) {
+    const list = task.holders.get(n) ?? [];
+    const start = task.cursor.get(n) ?? 0;
+    for (let i = 0; i < list.length; i++) {
+      const idx = (start + i) % list.length;
+      if (!eligible(task, peer, list[idx], limits)) continue;
+      task.cursor.set(n, idx + 1);
+      return list[idx];
     }
   }
-  if (task.cdnPieces.has(n) && task.cdnLoad < limits.cdnTaskLoadLimit) return task.cdnCid;
+  if (task.cdnPieces.has(n) && task.cdnLoad < limits.cdnTaskLoadLimit && cdnMay(task, n, prio, peersOk)) return task.cdnCid;
   return undefined;
 }
 
@@ -96,29 +124,35 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
  */
 export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): Decision {
   const { limits, now } = ctx;
+  task.upLimit = limits.peerUpLimit;
+  task.elimLimit = limits.eliminationLimit;
   expireRunning(task, limits.pieceTimeoutMs, now);
   const peer = task.peers.get(cid) ?? addPeer(task, cid, now);
   peer.lastSeen = now;
   if (isComplete(task, peer)) return { kind: 'finish' };
   if (task.cdnStatus === 'failed') return { kind: 'fail', reason: 'the CDN could not fetch the source' };
-
   if (peer.running.size >= limits.peerDownLimit) return { kind: 'limited' };
+
+  // Past failureCountLimit a client gets everything from the CDN.
+  const peersOk = peer.clientErrorCount <= limits.failureCountLimit;
   const pieces: Assignment[] = [];
-  {
-    for (const n of candidates(task, peer, ctx)) {
-      if (peer.running.size >= limits.peerDownLimit) break;
-      const src = pickSource(task, peer, n, limits);
-      if (src === undefined) continue;
-      peer.running.set(n, { src, at: now });
-      if (src === task.cdnCid) {
-        task.cdnLoad++;
-        task.cdnLoadAt = now;
-      } else {
-        const s = task.peers.get(src);
-        if (s) s.load++;
-      }
-      pieces.push({ pieceNum: n, src });
+  for (const key of candidates(task, peer, ctx, task.cdnLoad < limits.cdnTaskLoadLimit, peersOk)) {
+    if (peer.running.size >= limits.peerDownLimit) break;
+    const n = key % N_BITS;
+    const prio = Math.floor(key / (RARE * DIST * TIE * N_BITS));
+    const src = pickSource(task, peer, n, limits, peersOk, prio);
+    if (src === undefined) continue;
+    peer.running.set(n, { src, at: now });
+    peer.have[n] = 2;
+    if (src === task.cdnCid) {
+      task.cdnLoad++;
+      task.cdnLoadAt = now;
+    } else {
+      const s = task.peers.get(src)!;
+      s.load++;
+      syncFree(task, s);
     }
+    pieces.push({ pieceNum: n, src });
   }
   return pieces.length > 0 ? { kind: 'pieces', pieces } : { kind: 'wait' };
 }

@@ -6,10 +6,14 @@ export interface PeerState {
   cid: string;
   /** Pieces this peer holds and may serve. */
   held: Set<number>;
+  /** have[n] is 1 when held and 2 when running: the hot path reads this, not the Set/Map. */
+  have: number[];
   /** Pieces assigned to this peer and not yet reported: piece -> source cid and when. */
   running: Map<number, { src: string; at: number }>;
   /** Uploads this peer is serving right now (Dragonfly's producerLoad). */
   load: number;
+  /** Whether this peer is in task.free (kept by syncFree). */
+  isFree: boolean;
   /** Set by /peer/service/down; such a peer is never a source again. */
   down: boolean;
   downAt: number;
@@ -30,14 +34,32 @@ export interface TaskState {
   pieceCount: number;
   /** Pieces the CDN has stored and verified. */
   cdnPieces: Set<number>;
+  /** Every piece available from anyone (CDN or peer), in the order it became available. */
+  avail: number[];
+  availSet: Set<number>;
   cdnStatus: 'running' | 'success' | 'failed';
   peers: Map<string, PeerState>;
   /** holders[n] lists the peers (not the CDN) that hold piece n, for rarest-first. */
   holders: Map<number, string[]>;
+  /** holderCount[n] = holders[n].length, as an array for the hot path. */
+  holderCount: number[];
+  /** freeHolders[n]: holders of n that are in `free` right now. A piece with none (and the CDN
+   * at its cap) cannot be assigned, which is decided without looking at any holder. */
+  freeHolders: number[];
   /** Round-robin cursor per piece so sources spread over holders. */
   cursor: Map<number, number>;
   cdnLoad: number;
   cdnLoadAt: number;
+  /**
+   * Peers that could serve someone right now (up, not eliminated, under peerUpLimit, holding
+   * something). When it is empty and the CDN is at its cap, a request is answered "wait" in
+   * O(1) instead of scanning every holder of every piece.
+   */
+  free: Set<string>;
+  /** Limits as of the last schedule call, so bookkeeping outside schedule() can keep `free` right. */
+  upLimit: number;
+  elimLimit: number;
+  lastExpire: number;
 }
 
 export interface SchedulerLimits {
@@ -57,13 +79,38 @@ export function newTask(taskId: string, cdnCid: string): TaskState {
     cdnCid,
     pieceCount: -1,
     cdnPieces: new Set(),
+    avail: [],
+    availSet: new Set(),
     cdnStatus: 'running',
     peers: new Map(),
     holders: new Map(),
+    holderCount: [],
+    freeHolders: [],
     cursor: new Map(),
     cdnLoad: 0,
     cdnLoadAt: 0,
+    free: new Set(),
+    upLimit: Infinity,
+    elimLimit: Infinity,
+    lastExpire: -Infinity,
   };
+}
+
+/** Keep `task.free` and `freeHolders` in step with one peer's state; call after any change. */
+export function syncFree(task: TaskState, p: PeerState): void {
+  const free = !p.down && p.held.size > 0 && p.serviceErrorCount < task.elimLimit && p.load < task.upLimit && task.peers.get(p.cid) === p;
+  if (free === p.isFree) return;
+  p.isFree = free;
+  const d = free ? 1 : -1;
+  for (const n of p.held) task.freeHolders[n] = (task.freeHolders[n] ?? 0) + d;
+  if (free) task.free.add(p.cid);
+  else task.free.delete(p.cid);
+}
+
+export function markAvailable(task: TaskState, n: number): void {
+  if (task.availSet.has(n)) return;
+  task.availSet.add(n);
+  task.avail.push(n);
 }
 
 export function addPeer(task: TaskState, cid: string, now: number, streaming = false): PeerState {
@@ -76,8 +123,10 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
   const p: PeerState = {
     cid,
     held: new Set(),
+    have: [],
     running: new Map(),
     load: 0,
+    isFree: false,
     down: false,
     downAt: 0,
     serviceErrorCount: 0,
@@ -90,6 +139,7 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
   return p;
 }
 
+/** A peer is done once it holds every piece; the length is known from the origin's answer. */
 export function isComplete(task: TaskState, peer: PeerState): boolean {
-  return task.cdnStatus === 'success' && task.pieceCount >= 0 && peer.held.size >= task.pieceCount;
+  return task.pieceCount >= 0 && peer.held.size >= task.pieceCount;
 }
