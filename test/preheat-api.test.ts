@@ -250,6 +250,32 @@ describe('preheat API: auth, bad input and failing jobs', { timeout: 60_000 }, (
     assert.equal((await call(slowSn, 'GET', `/oapi/v1/jobs/${String(created.body.id)}`)).status, 404);
   });
 
+  it('fetches at most preheat.concurrency blobs at once', async () => {
+    const limited = await supernodeAt(t.path, await loopbackIp(), 'preheat:\n  concurrency: 2\n');
+    cleanups.push(() => limited.close());
+    const layers = Array.from({ length: 6 }, (_, i) => Buffer.from(`layer ${i}`));
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: sha(l), size: l.length })),
+    }));
+    reg.routes.set('/v2/many/manifests/v1', (_q, res) => json(res, 'application/vnd.docker.distribution.manifest.v2+json', manifest));
+    let active = 0;
+    let peak = 0;
+    for (const l of layers) {
+      reg.routes.set(`/v2/many/blobs/${sha(l)}`, (_q, res) => {
+        peak = Math.max(peak, ++active);
+        setTimeout(() => {
+          active--;
+          json(res, 'application/octet-stream', l);
+        }, 80);
+      });
+    }
+    const v = await preheat(`${reg.url}/v2/many/manifests/v1`, {}, limited);
+    assert.equal(v.status, 'SUCCESS', String(v.errorMsg));
+    assert.equal(peak, 2);
+  });
+
   it('preheats a file URL as the task a dfget with the same -f and identifier computes', async () => {
     const data = Buffer.from('x'.repeat(100_000));
     reg.routes.set('/files/a.bin?Expires=1&Signature=s&v=2', (_q, res) => json(res, 'application/octet-stream', data));

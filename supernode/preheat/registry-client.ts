@@ -206,7 +206,8 @@ export class RegistryClient {
       const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
       const code = e.cause?.code ?? e.code ?? '';
       const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError;
-      throw new PreheatFailure(`cannot reach ${redactUrl(url)}: ${timeout ? `no answer within ${TIMEOUT_MS / 1000}s` : `${code} ${e.cause?.message ?? e.message}`.trim()}`);
+      const tlsHint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code) ? "; trust the registry's CA with preheat.certs, or set preheat.insecure" : '';
+      throw new PreheatFailure(`cannot reach ${redactUrl(url)}: ${timeout ? `no answer within ${TIMEOUT_MS / 1000}s` : `${code} ${e.cause?.message ?? e.message}`.trim()}${tlsHint}`);
     }
   }
 }
