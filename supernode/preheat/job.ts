@@ -39,8 +39,11 @@ export interface BlobProgress extends BlobToCache {
   bytes: number;
 }
 
-/** Requests with one key do the same work; a second one joins the first while it runs. */
-export const jobKey = (r: JobRequest): string => JSON.stringify([r.type, r.url, r.filter, r.identifier, r.platforms]);
+/**
+ * Requests with one key do the same work; a second one joins the first while it runs. The digest
+ * counts: a tag pushed again while its old content is still being warmed names other blobs.
+ */
+export const jobKey = (r: JobRequest): string => JSON.stringify([r.type, r.url, r.digest, r.filter, r.identifier, r.platforms]);
 
 /** One preheat: a manifest (or a file) expanded to blobs, each cached as the CDN task a later pull will hit. */
 export class PreheatJob {

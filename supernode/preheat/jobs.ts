@@ -40,7 +40,7 @@ export class JobStore {
     const key = jobKey(req);
     let found: PreheatJob | undefined;
     for (const j of this.jobs.values()) {
-      if (j.state !== 'SUCCESS' || j.key !== key || j.req.digest !== req.digest) continue;
+      if (j.state !== 'SUCCESS' || j.key !== key) continue;
       if (j.blobs.every((b) => this.d.cdn.get(b.taskId)?.status === 'SUCCESS')) found = j;
     }
     return found;
