@@ -1,0 +1,97 @@
+// Two supernodes in dfget_flags, the one a blob ranks first killed (SIGKILL) between two docker
+// pulls: the second pull still goes through P2P, by the other supernode, and nothing falls back
+// to the registry from dfdaemon.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { nodeOrder } from '../dfdaemon/peer/node-order.js';
+import { parseNodeList } from '../shared/config/dfget-flags.js';
+import { filterUrl, taskId } from '../shared/protocol/taskid.js';
+import { startDockerd } from './fixtures/dockerd.js';
+import { addHosts } from './fixtures/hosts.js';
+import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
+import { freePort, tmpDir, type TmpDir } from './fixtures/proc.js';
+import { startRegistry, type Registry } from './fixtures/registry.js';
+import { metric } from './helpers/cluster.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBin, type Daemon } from './helpers/e2e.js';
+
+const MiB = 1024 * 1024;
+
+describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }, () => {
+  const cleanups = new Cleanups();
+  const tag = randomBytes(3).toString('hex');
+  const regName = `failover-${tag}.test`;
+  let t: TmpDir;
+  let reg: Registry;
+  let sns: Daemon[];
+  let df: Daemon;
+  let nodes: string;
+
+  const blobsOf = (img: BuiltImage) => [...img.layers.map((l) => ({ digest: l.digest, size: l.size })), { digest: img.config.digest, size: img.config.size }];
+  /** The supernode each blob of `img` tries first, as dfdaemon ranks them. */
+  const firstNodes = (img: BuiltImage) =>
+    blobsOf(img).map((b) => nodeOrder(parseNodeList(nodes, 'n'), taskId(filterUrl(`${reg.url}/v2/library/app/blobs/${b.digest}`, ['Expires', 'Signature'])))[0]);
+
+  async function startSupernode(i: number): Promise<Daemon> {
+    const ip = await loopbackIp();
+    const port = await freePort(ip);
+    const cfg = join(t.path, `sn${i}.yml`);
+    await writeFile(cfg, `base:\n  homeDir: ${join(t.path, `sn${i}-home`)}\n`);
+    const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip], ip, port);
+    cleanups.push(() => sn.stop());
+    return sn;
+  }
+
+  before(async () => {
+    t = await tmpDir('e2e-failover');
+    cleanups.push(() => t.cleanup());
+    const regIp = await loopbackIp();
+    reg = await startRegistry({ host: regIp, hostname: regName });
+    cleanups.push(() => reg.stop());
+    cleanups.push(await addHosts([{ ip: regIp, name: regName }]));
+    sns = [await startSupernode(0), await startSupernode(1)];
+    nodes = sns.map((s) => `${s.host}:${s.port}=1`).join(',');
+    const ip = await loopbackIp();
+    const port = await freePort(ip);
+    const cfg = join(t.path, 'dfdaemon.yml');
+    await writeFile(cfg, `dfget_flags: ["--node", "${nodes}", "-f", "Expires&Signature"]\nproxies:\n  - regx: blobs/sha256.*\nratelimit: 200M\n`);
+    df = await startBin('dfdaemon', ['--config', cfg, '--port', String(port), '--listen-ip', ip], ip, port, { HOME: t.path });
+    cleanups.push(() => df.stop());
+  });
+
+  after(() => cleanups.run());
+
+  it('with the first supernode killed, pulls go on through the second', async () => {
+    const docker = await startDockerd({ env: { HTTP_PROXY: df.url, HTTPS_PROXY: df.url, NO_PROXY: '' }, insecureRegistries: [reg.hostPort] });
+    cleanups.push(() => docker.stop());
+    const first = await buildImage({ layers: [2 * MiB, 1 * MiB], seed: `${tag}-first` });
+    cleanups.push(() => first.cleanup());
+    await pushImage(reg.url, 'library/app', 'first', first);
+    await docker.pull(`${reg.hostPort}/library/app:first`);
+    assert.equal(await docker.imageId(`${reg.hostPort}/library/app:first`), first.config.digest);
+
+    // An image with at least one blob that ranks the doomed supernode first.
+    const doomed = `${sns[0].host}:${sns[0].port}`;
+    let second: BuiltImage;
+    for (let i = 0; ; i++) {
+      second = await buildImage({ layers: [2 * MiB, 1 * MiB], seed: `${tag}-second-${i}` });
+      cleanups.push(() => second.cleanup());
+      if (firstNodes(second).includes(doomed)) break;
+    }
+    await pushImage(reg.url, 'library/app', 'second', second);
+    process.kill(sns[0].proc.pid, 'SIGKILL');
+    await sns[0].proc.exited;
+
+    await docker.pull(`${reg.hostPort}/library/app:second`);
+    assert.equal(await docker.imageId(`${reg.hostPort}/library/app:second`), second.config.digest);
+    const text = await scrape(df.url);
+    assert.equal(metric(text, 'dfdaemon_blobs_total', { via: 'p2p' }), 6, 'all six blobs of both images through P2P');
+    assert.equal(metric(text, 'dfdaemon_source_bytes_total'), 0, 'dfdaemon never went to the registry itself');
+    await expectBlobGets(reg, blobsOf(second), 1);
+    const survivor = await scrape(sns[1].url);
+    assert.ok(metric(survivor, 'supernode_registrations_total', { result: 'ok' }) >= 3, 'the second supernode registered every blob of the second image');
+    await docker.stop();
+  });
+});
