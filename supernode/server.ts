@@ -6,8 +6,11 @@ import { createLogger, type Logger } from '../shared/log/index.js';
 import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { buildApi } from './api/app.js';
 import { createDownloadServer } from './api/download-server.js';
+import { mkdir } from 'node:fs/promises';
 import { Cdn } from './cdn/cdn.js';
+import { LevelMetaStore } from './cdn/meta-store.js';
 import { preheatRoutes } from './preheat/index.js';
+import { v1Routes } from './api/v1-routes.js';
 import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
 import { TaskService } from './service/tasks.js';
 
@@ -37,10 +40,14 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const metrics = createSupernodeMetrics();
   const budget = cfg.maxBandwidth - cfg.systemReservedBandwidth;
   const bucket = new TokenBucket(budget);
-  const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log,
+  await mkdir(cfg.homeDir, { recursive: true });
+  const store = new LevelMetaStore(cfg.homeDir);
+  const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log, store,
     onSourceBytes: (b) => metrics.sourceBytes.inc(b),
   });
   const host = deps.host ?? (cfg.listenIP || '0.0.0.0');
+  const restored = await cdn.restore();
+  if (restored > 0) log.info({ tasks: restored }, 'restored cdn tasks from homeDir');
 
   const download = createDownloadServer({ cdn, log, onServed: (b) => metrics.servedBytes.inc(b) });
   await new Promise<void>((res, rej) => {
@@ -66,7 +73,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     log,
     onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
   });
-  const api = buildApi({ svc, metrics, log, plugins: [(app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
+  const api = buildApi({ svc, metrics, log, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
   await api.listen({ port: cfg.listenPort, host });
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');
@@ -89,9 +96,9 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     downloadPort,
     async close() {
       clearInterval(gauges);
-      for (const t of cdn.all()) t.cancel();
       download.closeAllConnections();
       await Promise.all([api.close(), new Promise<void>((r) => download.close(() => r()))]);
+      await cdn.close();
     },
   };
 }

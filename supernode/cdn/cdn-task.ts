@@ -1,10 +1,12 @@
+import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { pieceSizeFor, Layout } from '../../shared/protocol/pieces.js';
+import { pieceSizeFor, Layout, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { cutPieces, type PieceRecord } from './cutter.js';
+import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
 import { openSource } from './source.js';
 
@@ -28,9 +30,21 @@ export interface SourceFailure {
   upstreamStatus?: number;
 }
 
+export interface CdnTaskDeps {
+  homeDir: string;
+  bucket?: TokenBucket;
+  log: Logger;
+  store?: MetaStore;
+  now: () => number;
+  /** What an earlier run left on disk, to verify and continue from. */
+  restored?: Restored;
+}
+
 /**
  * One blob fetched once from its origin. Emits 'piece' (num) as each piece lands on disk and
- * 'end' (ok) once; `ready` settles when the origin has answered with a length.
+ * 'end' (ok) once; `ready` settles when the origin has answered with a length. A task restored
+ * after a restart re-verifies every piece on disk against its recorded md5 before offering it,
+ * then continues from the first missing piece with a Range request.
  */
 export class CdnTask extends EventEmitter {
   status: CdnStatus = 'WAITING';
@@ -40,8 +54,13 @@ export class CdnTask extends EventEmitter {
   readonly pieces: PieceRecord[] = [];
   failure: SourceFailure | undefined;
   bytesFromSource = 0;
+  /** Bytes the origin was asked for from this offset on (0 = from scratch). */
+  resumedFrom = 0;
   sha256: string | undefined;
   md5: string | undefined;
+  accessTime: number;
+  interval = 0;
+  accessCount = 0;
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
   private rejectReady!: (f: SourceFailure) => void;
@@ -49,11 +68,16 @@ export class CdnTask extends EventEmitter {
 
   constructor(
     readonly req: CdnRequest,
-    private readonly homeDir: string,
-    private readonly bucket: TokenBucket | undefined,
-    private readonly log: Logger,
+    private readonly d: CdnTaskDeps,
   ) {
     super();
+    this.setMaxListeners(0);
+    this.accessTime = d.now();
+    const prev = d.restored?.task;
+    if (prev) {
+      this.interval = prev.interval;
+      this.accessCount = prev.accessCount;
+    }
     this.ready = new Promise((res, rej) => {
       this.resolveReady = res;
       this.rejectReady = rej;
@@ -68,72 +92,187 @@ export class CdnTask extends EventEmitter {
 
   /** The file that holds the verified pieces right now. */
   get path(): string {
-    return this.status === 'SUCCESS' ? dataFile(this.homeDir, this.taskId) : partFile(this.homeDir, this.taskId);
+    return this.status === 'SUCCESS' ? dataFile(this.d.homeDir, this.taskId) : partFile(this.d.homeDir, this.taskId);
+  }
+
+  /** Bytes this task occupies on disk (wrapped). */
+  get diskBytes(): number {
+    return this.layout ? this.layout.fileLength + this.layout.count * WRAP_OVERHEAD : 0;
   }
 
   hasPiece(num: number): boolean {
     return this.pieces[num] !== undefined;
   }
 
+  /** Record an access: GC keeps tasks that are fetched regularly. */
+  touch(): void {
+    const now = this.d.now();
+    if (this.accessCount > 0) this.interval = (this.interval * (this.accessCount - 1) + (now - this.accessTime)) / this.accessCount;
+    this.accessCount++;
+    this.accessTime = now;
+    if (this.status === 'SUCCESS') this.persist();
+  }
+
   cancel(): void {
     this.abort.abort();
   }
 
+  private persist(): void {
+    const t = this.snapshot();
+    if (!this.d.store || !t) return;
+    this.d.store.putTask(t).catch((err: Error) => this.d.log.warn({ taskId: this.taskId, err: err.message }, 'cannot persist task'));
+  }
+
+  /** The task as it would be restored after a restart (undefined before the length is known). */
+  snapshot(): PersistedTask | undefined {
+    if (!this.layout) return undefined;
+    return {
+      taskId: this.taskId,
+      url: this.req.url,
+      fileLength: this.fileLength,
+      pieceSize: this.pieceSize,
+      status: this.status === 'SUCCESS' ? 'SUCCESS' : 'RUNNING',
+      md5: this.md5,
+      sha256: this.sha256,
+      expectSha256: this.req.expectSha256,
+      accessTime: this.accessTime,
+      interval: this.interval,
+      accessCount: this.accessCount,
+    };
+  }
+
+  private setLayout(length: number, pieceSize: number): void {
+    this.fileLength = length;
+    this.pieceSize = pieceSize;
+    if (length >= 0) this.layout = new Layout(length, pieceSize);
+  }
+
+  private addPiece(num: number, rec: PieceRecord, fromSource: boolean): void {
+    this.pieces[num] = rec;
+    if (fromSource) {
+      this.bytesFromSource += rec.contentLen;
+      this.d.store?.putPiece(this.taskId, num, rec).catch((err: Error) => this.d.log.warn({ taskId: this.taskId, err: err.message }, 'cannot persist piece'));
+    }
+    this.emit('piece', num, fromSource);
+  }
+
+  /**
+   * Re-read what a previous run wrote: every piece must match its recorded md5, in order.
+   * Returns the first piece to fetch, with the whole-file hashes fed up to it.
+   */
+  private async verifyRestored(fh: FileHandle, r: Restored): Promise<{ next: number; md5: Hash; sha256: Hash }> {
+    const md5 = createHash('md5');
+    const sha256 = createHash('sha256');
+    const layout = this.layout!;
+    let n = 0;
+    for (; n < layout.count; n++) {
+      const rec = r.pieces[n];
+      if (!rec) break;
+      const p = layout.piece(n);
+      const buf = Buffer.alloc(p.contentLen + WRAP_OVERHEAD);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, p.start);
+      if (bytesRead !== buf.length) break;
+      const got = `${createHash('md5').update(buf).digest('hex')}:${buf.length}`;
+      if (got !== rec.md5) break;
+      const content = buf.subarray(4, buf.length - 1);
+      md5.update(content);
+      sha256.update(content);
+      this.addPiece(n, rec, false);
+    }
+    return { next: n, md5, sha256 };
+  }
+
+  private async openFile(r: Restored | undefined): Promise<FileHandle> {
+    const part = partFile(this.d.homeDir, this.taskId);
+    await mkdir(dirname(part), { recursive: true });
+    if (r) {
+      // A finished file goes back to .part while it is re-verified, so nothing serves it early.
+      const done = dataFile(this.d.homeDir, this.taskId);
+      if (await stat(done).catch(() => undefined)) await rename(done, part);
+      if (await stat(part).catch(() => undefined)) return open(part, 'r+');
+    }
+    return open(part, 'w+');
+  }
+
   async run(): Promise<void> {
     this.status = 'RUNNING';
-    const part = partFile(this.homeDir, this.taskId);
-    await mkdir(dirname(part), { recursive: true });
-    const fh = await open(part, 'w+');
+    const r = this.d.restored;
+    const fh = await this.openFile(r);
     try {
-      const src = await openSource(this.req.url, { ...this.req, signal: this.abort.signal }).catch((err: Error) => {
-        throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${this.req.url}: ${err.message}`);
-      });
-      if (src.status < 200 || src.status >= 300) {
-        src.body.resume();
-        throw statusFailure(src.status, this.req.url);
+      let start = 0;
+      let hashes: { md5: Hash; sha256: Hash } | undefined;
+      if (r) {
+        this.setLayout(r.task.fileLength, r.task.pieceSize);
+        this.resolveReady();
+        const v = await this.verifyRestored(fh, r);
+        start = v.next;
+        hashes = v;
+        this.d.log.info({ taskId: this.taskId, verified: start, of: this.layout!.count }, 'restored cdn task');
       }
-      this.fileLength = src.length;
-      this.pieceSize = pieceSizeFor(src.length);
-      if (src.length >= 0) this.layout = new Layout(src.length, this.pieceSize);
-      this.resolveReady();
-      const result = await cutPieces({
-        body: src.body,
-        fh,
-        pieceSize: this.pieceSize,
-        bucket: this.bucket,
-        signal: this.abort.signal,
-        onPiece: (num, rec) => {
-          this.pieces[num] = rec;
-          this.bytesFromSource += rec.contentLen;
-          this.emit('piece', num);
-        },
-      });
-      if (this.fileLength >= 0 && result.bytes !== this.fileLength) {
-        throw fail('SOURCE_CORRUPT', 500, `source sent ${result.bytes} bytes, expected ${this.fileLength}`);
-      }
-      if (this.req.expectSha256 && result.sha256 !== this.req.expectSha256) {
-        throw fail('SOURCE_CORRUPT', 500, `sha256 ${result.sha256} does not match ${this.req.expectSha256}`);
-      }
-      if (this.fileLength < 0) {
-        this.fileLength = result.bytes;
-        this.layout = new Layout(result.bytes, this.pieceSize);
-      }
-      this.sha256 = result.sha256;
-      this.md5 = result.md5;
-      await fh.close();
-      await rename(part, dataFile(this.homeDir, this.taskId));
-      this.status = 'SUCCESS';
-      this.log.info({ taskId: this.taskId, bytes: result.bytes, pieces: this.pieces.length }, 'cdn task done');
-      this.emit('end', true);
+      if (!this.layout || start < this.layout.count) await this.fetch(fh, start, hashes);
+      else await this.finish(fh, hashes!.md5.digest('hex'), hashes!.sha256.digest('hex'), this.fileLength);
     } catch (err) {
       await fh.close().catch(() => undefined);
-      await rm(part, { force: true });
+      await rm(partFile(this.d.homeDir, this.taskId), { force: true });
+      await this.d.store?.delete(this.taskId).catch(() => undefined);
       this.failure = isFailure(err) ? err : fail('SOURCE_UNREACHABLE', 607, `source stream failed: ${(err as Error).message}`);
       this.status = this.failure.dfCode === 500 ? 'FAILED' : 'SOURCE_ERROR';
-      this.log.warn({ taskId: this.taskId, url: this.req.url, failure: this.failure }, 'cdn task failed');
+      this.d.log.warn({ taskId: this.taskId, url: this.req.url, failure: this.failure }, 'cdn task failed');
       this.rejectReady(this.failure);
       this.emit('end', false);
     }
+  }
+
+  private async fetch(fh: FileHandle, start: number, hashes: { md5: Hash; sha256: Hash } | undefined): Promise<void> {
+    const from = start > 0 && this.layout ? this.layout.piece(start).rawStart : 0;
+    const src = await openSource(this.req.url, { ...this.req, from, signal: this.abort.signal }).catch((err: Error) => {
+      throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${this.req.url}: ${err.message}`);
+    });
+    if (src.status < 200 || src.status >= 300) {
+      src.body.resume();
+      throw statusFailure(src.status, this.req.url);
+    }
+    if (from > 0 && (src.status !== 206 || src.length !== this.fileLength)) {
+      // The origin ignored the Range or the content changed: start over from nothing.
+      src.body.destroy();
+      this.pieces.length = 0;
+      return this.fetch(fh, 0, undefined);
+    }
+    this.resumedFrom = from;
+    if (!this.layout) {
+      this.setLayout(src.length, pieceSizeFor(src.length));
+      this.resolveReady();
+    }
+    this.persist();
+    const result = await cutPieces({
+      body: src.body,
+      fh,
+      pieceSize: this.pieceSize,
+      bucket: this.d.bucket,
+      signal: this.abort.signal,
+      startPiece: start,
+      hashes,
+      onPiece: (num, rec) => this.addPiece(num, rec, true),
+    });
+    await this.finish(fh, result.md5, result.sha256, result.bytes);
+  }
+
+  private async finish(fh: FileHandle, md5: string, sha256: string, bytes: number): Promise<void> {
+    if (this.fileLength >= 0 && bytes !== this.fileLength) {
+      throw fail('SOURCE_CORRUPT', 500, `source sent ${bytes} bytes, expected ${this.fileLength}`);
+    }
+    if (this.req.expectSha256 && sha256 !== this.req.expectSha256) {
+      throw fail('SOURCE_CORRUPT', 500, `sha256 ${sha256} does not match ${this.req.expectSha256}`);
+    }
+    if (this.fileLength < 0) this.setLayout(bytes, this.pieceSize);
+    this.sha256 = sha256;
+    this.md5 = md5;
+    await fh.close();
+    await rename(partFile(this.d.homeDir, this.taskId), dataFile(this.d.homeDir, this.taskId));
+    this.status = 'SUCCESS';
+    this.persist();
+    this.d.log.info({ taskId: this.taskId, bytes, pieces: this.pieces.length, fromSource: this.bytesFromSource }, 'cdn task done');
+    this.emit('end', true);
   }
 }
 

@@ -1,6 +1,9 @@
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { CdnTask, type CdnRequest, type SourceFailure } from './cdn-task.js';
+import type { MetaStore, Restored } from './meta-store.js';
+import { dataFile, partFile } from './paths.js';
 
 export interface CdnOptions {
   homeDir: string;
@@ -10,15 +13,36 @@ export interface CdnOptions {
   failAccessIntervalMs: number;
   now: () => number;
   log: Logger;
+  store?: MetaStore;
   onSourceBytes?: (bytes: number) => void;
 }
 
-/** Starts each blob's source download at most once and remembers recent source failures. */
+/** What disk GC needs to know about a task file, whether or not it is in memory. */
+export interface DiskEntry {
+  taskId: string;
+  bytes: number;
+  accessTime: number;
+  interval: number;
+  running: boolean;
+}
+
+/**
+ * Starts each blob's source download at most once, remembers recent source failures, and
+ * knows every task on disk: those in memory and those left by an earlier run (`persisted`),
+ * which are verified and resumed when a peer asks for them again.
+ */
 export class Cdn {
   private readonly tasks = new Map<string, CdnTask>();
   private readonly failures = new Map<string, { at: number; failure: SourceFailure }>();
+  private persisted = new Map<string, Restored>();
 
   constructor(private readonly opts: CdnOptions) {}
+
+  /** Load what an earlier run recorded under homeDir. */
+  async restore(): Promise<number> {
+    if (this.opts.store) this.persisted = await this.opts.store.load();
+    return this.persisted.size;
+  }
 
   get(taskId: string): CdnTask | undefined {
     return this.tasks.get(taskId);
@@ -43,9 +67,11 @@ export class Cdn {
     if (existing && existing.status !== 'FAILED' && existing.status !== 'SOURCE_ERROR') return existing;
     const failure = this.recentFailure(req.url);
     if (failure) throw failure;
-    const task = new CdnTask(req, this.opts.homeDir, this.opts.bucket, this.opts.log);
+    const restored = this.persisted.get(req.taskId);
+    this.persisted.delete(req.taskId);
+    const task = new CdnTask(req, { homeDir: this.opts.homeDir, bucket: this.opts.bucket, log: this.opts.log, store: this.opts.store, now: this.opts.now, restored });
     const count = this.opts.onSourceBytes;
-    if (count) task.on('piece', (n: number) => count(task.pieces[n].contentLen));
+    if (count) task.on('piece', (n: number, fromSource: boolean) => fromSource && count(task.pieces[n].contentLen));
     this.tasks.set(req.taskId, task);
     task.once('end', (ok: boolean) => {
       // An auth failure belongs to the requester's credentials, not to the URL: remembering it
@@ -58,9 +84,42 @@ export class Cdn {
     return task;
   }
 
-  delete(taskId: string): void {
+  /** Every task file on disk, for disk GC. */
+  diskEntries(): DiskEntry[] {
+    const out: DiskEntry[] = [];
+    for (const t of this.tasks.values()) {
+      if (t.status === 'FAILED' || t.status === 'SOURCE_ERROR') continue;
+      out.push({ taskId: t.taskId, bytes: t.diskBytes, accessTime: t.accessTime, interval: t.interval, running: t.status !== 'SUCCESS' });
+    }
+    for (const r of this.persisted.values()) {
+      const t = r.task;
+      out.push({ taskId: t.taskId, bytes: t.fileLength + Math.max(1, Math.ceil(t.fileLength / (t.pieceSize - 5))) * 5, accessTime: t.accessTime, interval: t.interval, running: false });
+    }
+    return out;
+  }
+
+  /** Drop a task from memory only; its files and metadata stay for a later request. */
+  forget(taskId: string): void {
+    const t = this.tasks.get(taskId);
+    if (!t || t.status === 'RUNNING' || t.status === 'WAITING') return;
+    this.tasks.delete(taskId);
+    const task = t.snapshot();
+    if (task && t.status === 'SUCCESS') this.persisted.set(taskId, { task, pieces: t.pieces });
+  }
+
+  /** Remove a task everywhere: memory, files and metadata. */
+  async delete(taskId: string): Promise<void> {
     const t = this.tasks.get(taskId);
     if (t) t.cancel();
     this.tasks.delete(taskId);
+    this.persisted.delete(taskId);
+    await rm(dataFile(this.opts.homeDir, taskId), { force: true });
+    await rm(partFile(this.opts.homeDir, taskId), { force: true });
+    await this.opts.store?.delete(taskId);
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.tasks.values()) t.cancel();
+    await this.opts.store?.close();
   }
 }

@@ -32,15 +32,18 @@ export async function cutPieces(opts: {
   bucket?: TokenBucket;
   signal?: AbortSignal;
   onPiece: (num: number, rec: PieceRecord) => void;
+  /** Resume: the first piece the body starts at, and hashes already fed the bytes before it. */
+  startPiece?: number;
+  hashes?: { md5: Hash; sha256: Hash };
 }): Promise<CutResult> {
   const { body, fh, pieceSize, bucket, signal, onPiece } = opts;
   const contentSize = pieceSize - WRAP_OVERHEAD;
-  const fileMd5: Hash = createHash('md5');
-  const fileSha: Hash = createHash('sha256');
+  const fileMd5: Hash = opts.hashes?.md5 ?? createHash('md5');
+  const fileSha: Hash = opts.hashes?.sha256 ?? createHash('sha256');
   const buf = Buffer.allocUnsafe(contentSize);
   let fill = 0;
-  let num = 0;
-  let bytes = 0;
+  let num = opts.startPiece ?? 0;
+  let bytes = num * contentSize;
 
   const flush = async () => {
     const content = buf.subarray(0, fill);

@@ -12,12 +12,14 @@ import {
   cdnFinished,
   cdnPieceReady,
   markDown,
+  removePeer,
   newTask,
   schedule,
   type Decision,
   type SchedulerLimits,
   type TaskState,
 } from '../scheduler/index.js';
+import { PeerRegistry } from './peers.js';
 import type { PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
 
 interface PeerAddr {
@@ -60,8 +62,32 @@ export class RegistrationFailed extends Error {
 /** Ties the CDN, the pure scheduler and peer addresses together; the API layer calls this. */
 export class TaskService {
   readonly tasks = new Map<string, TaskEntry>();
+  readonly peers = new PeerRegistry();
 
   constructor(private readonly o: TaskServiceOptions) {}
+
+  /** Forget a task's swarm (peers, progress); the CDN decides separately about its files. */
+  drop(taskId: string): boolean {
+    const e = this.tasks.get(taskId);
+    if (!e) return false;
+    this.tasks.delete(taskId);
+    this.peers.dropTask(taskId);
+    this.notify(e);
+    return true;
+  }
+
+  /** A peer leaves every task: its uploads stop being offered and its downloads are released. */
+  removePeer(cid: string): boolean {
+    const info = this.peers.delete(cid);
+    for (const e of this.tasks.values()) {
+      if (e.sched.peers.has(cid)) {
+        removePeer(e.sched, cid);
+        e.peers.delete(cid);
+        this.notify(e);
+      }
+    }
+    return info !== undefined;
+  }
 
   cdnCid(taskId: string): string {
     return `cdnnode:${this.o.advertiseIP || 'supernode'}~${taskId}`;
@@ -91,10 +117,12 @@ export class TaskService {
       throw new RegistrationFailed(f as SourceFailure);
     }
     const entry = this.attach(id, reg.rawUrl, cdnTask);
+    cdnTask.touch();
     await this.waitReady(cdnTask);
     if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
     addPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon);
     entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: reg.path, superNodeIp: reg.superNodeIp });
+    this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
     this.o.log.debug({ taskId: id, cid: reg.cid }, 'peer registered');
     return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode' };

@@ -10,12 +10,17 @@ export interface Origin {
   blobs: Map<string, Buffer>;
   served: Map<string, number>;
   requests: Map<string, number>;
+  /** Every blob request: the Range asked for ('' for none) and the bytes sent. */
+  log: { digest: string; range: string; bytes: number }[];
+  /** Bytes per second each response is throttled to (0 = unthrottled). */
+  rate: number;
   add(data: Buffer): string;
   blobUrl(digest: string): string;
   close(): Promise<void>;
 }
 
 export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
+  const log: Origin['log'] = [];
   const blobs = new Map<string, Buffer>();
   const served = new Map<string, number>();
   const requests = new Map<string, number>();
@@ -32,12 +37,36 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
       'content-length': body.length,
       ...(r ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
     });
-    res.end(body);
-    served.set(m[1], (served.get(m[1]) ?? 0) + body.length);
+    const entry = { digest: m[1], range: req.headers.range ?? '', bytes: 0 };
+    log.push(entry);
+    const count = (n: number) => {
+      entry.bytes += n;
+      served.set(m[1], (served.get(m[1]) ?? 0) + n);
+    };
+    if (!origin.rate) {
+      res.end(body);
+      count(body.length);
+      return;
+    }
+    // Throttled: 64 KiB every 64 KiB/rate seconds, so a test can stop a download half-way.
+    let off = 0;
+    const step = 64 * 1024;
+    const tick = () => {
+      if (res.destroyed) return;
+      if (off >= body.length) return void res.end();
+      const chunk = body.subarray(off, off + step);
+      off += chunk.length;
+      res.write(chunk);
+      count(chunk.length);
+      setTimeout(tick, (step / origin.rate) * 1000);
+    };
+    tick();
   });
   await new Promise<void>((r) => server.listen(0, host, () => r()));
   const url = `http://${host}:${(server.address() as AddressInfo).port}`;
-  return {
+  const origin: Origin = {
+    log,
+    rate: 0,
     url,
     server,
     blobs,
@@ -54,6 +83,7 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
       return new Promise((r) => server.close(() => r()));
     },
   };
+  return origin;
 }
 
 export function randomBlob(size: number): Buffer {

@@ -1,0 +1,80 @@
+import { Level } from 'level';
+import { join } from 'node:path';
+import type { PieceRecord } from './cutter.js';
+
+/**
+ * What survives a restart about one CDN task. Request headers are not kept: they carry
+ * registry tokens, which must not sit on disk and would be stale anyway; a resumed download
+ * uses the headers of the peer that asks for the task again.
+ */
+export interface PersistedTask {
+  taskId: string;
+  url: string;
+  fileLength: number;
+  pieceSize: number;
+  status: 'RUNNING' | 'SUCCESS';
+  md5?: string;
+  sha256?: string;
+  expectSha256?: string;
+  accessTime: number;
+  /** Mean ms between accesses (0 until accessed twice), for disk GC's ordering. */
+  interval: number;
+  accessCount: number;
+}
+
+export interface Restored {
+  task: PersistedTask;
+  pieces: PieceRecord[];
+}
+
+export interface MetaStore {
+  load(): Promise<Map<string, Restored>>;
+  putTask(t: PersistedTask): Promise<void>;
+  putPiece(taskId: string, num: number, rec: PieceRecord): Promise<void>;
+  delete(taskId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const pieceKey = (id: string, n: number) => `p:${id}:${String(n).padStart(6, '0')}`;
+
+/** Task and piece metadata in LevelDB under homeDir/meta. */
+export class LevelMetaStore implements MetaStore {
+  private readonly db: Level<string, string>;
+
+  constructor(homeDir: string) {
+    this.db = new Level<string, string>(join(homeDir, 'meta'));
+  }
+
+  async load(): Promise<Map<string, Restored>> {
+    const out = new Map<string, Restored>();
+    for await (const [key, value] of this.db.iterator({ gte: 't:', lt: 't;' })) {
+      const task = JSON.parse(value) as PersistedTask;
+      out.set(task.taskId, { task, pieces: [] });
+      void key;
+    }
+    for await (const [key, value] of this.db.iterator({ gte: 'p:', lt: 'p;' })) {
+      const [, id, n] = key.split(':');
+      const r = out.get(id);
+      if (r) r.pieces[Number(n)] = JSON.parse(value) as PieceRecord;
+    }
+    return out;
+  }
+
+  putTask(t: PersistedTask): Promise<void> {
+    return this.db.put(`t:${t.taskId}`, JSON.stringify(t));
+  }
+
+  putPiece(taskId: string, num: number, rec: PieceRecord): Promise<void> {
+    return this.db.put(pieceKey(taskId, num), JSON.stringify(rec));
+  }
+
+  async delete(taskId: string): Promise<void> {
+    const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `t:${taskId}` }];
+    for await (const key of this.db.keys({ gte: `p:${taskId}:`, lt: `p:${taskId};` })) ops.push({ type: 'del', key });
+    await this.db.batch(ops);
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}

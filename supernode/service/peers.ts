@@ -1,0 +1,46 @@
+/** A peer as /api/v1/peers shows it: one host's dfget or dfdaemon, across its tasks. */
+export interface PeerInfo {
+  ID: string;
+  IP: string;
+  hostName: string;
+  port: number;
+  version: string;
+  created: number;
+  lastSeen: number;
+  tasks: Set<string>;
+}
+
+/** Every peer the supernode has heard of, by cid (legacy API) or by /api/v1 ID. */
+export class PeerRegistry {
+  readonly peers = new Map<string, PeerInfo>();
+
+  upsert(id: string, p: { IP: string; hostName: string; port: number; version: string }, now: number, taskId?: string): PeerInfo {
+    let info = this.peers.get(id);
+    if (!info) {
+      info = { ID: id, ...p, created: now, lastSeen: now, tasks: new Set() };
+      this.peers.set(id, info);
+    }
+    Object.assign(info, p, { lastSeen: now });
+    if (taskId) info.tasks.add(taskId);
+    return info;
+  }
+
+  get(id: string): PeerInfo | undefined {
+    return this.peers.get(id);
+  }
+
+  delete(id: string): PeerInfo | undefined {
+    const p = this.peers.get(id);
+    this.peers.delete(id);
+    return p;
+  }
+
+  /** A task is gone: forget it on every peer, and peers left with no task and long idle. */
+  dropTask(taskId: string): void {
+    for (const p of this.peers.values()) p.tasks.delete(taskId);
+  }
+}
+
+export function peerJson(p: PeerInfo) {
+  return { ID: p.ID, IP: p.IP, hostName: p.hostName, port: p.port, version: p.version, created: new Date(p.created).toISOString(), lastSeen: new Date(p.lastSeen).toISOString(), tasks: [...p.tasks] };
+}

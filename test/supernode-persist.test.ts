@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { freePort, waitFor } from './fixtures/proc.js';
+import { supernodeAt } from './helpers/cluster.js';
+import { startBin, type Daemon } from './helpers/e2e.js';
+import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+
+const MiB = 1024 * 1024;
+
+async function register(api: string, url: string, cid: string) {
+  const res = await request(`${api}/peer/registry`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ rawUrl: url, cid, ip: '127.0.0.10', port: 0, path: '/peer/file/x' }),
+  });
+  const j = (await res.body.json()) as { code: number; data: { taskId: string; fileLength: number; pieceSize: number } };
+  assert.equal(j.code, 200, JSON.stringify(j));
+  return j.data;
+}
+
+async function taskInfo(api: string, id: string) {
+  const res = await request(`${api}/api/v1/tasks/${id}`);
+  return (await res.body.json()) as { cdnStatus: string; piecesReady: number; pieceTotal: number; resumedFrom: number; bytesFromSource: number; sha256: string };
+}
+
+/** Fetch every piece from the download port, unwrap, and hash the whole blob. */
+async function blobFromDownloadPort(dl: string, id: string, fileLength: number, pieceSize: number): Promise<string> {
+  const h = createHash('sha256');
+  const content = pieceSize - 5;
+  for (let n = 0; n * content < fileLength; n++) {
+    const len = Math.min(content, fileLength - n * content);
+    const res = await request(`${dl}/download/${id.slice(0, 3)}/${id}`, { headers: { range: `bytes=${n * pieceSize}-${n * pieceSize + len + 4}` } });
+    assert.equal(res.statusCode, 206);
+    const buf = Buffer.from(await res.body.arrayBuffer());
+    h.update(buf.subarray(4, buf.length - 1));
+  }
+  return h.digest('hex');
+}
+
+describe('supernode persistence', () => {
+  let dir: string;
+  let origin: Origin;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dfts-persist-'));
+    origin = await startOrigin();
+  });
+  after(async () => {
+    await origin.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves a cached blob after a restart with 0 bytes from the origin', async () => {
+    const d = origin.add(randomBlob(9 * MiB));
+    const url = origin.blobUrl(d);
+    // Same dir and host: the second supernode gets the first one's homeDir.
+    const sn = await supernodeAt(dir, '127.0.0.1');
+    const api = `http://127.0.0.1:${sn.apiPort}`;
+    const reg = await register(api, url, 'c1');
+    await waitFor(async () => (await taskInfo(api, reg.taskId)).cdnStatus === 'SUCCESS', { timeoutMs: 10_000 });
+    await sn.close();
+    const before = origin.served.get(d);
+    const sn2 = await supernodeAt(dir, '127.0.0.1');
+    try {
+      const api2 = `http://127.0.0.1:${sn2.apiPort}`;
+      const reg2 = await register(api2, url, 'c2');
+      assert.equal(reg2.taskId, reg.taskId);
+      await waitFor(async () => (await taskInfo(api2, reg.taskId)).cdnStatus === 'SUCCESS', { timeoutMs: 10_000 });
+      assert.equal(origin.served.get(d), before, '0 bytes from the origin after the restart');
+      assert.equal((await taskInfo(api2, reg.taskId)).bytesFromSource, 0);
+      assert.equal(await blobFromDownloadPort(`http://127.0.0.1:${sn2.downloadPort}`, reg.taskId, reg2.fileLength, reg2.pieceSize), d);
+    } finally {
+      await sn2.close();
+    }
+  });
+
+  it('resumes a killed half-download with a Range request instead of starting over', async () => {
+    const size = 24 * MiB;
+    const d = origin.add(randomBlob(size));
+    const url = origin.blobUrl(d);
+    const home = join(dir, 'killed');
+    const cfg = join(dir, 'killed.yml');
+    const port = await freePort('127.0.0.1');
+    const dlPort = await freePort('127.0.0.1');
+    writeFileSync(cfg, `base:\n  homeDir: ${home}\n  listenPort: ${port}\n  downloadPort: ${dlPort}\n  listenIP: 127.0.0.1\n`);
+    const api = `http://127.0.0.1:${port}`;
+    origin.rate = 6 * MiB;
+    let sn: Daemon | undefined = await startBin('supernode', ['--config', cfg], '127.0.0.1', port);
+    try {
+      const reg = await register(api, url, 'k1');
+      await waitFor(async () => (await taskInfo(api, reg.taskId)).piecesReady >= 2, { timeoutMs: 20_000 });
+      sn.proc.child.kill('SIGKILL');
+      await sn.proc.exited;
+      sn = undefined;
+      origin.rate = 0;
+      sn = await startBin('supernode', ['--config', cfg], '127.0.0.1', port);
+      const reg2 = await register(api, url, 'k2');
+      await waitFor(async () => (await taskInfo(api, reg.taskId)).cdnStatus === 'SUCCESS', { timeoutMs: 20_000 });
+      const info = await taskInfo(api, reg.taskId);
+      const contentSize = reg2.pieceSize - 5;
+      assert.ok(info.resumedFrom > 0 && info.resumedFrom % contentSize === 0, `resumed at a piece boundary: ${info.resumedFrom}`);
+      const second = origin.log.filter((l) => l.digest === d).at(-1)!;
+      assert.equal(second.range, `bytes=${info.resumedFrom}-`, 'the origin saw a Range request');
+      assert.equal(second.bytes, size - info.resumedFrom);
+      assert.equal(info.sha256, d, 'the whole blob verifies across the two runs');
+      assert.equal(await blobFromDownloadPort(`http://127.0.0.1:${dlPort}`, reg.taskId, reg2.fileLength, reg2.pieceSize), d);
+    } finally {
+      origin.rate = 0;
+      await sn?.stop();
+    }
+  });
+});
