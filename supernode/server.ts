@@ -11,10 +11,12 @@ import { Cdn } from './cdn/cdn.js';
 import { LevelMetaStore } from './cdn/meta-store.js';
 import { preheatRoutes } from './preheat/index.js';
 import { v1Routes } from './api/v1-routes.js';
+import { GcRunner, type FreeBytes } from './gc/runner.js';
 import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
 import { TaskService } from './service/tasks.js';
 
 export interface Supernode {
+  gc: GcRunner;
   api: FastifyInstance;
   download: Server;
   svc: TaskService;
@@ -31,6 +33,8 @@ export interface SupernodeDeps {
   host?: string;
   now?: () => number;
   rand?: () => number;
+  /** Free bytes of homeDir's filesystem; injected by GC tests. */
+  freeBytes?: FreeBytes;
 }
 
 /** Wires config to the CDN, scheduler service and both servers, and starts listening. */
@@ -39,7 +43,10 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const now = deps.now ?? Date.now;
   const metrics = createSupernodeMetrics();
   const budget = cfg.maxBandwidth - cfg.systemReservedBandwidth;
+  // One budget for what the CDN reads from origins and one for what it serves to peers: they
+  // use the two directions of the link, and each must stay within maxBandwidth - reserved.
   const bucket = new TokenBucket(budget);
+  const serveBucket = new TokenBucket(budget);
   await mkdir(cfg.homeDir, { recursive: true });
   const store = new LevelMetaStore(cfg.homeDir);
   const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log, store,
@@ -49,7 +56,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const restored = await cdn.restore();
   if (restored > 0) log.info({ tasks: restored }, 'restored cdn tasks from homeDir');
 
-  const download = createDownloadServer({ cdn, log, onServed: (b) => metrics.servedBytes.inc(b) });
+  const download = createDownloadServer({ cdn, log, bucket: serveBucket, onServed: (b) => metrics.servedBytes.inc(b) });
   await new Promise<void>((res, rej) => {
     download.once('error', rej);
     download.listen(cfg.downloadPort, host, () => res());
@@ -72,11 +79,17 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     rand: deps.rand,
     log,
     onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
+    onReport: (_id, eff) => {
+      if (eff.blacklisted) metrics.blacklistEvents.inc();
+      if (eff.eliminated) metrics.eliminations.inc();
+    },
   });
   const api = buildApi({ svc, metrics, log, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
   await api.listen({ port: cfg.listenPort, host });
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');
+  const gc = new GcRunner(cfg, svc, cdn, metrics, log, now, deps.freeBytes);
+  gc.start();
 
   const gauges = setInterval(() => {
     metrics.tasks.set(svc.tasks.size);
@@ -87,6 +100,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   gauges.unref();
 
   return {
+    gc,
     api,
     download,
     svc,
@@ -96,6 +110,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     downloadPort,
     async close() {
       clearInterval(gauges);
+      gc.stop();
       download.closeAllConnections();
       await Promise.all([api.close(), new Promise<void>((r) => download.close(() => r()))]);
       await cdn.close();

@@ -72,7 +72,7 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
   for (const n of task.avail) {
     if (have[n]) continue;
     const prio = useWindow && n < head + window ? 0 : 1;
-    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && task.cdnPieces.has(n) && cdnMay(task, n, prio, peersOk))) continue;
+    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && task.cdnPieces.has(n) && cdnMay(task, peer, n, prio, peersOk))) continue;
     const rare = Math.min(RARE - 1, counts[n] ?? 0);
     const dist = Math.min(DIST - 1, Math.round(Math.abs(n - centre)));
     const tie = Math.floor(ctx.rand() * TIE);
@@ -98,8 +98,17 @@ function eligible(task: TaskState, peer: PeerState, cid: string, limits: Schedul
  * one: that copy would only speed up one stream head, while the slot could bring a new piece
  * into the swarm (measured in bench/scheduler: it halves swarm time when every peer streams).
  */
-function cdnMay(task: TaskState, n: number, prio: number, peersOk: boolean): boolean {
-  return !peersOk || prio !== 0 || (task.holderCount[n] ?? 0) === 0;
+function cdnMay(task: TaskState, peer: PeerState, n: number, prio: number, peersOk: boolean): boolean {
+  return !peersOk || prio !== 0 || (task.holderCount[n] ?? 0) === 0 || !servableHolder(task, peer, n);
+}
+
+/** A holder of n that could serve `peer` once free: a peer that went down or was eliminated never will. */
+function servableHolder(task: TaskState, peer: PeerState, n: number): boolean {
+  for (const cid of task.holders.get(n) ?? []) {
+    const src = task.peers.get(cid);
+    if (src && src !== peer && !src.down && src.serviceErrorCount < task.elimLimit && !((peer.blacklist.get(cid) ?? 0) > 0)) return true;
+  }
+  return false;
 }
 
 function pickSource(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits, peersOk: boolean, prio: number): string | undefined {
@@ -113,7 +122,7 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
       return list[idx];
     }
   }
-  if (task.cdnPieces.has(n) && task.cdnLoad < limits.cdnTaskLoadLimit && cdnMay(task, n, prio, peersOk)) return task.cdnCid;
+  if (task.cdnPieces.has(n) && task.cdnLoad < limits.cdnTaskLoadLimit && cdnMay(task, peer, n, prio, peersOk)) return task.cdnCid;
   return undefined;
 }
 

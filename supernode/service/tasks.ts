@@ -16,6 +16,7 @@ import {
   newTask,
   schedule,
   type Decision,
+  type ReportEffect,
   type SchedulerLimits,
   type TaskState,
 } from '../scheduler/index.js';
@@ -51,6 +52,7 @@ export interface TaskServiceOptions {
   /** How long registration waits for the origin to answer. */
   readyTimeoutMs?: number;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
+  onReport?: (taskId: string, effect: ReportEffect) => void;
 }
 
 export class RegistrationFailed extends Error {
@@ -200,6 +202,7 @@ export class TaskService {
     if (n === undefined || r.result === PieceResult.Invalid) return undefined;
     const ok = r.result === PieceResult.Success || r.result === PieceResult.SemiSuccess;
     const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok }, this.o.limits, this.o.now());
+    this.o.onReport?.(taskId, eff);
     if (ok || eff.blacklisted) this.notify(entry);
     return n;
   }

@@ -5,15 +5,15 @@ import { loadDfdaemonConfig } from '../../shared/config/dfdaemon.js';
 import { loadSupernodeConfig } from '../../shared/config/supernode.js';
 import { createLogger } from '../../shared/log/index.js';
 import { startDfdaemon, type Dfdaemon } from '../../dfdaemon/daemon.js';
-import { startSupernode, type Supernode } from '../../supernode/server.js';
+import { startSupernode, type Supernode, type SupernodeDeps } from '../../supernode/server.js';
 
 const quiet = () => createLogger('test', { level: process.env.DF_LOG_LEVEL ?? 'silent' });
 
-export async function supernodeAt(dir: string, host = '127.0.0.1', extraYaml = '', argv: string[] = []): Promise<Supernode> {
+export async function supernodeAt(dir: string, host = '127.0.0.1', extraYaml = '', argv: string[] = [], deps: Omit<SupernodeDeps, 'host' | 'log'> = {}): Promise<Supernode> {
   const file = join(dir, `supernode-${host}.yml`);
   writeFileSync(file, `base:\n  listenPort: 0\n  downloadPort: 0\n  homeDir: ${join(dir, 'sn-home-' + host)}\n${extraYaml}`);
   const cfg = loadSupernodeConfig({ file, argv });
-  return startSupernode(cfg, { host, log: quiet() });
+  return startSupernode(cfg, { ...deps, host, log: quiet() });
 }
 
 export async function dfdaemonAt(dir: string, host: string, nodes: string[], extraYaml = ''): Promise<Dfdaemon> {

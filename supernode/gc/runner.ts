@@ -1,0 +1,98 @@
+import { statfs } from 'node:fs/promises';
+import type { SupernodeConfig } from '../../shared/config/supernode.js';
+import type { Logger } from '../../shared/log/index.js';
+import type { Cdn } from '../cdn/cdn.js';
+import type { SupernodeMetrics } from '../metrics.js';
+import { isComplete, removePeer } from '../scheduler/index.js';
+import type { TaskService } from '../service/tasks.js';
+import { selectDiskVictims, selectMetaActions, type DiskDecision, type MetaDecision } from './policy.js';
+
+export type FreeBytes = (dir: string) => Promise<number>;
+
+export const statfsFreeBytes: FreeBytes = async (dir) => {
+  const s = await statfs(dir);
+  return s.bavail * s.bsize;
+};
+
+/**
+ * Applies the GC policy on Dragonfly's timers. Clock and free-space reading are injected, so
+ * tests call runMeta()/runDisk() directly and drive both.
+ */
+export class GcRunner {
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly cfg: SupernodeConfig,
+    private readonly svc: TaskService,
+    private readonly cdn: Cdn,
+    private readonly metrics: SupernodeMetrics,
+    private readonly log: Logger,
+    private readonly now: () => number,
+    private readonly freeBytes: FreeBytes = statfsFreeBytes,
+  ) {}
+
+  start(): void {
+    const first = setTimeout(() => {
+      this.timers.push(setInterval(() => void this.runMeta(), this.cfg.gcMetaInterval));
+      this.timers.push(setInterval(() => void this.runDisk().catch((err: Error) => this.log.warn({ err: err.message }, 'disk gc failed')), this.cfg.gcDiskInterval));
+    }, this.cfg.gcInitialDelay);
+    this.timers.push(first);
+    for (const t of this.timers) t.unref();
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+  }
+
+  /** A task is in use while the CDN fetches it or any live peer still lacks pieces. */
+  private inUse(taskId: string): boolean {
+    const t = this.cdn.get(taskId);
+    if (t && (t.status === 'RUNNING' || t.status === 'WAITING')) return true;
+    const e = this.svc.tasks.get(taskId);
+    if (!e) return false;
+    for (const p of e.sched.peers.values()) if (!p.down && !isComplete(e.sched, p)) return true;
+    return false;
+  }
+
+  runMeta(): MetaDecision {
+    const now = this.now();
+    const tasks = [...this.svc.tasks.values()].map((e) => ({
+      taskId: e.id,
+      accessedAt: e.accessedAt,
+      inUse: this.inUse(e.id),
+      peers: [...e.sched.peers.values()].map((p) => ({ cid: p.cid, down: p.down, downAt: p.downAt })),
+    }));
+    const d = selectMetaActions(tasks, this.cfg, now);
+    for (const id of d.expire) {
+      this.svc.drop(id);
+      this.cdn.forget(id);
+    }
+    for (const { taskId, cid } of d.removePeers) {
+      const e = this.svc.tasks.get(taskId);
+      if (e) {
+        removePeer(e.sched, cid);
+        e.peers.delete(cid);
+      }
+    }
+    this.metrics.gcRuns.inc({ kind: 'meta' });
+    if (d.expire.length || d.removePeers.length) this.log.info({ expired: d.expire, removedPeers: d.removePeers.length }, 'meta gc');
+    return d;
+  }
+
+  async runDisk(): Promise<DiskDecision & { freedBytes: number }> {
+    const free = await this.freeBytes(this.cfg.homeDir);
+    const entries = this.cdn.diskEntries().map((e) => ({ ...e, inUse: e.running || this.inUse(e.taskId) }));
+    const d = selectDiskVictims(entries, free, this.cfg, this.now());
+    let freed = 0;
+    for (const id of d.victims) {
+      freed += entries.find((e) => e.taskId === id)?.bytes ?? 0;
+      this.svc.drop(id);
+      await this.cdn.delete(id);
+    }
+    this.metrics.gcRuns.inc({ kind: d.kind === 'none' ? 'disk-none' : `disk-${d.kind}` });
+    this.metrics.gcFreedBytes.inc(freed);
+    if (d.victims.length) this.log.info({ kind: d.kind, free, victims: d.victims, freed }, 'disk gc');
+    return { ...d, freedBytes: freed };
+  }
+}

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { selectDiskVictims, selectMetaActions, type DiskCandidate } from '../supernode/gc/policy.js';
+import { dataFile } from '../supernode/cdn/paths.js';
+import { waitFor } from './fixtures/proc.js';
+import { supernodeAt } from './helpers/cluster.js';
+import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+
+const G = 1024 ** 3;
+const H = 3_600_000;
+const limits = { youngGCThreshold: 100 * G, fullGCThreshold: 5 * G, intervalThreshold: 2 * H, cleanRatio: 1 };
+
+describe('GC policy (pure)', () => {
+  const t = (id: string, accessTime: number, interval = 0, bytes = 1, inUse = false): DiskCandidate => ({ taskId: id, accessTime, interval, bytes, inUse });
+  const now = 100 * H;
+
+  it('does nothing above youngGCThreshold', () => {
+    assert.deepEqual(selectDiskVictims([t('a', 0)], 100 * G + 1, limits, now), { kind: 'none', victims: [] });
+  });
+
+  it('removes every idle task at or below fullGCThreshold, never one in use', () => {
+    const d = selectDiskVictims([t('a', 0), t('b', now), t('busy', 0, 0, 1, true)], 5 * G, limits, now);
+    assert.equal(d.kind, 'full');
+    assert.deepEqual(d.victims.sort(), ['a', 'b']);
+  });
+
+  it('young GC takes ceil(n * cleanRatio / 10): irregular oldest first, regular largest last', () => {
+    const tasks = [
+      t('old', 1 * H),
+      t('older', 0),
+      t('regular-big', now - H, 2 * H, 500),
+      t('regular-small', now - H, 2 * H, 5),
+      t('lapsed', now - 10 * H, 1 * H),
+    ];
+    const order = selectDiskVictims(tasks, 50 * G, { ...limits, cleanRatio: 10 }, now).victims;
+    assert.deepEqual(order, ['older', 'old', 'lapsed', 'regular-big', 'regular-small']);
+    assert.deepEqual(selectDiskVictims(tasks, 50 * G, limits, now).victims, ['older'], 'ceil(5 * 1 / 10) = 1');
+    assert.deepEqual(selectDiskVictims(tasks, 50 * G, { ...limits, cleanRatio: 3 }, now).victims, ['older', 'old']);
+  });
+
+  it('meta GC expires idle tasks after taskExpireTime and drops peers down longer than peerGCDelay', () => {
+    const d = selectMetaActions(
+      [
+        { taskId: 'idle', accessedAt: 0, inUse: false, peers: [] },
+        { taskId: 'busy', accessedAt: 0, inUse: true, peers: [{ cid: 'gone', down: true, downAt: 0 }, { cid: 'recent', down: true, downAt: 170_000 }] },
+        { taskId: 'fresh', accessedAt: 100_000, inUse: false, peers: [] },
+      ],
+      { taskExpireTime: 180_000, peerGCDelay: 180_000 },
+      180_000,
+    );
+    assert.deepEqual(d.expire, ['idle']);
+    assert.deepEqual(d.removePeers, [{ taskId: 'busy', cid: 'gone' }]);
+  });
+});
+
+describe('GC on a running supernode, driven by an injected clock and disk', () => {
+  let dir: string;
+  let origin: Origin;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dfts-gc-'));
+    origin = await startOrigin();
+  });
+  after(async () => {
+    await origin.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('deletes exactly the chosen task files and keeps tasks a peer is downloading', async () => {
+    let clock = 1_000_000;
+    let free = 200 * G;
+    const sn = await supernodeAt(dir, '127.0.0.1', '', [], { now: () => clock, freeBytes: async () => free });
+    const home = join(dir, 'sn-home-127.0.0.1');
+    const api = `http://127.0.0.1:${sn.apiPort}`;
+    try {
+      const reg = async (d: string, cid: string) => {
+        const res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.11', port: 0 }) });
+        return ((await res.body.json()) as { data: { taskId: string } }).data.taskId;
+      };
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        clock += H;
+        ids.push(await reg(origin.add(randomBlob(100_000 + i)), `peer${i}`));
+      }
+      await waitFor(() => ids.every((id) => sn.cdn.get(id)?.status === 'SUCCESS'));
+      // Every peer finished except peer3, which is still downloading ids[3].
+      for (let i = 0; i < 3; i++) {
+        const res = await request(`${api}/peer/task?taskId=${ids[i]}&srcCid=peer${i}&status=700`);
+        await res.body.dump();
+        const e = sn.svc.tasks.get(ids[i])!;
+        for (let n = 0; n < e.sched.pieceCount; n++) sn.svc.report(ids[i], `peer${i}`, { range: `${n * e.cdn.pieceSize}-${n * e.cdn.pieceSize + e.cdn.layout!.piece(n).contentLen + 4}`, result: 501, dstCid: e.sched.cdnCid });
+      }
+      assert.equal((await sn.gc.runDisk()).kind, 'none', '200 GiB free is above youngGCThreshold');
+      free = 50 * G;
+      const young = await sn.gc.runDisk();
+      assert.deepEqual(young.victims, [ids[0]], 'young GC takes the least recently used idle task');
+      assert.ok(young.freedBytes > 100_000);
+      assert.equal(existsSync(dataFile(home, ids[0])), false);
+      free = 1 * G;
+      const full = await sn.gc.runDisk();
+      assert.deepEqual(full.victims.sort(), [ids[1], ids[2]].sort());
+      assert.ok(existsSync(dataFile(home, ids[3])), 'a task a peer is downloading survives full GC');
+      const metrics = await sn.metrics.registry.metrics();
+      assert.match(metrics, /supernode_gc_runs_total\{kind="disk-full"\} 1/);
+    } finally {
+      await sn.close();
+    }
+  });
+
+  it('meta GC forgets an idle swarm but keeps its file, which a later request reuses', async () => {
+    let clock = 5_000_000;
+    const sn = await supernodeAt(dir, '127.0.0.2', '', [], { now: () => clock, freeBytes: async () => 500 * G });
+    const api = `http://127.0.0.2:${sn.apiPort}`;
+    try {
+      const d = origin.add(randomBlob(300_000));
+      const body = (cid: string) => JSON.stringify({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.12', port: 0 });
+      let res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('m1') });
+      const id = ((await res.body.json()) as { data: { taskId: string } }).data.taskId;
+      await waitFor(() => sn.cdn.get(id)?.status === 'SUCCESS');
+      sn.svc.serviceDown(id, 'm1');
+      clock += 2 * 60_000;
+      assert.deepEqual(sn.gc.runMeta().expire, [], 'not yet idle for taskExpireTime (3m)');
+      clock += 2 * 60_000;
+      assert.deepEqual(sn.gc.runMeta().expire, [id]);
+      assert.equal(sn.svc.tasks.has(id), false);
+      const sent = origin.served.get(d);
+      res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('m2') });
+      assert.equal(((await res.body.json()) as { code: number }).code, 200);
+      await waitFor(() => sn.cdn.get(id)?.status === 'SUCCESS');
+      assert.equal(origin.served.get(d), sent, 'served from the kept file');
+    } finally {
+      await sn.close();
+    }
+  });
+});
