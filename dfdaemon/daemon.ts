@@ -120,6 +120,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
         peerServer ? new Promise<void>((r) => peerServer!.close(() => r())) : Promise.resolve(),
       ]);
       await downloader.close();
+      await client.leave(store.all(), cid);
       await client.close();
       await store.close();
     },

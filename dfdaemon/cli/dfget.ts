@@ -36,10 +36,11 @@ async function main(argv: string[]): Promise<number> {
   const uploader = createUploader({ store, log });
   const server = createServer((req, res) => void handleUpload(req, res, uploader));
   await new Promise<void>((r) => server.listen(flags.port, flags.ip || '0.0.0.0', () => r()));
+  const cid = `${hostname()}-${process.pid}-${Date.now()}`;
   const dl = new Downloader({
     store,
     client,
-    cid: `${hostname()}-${process.pid}-${Date.now()}`,
+    cid,
     uploadPort: (server.address() as AddressInfo).port,
     localIP: flags.ip,
     filter: flags.filter,
@@ -74,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
     server.closeAllConnections();
     server.close();
     await dl.close();
+    await client.leave(store.all(), cid);
     await client.close();
     await store.close();
     await rm(work, { recursive: true, force: true });

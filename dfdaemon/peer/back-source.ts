@@ -1,8 +1,10 @@
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import { upstreamTls } from '../../shared/tls/ca-store.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
+import { getFollowing } from './http-client.js';
 
 export interface SourceAnswer {
   status: number;
@@ -11,16 +13,16 @@ export interface SourceAnswer {
   body: Readable;
 }
 
-const agents = new Map<string, Dispatcher>();
+const httpAgent = new HttpAgent({ keepAlive: true });
+const httpsAgents = new Map<string, HttpsAgent>();
 
-function agentFor(insecure: boolean, ca: string[]): Dispatcher {
+function agentFor(url: string, insecure: boolean, ca: string[]): HttpAgent | HttpsAgent {
+  if (!url.startsWith('https:')) return httpAgent;
   const key = `${insecure}|${ca.join('')}`;
-  let a = agents.get(key);
+  let a = httpsAgents.get(key);
   if (!a) {
-    a = new Agent({ connect: upstreamTls(insecure, ca) }).compose(
-      interceptors.redirect({ maxRedirections: 5 }),
-    );
-    agents.set(key, a);
+    a = new HttpsAgent({ keepAlive: true, ...upstreamTls(insecure, ca) });
+    httpsAgents.set(key, a);
   }
   return a;
 }
@@ -33,14 +35,19 @@ export async function openOrigin(
 ): Promise<SourceAnswer> {
   const h = { ...headers };
   if (opts.from && opts.from > 0) h.range = `bytes=${opts.from}-`;
-  const res = await request(url, { headers: h, dispatcher: agentFor(opts.insecure ?? false, opts.ca ?? []), signal: opts.signal });
+  const res = await getFollowing(url, {
+    headers: h,
+    signal: opts.signal,
+    timeoutMs: 30_000,
+    agentFor: (u) => agentFor(u, opts.insecure ?? false, opts.ca ?? []),
+  });
   const cl = res.headers['content-length'];
   let length = typeof cl === 'string' ? Number(cl) : -1;
-  if (res.statusCode === 206) {
+  if (res.status === 206) {
     const m = /\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''));
     length = m ? Number(m[1]) : -1;
   }
-  return { status: res.statusCode, length, headers: res.headers, body: res.body };
+  return { status: res.status, length, headers: res.headers, body: res.body };
 }
 
 /**

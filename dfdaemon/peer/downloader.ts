@@ -1,6 +1,4 @@
 import { hostname } from 'node:os';
-import type { Dispatcher } from 'undici';
-import { Agent } from 'undici';
 import type { Logger } from '../../shared/log/index.js';
 import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
@@ -9,6 +7,7 @@ import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
 import { p2pDownload, type P2PCounters } from './p2p-download.js';
+import { PieceClient } from './piece-client.js';
 import { RegisterRefused, type SupernodeClient } from './supernode-client.js';
 
 export interface DownloadRequest {
@@ -60,7 +59,7 @@ export interface DownloaderOptions {
  */
 export class Downloader {
   private readonly inflight = new Map<string, Promise<Started>>();
-  private readonly dispatcher: Dispatcher = new Agent({ keepAliveTimeout: 10_000, connect: { timeout: 3_000 } });
+  private readonly pieces = new PieceClient();
 
   constructor(private readonly o: DownloaderOptions) {}
 
@@ -122,7 +121,7 @@ export class Downloader {
             taskId: reg.taskId,
             cid: this.o.cid,
             tf,
-            dispatcher: this.dispatcher,
+            pieces: this.pieces,
             bucket,
             counters: this.o.counters,
             log,
@@ -175,6 +174,6 @@ export class Downloader {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    this.pieces.close();
   }
 }

@@ -1,9 +1,14 @@
 import { createHash } from 'node:crypto';
-import { request, type Dispatcher } from 'undici';
 import { WRAP_OVERHEAD, WRAP_TAIL } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
+import { READ_BUFFER, type PieceClient } from './piece-client.js';
 import type { WirePiece } from './supernode-client.js';
+
+/** Bytes gathered before one write to the task file: few syscalls, little memory. */
+const WRITE_BATCH = 1024 * 1024;
+const pool: Buffer[] = [];
+const POOL_MAX = 8;
 
 /** Why a piece fetch failed, in the terms of Dragonfly's /peer/piece/error. */
 export class PieceFetchError extends Error {
@@ -17,71 +22,86 @@ export class PieceFetchError extends Error {
 }
 
 /**
- * Fetch one wrapped piece and write its content straight to the task file, hashing as it
- * streams so a piece never sits whole in memory. The piece is marked done only when length,
- * tail and digest (sha256 from our supernode, else md5) check out; a bad piece leaves no mark.
+ * Fetch one wrapped piece and write its content to the task file, hashing as it streams so a
+ * piece never sits whole in memory. The piece is marked done only when length, tail and
+ * digest (sha256 from our supernode, else md5) check out; a bad piece leaves no mark.
  */
 export async function fetchPiece(
   p: WirePiece,
   tf: TaskFile,
-  opts: { dispatcher: Dispatcher; signal?: AbortSignal; bucket?: TokenBucket; onBytes?: (n: number) => void },
+  opts: { client: PieceClient; signal?: AbortSignal; bucket?: TokenBucket; onBytes?: (n: number) => void },
 ): Promise<void> {
   const piece = tf.layout.piece(p.pieceNum);
   const expected = piece.contentLen + WRAP_OVERHEAD;
-  let res: Dispatcher.ResponseData;
-  try {
-    res = await request(`http://${hostPort(p.peerIp, p.peerPort)}${p.path}`, {
-      headers: { range: `bytes=${p.range}`, pieceNum: String(p.pieceNum), pieceSize: String(p.pieceSize), 'user-agent': 'dfget/1.0.6-ts' },
-      dispatcher: opts.dispatcher,
-      signal: opts.signal,
-    });
-  } catch (err) {
-    throw new PieceFetchError('NETWORK', `piece ${p.pieceNum} from ${p.cid}: ${(err as Error).message}`);
-  }
-  if (res.statusCode < 200 || res.statusCode >= 300) {
-    await res.body.dump();
-    throw new PieceFetchError('FILE_NOT_EXIST', `piece ${p.pieceNum} from ${p.cid}: HTTP ${res.statusCode}`);
-  }
+  const who = `piece ${p.pieceNum} from ${p.cid}`;
   // A sha256 from our supernode makes the md5 redundant, and md5 is the slower of the two.
   const md5 = p.pieceSha256 ? undefined : createHash('md5');
   const sha = p.pieceSha256 ? createHash('sha256') : undefined;
+  const limited = opts.bucket && !opts.bucket.unlimited ? opts.bucket : undefined;
+  // Reads are only valid during the callback, so content is copied into a batch buffer with
+  // room for one more read past the flush mark.
+  const batch = pool.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH + READ_BUFFER);
+  let fill = 0;
+  let batchPos = 0;
   let seen = 0;
   let last = -1;
+  let writing: Promise<void> = Promise.resolve();
+  const flush = () => {
+    const n = fill;
+    fill = 0;
+    writing = n > 0 && !tf.has(p.pieceNum) ? tf.writeAt(batch.subarray(0, n), batchPos) : Promise.resolve();
+    return writing;
+  };
   try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (opts.bucket) await opts.bucket.take(chunk.length, opts.signal);
-      if (seen + chunk.length > expected) throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid} is too long`);
-      md5?.update(chunk);
-      // Content is everything after the 4-byte header and before the 1-byte tail.
-      const from = Math.max(0, 4 - seen);
-      const to = Math.min(chunk.length, expected - 1 - seen);
-      if (to > from) {
-        const content = chunk.subarray(from, to);
-        sha?.update(content);
-        if (!tf.has(p.pieceNum)) await tf.writeAt(content, piece.rawStart + seen + from - 4);
-      }
-      seen += chunk.length;
-      last = chunk[chunk.length - 1];
-      opts.onBytes?.(chunk.length);
-    }
+    await opts.client.get(
+      p.peerIp,
+      p.peerPort,
+      p.path,
+      { Range: `bytes=${p.range}`, pieceNum: String(p.pieceNum), pieceSize: String(p.pieceSize), 'User-Agent': 'dfget/1.0.6-ts' },
+      {
+        head(status, length) {
+          if (status < 200 || status >= 300) throw new PieceFetchError('FILE_NOT_EXIST', `${who}: HTTP ${status}`);
+          if (length !== expected) throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: ${length} bytes, expected ${expected}`);
+        },
+        data(chunk) {
+          md5?.update(chunk);
+          // Content is everything after the 4-byte header and before the 1-byte tail.
+          const from = Math.max(0, 4 - seen);
+          const to = Math.min(chunk.length, expected - 1 - seen);
+          if (to > from) {
+            sha?.update(chunk.subarray(from, to));
+            if (fill === 0) batchPos = piece.rawStart + seen + from - 4;
+            fill += chunk.copy(batch, fill, from, to);
+          }
+          seen += chunk.length;
+          last = chunk[chunk.length - 1];
+          opts.onBytes?.(chunk.length);
+          const wrote = fill >= WRITE_BATCH ? flush() : undefined;
+          const pacing = limited?.take(chunk.length, opts.signal);
+          return wrote && pacing ? Promise.all([wrote, pacing]).then(() => undefined) : (wrote ?? pacing);
+        },
+      },
+      opts.signal,
+    );
+    await flush();
   } catch (err) {
     if (err instanceof PieceFetchError) throw err;
-    throw new PieceFetchError('NETWORK', `piece ${p.pieceNum} from ${p.cid}: ${(err as Error).message}`);
+    throw new PieceFetchError('NETWORK', `${who}: ${(err as Error).message}`);
+  } finally {
+    // A failed fetch may still be writing from the batch; it goes back to the pool after.
+    await writing.catch(() => undefined);
+    if (pool.length < POOL_MAX) pool.push(batch);
   }
   const realMd5 = md5?.digest('hex') ?? '';
   if (seen !== expected || last !== WRAP_TAIL) {
-    throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid}: got ${seen} bytes, expected ${expected}`, realMd5);
+    throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: got ${seen} bytes, expected ${expected}`, realMd5);
   }
   const wantMd5 = p.pieceMd5.split(':')[0];
   if (md5 && wantMd5 && wantMd5 !== realMd5) {
-    throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid}: md5 ${realMd5} != ${wantMd5}`, realMd5);
+    throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: md5 ${realMd5} != ${wantMd5}`, realMd5);
   }
   if (sha && p.pieceSha256 !== sha.digest('hex')) {
-    throw new PieceFetchError('FILE_MD5_NOT_MATCH', `piece ${p.pieceNum} from ${p.cid}: sha256 mismatch`, realMd5);
+    throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: sha256 mismatch`, realMd5);
   }
   tf.markDone(p.pieceNum);
-}
-
-export function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -1,9 +1,9 @@
-import type { Dispatcher } from 'undici';
 import { PeerStatus, PieceResult } from '../../shared/protocol/codes.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fetchPiece, PieceFetchError } from './fetch-piece.js';
+import type { PieceClient } from './piece-client.js';
 import type { SupernodeClient, TaskAnswer, TaskQuery, WirePiece } from './supernode-client.js';
 
 export interface P2PCounters {
@@ -17,7 +17,7 @@ export interface P2PContext {
   taskId: string;
   cid: string;
   tf: TaskFile;
-  dispatcher: Dispatcher;
+  pieces: PieceClient;
   bucket?: TokenBucket;
   counters?: P2PCounters;
   log: Logger;
@@ -93,7 +93,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       running++;
       const fromCdn = p.cid.startsWith('cdnnode:');
       fetchPiece(p, tf, {
-        dispatcher: ctx.dispatcher,
+        client: ctx.pieces,
         signal: inner.signal,
         bucket: ctx.bucket,
         onBytes: (n) => ctx.counters?.pieceBytes(fromCdn, n),

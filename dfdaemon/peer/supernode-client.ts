@@ -1,7 +1,8 @@
+import { Agent } from 'node:http';
 import { connect } from 'node:net';
-import { Agent, request } from 'undici';
 import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
+import { discard, readJson, send } from './http-client.js';
 import { nodeOrder } from './node-order.js';
 
 export interface RegisterBody {
@@ -79,7 +80,7 @@ export interface SupernodeClientOptions {
  * restarted node takes its share back.
  */
 export class SupernodeClient {
-  private readonly agent = new Agent({ keepAliveTimeout: 30_000, headersTimeout: 60_000, connect: { timeout: 3_000 } });
+  private readonly agent = new Agent({ keepAlive: true, timeout: 60_000 });
   private readonly failedAt = new Map<string, number>();
   private readonly localIPs = new Map<string, { local: string; remote: string }>();
   private readonly retryFailedMs: number;
@@ -130,19 +131,20 @@ export class SupernodeClient {
     for (const node of this.order(taskKey)) {
       try {
         const body = await make(node);
-        const res = await request(`http://${node}/peer/registry`, {
+        const res = await send(`http://${node}/peer/registry`, {
           method: 'POST',
           headers: { 'content-type': 'application/json;charset=utf-8' },
           body: JSON.stringify(body),
-          dispatcher: this.agent,
+          agent: this.agent,
+          timeoutMs: 60_000,
         });
-        const json = (await res.body.json()) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
+        const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
         if (json.code === 200 && json.data) {
           this.failedAt.delete(node);
           return { node, ...json.data };
         }
         if (json.code === 607 || json.code === 609) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
-        throw new Error(`supernode ${node} answered HTTP ${res.statusCode} code ${json.code}: ${json.msg ?? ''}`);
+        throw new Error(`supernode ${node} answered HTTP ${res.status} code ${json.code}: ${json.msg ?? ''}`);
       } catch (err) {
         if (err instanceof RegisterRefused) throw err;
         lastErr = err as Error;
@@ -157,16 +159,32 @@ export class SupernodeClient {
   async next(node: string, q: TaskQuery, signal?: AbortSignal): Promise<TaskAnswer> {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined) qs.set(k, String(v));
-    const res = await request(`http://${node}/peer/task?${qs}`, { dispatcher: this.agent, signal });
-    const json = (await res.body.json()) as TaskAnswer;
-    if (res.statusCode !== 200) throw new Error(`supernode ${node} /peer/task HTTP ${res.statusCode}: ${json.msg ?? ''}`);
+    const res = await send(`http://${node}/peer/task?${qs}`, { agent: this.agent, signal, timeoutMs: 60_000 });
+    const json = (await readJson(res.body)) as TaskAnswer;
+    if (res.status !== 200) throw new Error(`supernode ${node} /peer/task HTTP ${res.status}: ${json.msg ?? ''}`);
     return json;
   }
 
   /** Fire-and-forget notifications (service down); failures only matter to the log. */
   async notify(node: string, path: string, params: Record<string, string>): Promise<void> {
-    const res = await request(`http://${node}${path}?${new URLSearchParams(params)}`, { dispatcher: this.agent });
-    await res.body.dump();
+    const res = await send(`http://${node}${path}?${new URLSearchParams(params)}`, { agent: this.agent, timeoutMs: 10_000 });
+    discard(res.body);
+  }
+
+  /**
+   * Tell each task's supernode this peer no longer serves it (`/peer/service/down`), as a
+   * dfget server does when it exits, so no peer is sent to fetch from a closed port.
+   */
+  async leave(tasks: Iterable<{ taskId: string; node: string | undefined }>, cid: string, timeoutMs = 2_000): Promise<void> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const calls = [...tasks]
+      .filter((t) => t.node !== undefined)
+      .map(async (t) => {
+        const res = await send(`http://${t.node}/peer/service/down?${new URLSearchParams({ taskId: t.taskId, cid })}`, { agent: this.agent, signal });
+        discard(res.body);
+      });
+    const failed = (await Promise.allSettled(calls)).filter((r) => r.status === 'rejected').length;
+    if (failed > 0) this.log.debug({ failed }, 'could not announce leaving to every supernode');
   }
 
   markFailed(node: string): void {
@@ -174,7 +192,7 @@ export class SupernodeClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    this.agent.destroy();
   }
 }
 

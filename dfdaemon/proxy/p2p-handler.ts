@@ -1,11 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { isDfError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
 import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
-import { orderedStream } from '../peer/ordered-stream.js';
+import { pumpBlob } from '../peer/ordered-stream.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { PassOptions, PassThrough } from './passthrough.js';
 
@@ -60,9 +59,11 @@ export async function serveP2P(
     ...(expect ? { 'docker-content-digest': `sha256:${expect}` } : {}),
   });
   const ac = new AbortController();
-  res.once('close', () => ac.abort());
+  res.once('close', () => {
+    if (!res.writableFinished) ac.abort();
+  });
   try {
-    await pipeline(orderedStream(tf, { expectSha256: expect, signal: ac.signal }), res, { signal: ac.signal });
+    await pumpBlob(tf, res, { expectSha256: expect, signal: ac.signal });
   } catch (err) {
     const mismatch = isDfError(err, 'DIGEST_MISMATCH');
     d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : ac.signal.aborted ? 'client' : 'download' });

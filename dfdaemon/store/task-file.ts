@@ -110,6 +110,22 @@ export class TaskFile extends EventEmitter {
     }
   }
 
+  /** Write buffers back to back from `pos` in one call when the kernel takes them all. */
+  async writev(bufs: Buffer[], pos: number): Promise<void> {
+    const { bytesWritten } = await this.fh.writev(bufs, pos);
+    let skip = bytesWritten;
+    for (const b of bufs) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        pos += b.length;
+        continue;
+      }
+      await this.writeAt(b.subarray(skip), pos + skip);
+      pos += b.length;
+      skip = 0;
+    }
+  }
+
   async readAt(buf: Buffer, pos: number): Promise<number> {
     const { bytesRead } = await this.fh.read(buf, 0, buf.length, pos);
     return bytesRead;

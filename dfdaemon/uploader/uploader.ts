@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
-import { throttle } from '../../shared/ratelimit/throttle.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
+import { BufferRing } from '../store/buffer-ring.js';
 import type { PieceStore } from '../store/piece-store.js';
+
+/** Read size for uploads: large enough for few syscalls, small enough for 16 at once. */
+const CHUNK = 256 * 1024;
 
 export interface UploaderOptions {
   store: PieceStore;
@@ -63,22 +64,30 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   o.active++;
   tf.busy++;
   const ac = new AbortController();
-  res.once('close', () => ac.abort());
-  async function* body() {
-    yield wrapHeader(contentLen, pieceSize);
-    if (contentLen > 0) yield* tf.rawStream(start, start + contentLen - 1);
-    yield Buffer.from([WRAP_TAIL]);
-  }
+  res.once('close', () => {
+    if (!res.writableFinished) ac.abort();
+  });
   try {
-    const counter = async function* (src: AsyncIterable<Buffer>) {
-      for await (const c of src) {
-        o.onBytes?.(c.length);
-        yield c;
-      }
+    const ring = new BufferRing(res, 2, CHUNK);
+    const send = async (chunk: Buffer) => {
+      await o.bucket?.take(chunk.length, ac.signal);
+      o.onBytes?.(chunk.length);
+      ring.write(chunk);
     };
-    await pipeline(Readable.from(body()), throttle([o.bucket], ac.signal), counter, res, { signal: ac.signal });
+    await send(wrapHeader(contentLen, pieceSize));
+    for (let pos = start, end = start + contentLen; pos < end; ) {
+      const buf = await ring.take();
+      const got = await tf.readAt(buf.subarray(0, Math.min(CHUNK, end - pos)), pos);
+      if (got <= 0) throw new Error(`short read at ${pos} of ${tf.path}`);
+      ac.signal.throwIfAborted();
+      await send(buf.subarray(0, got));
+      pos += got;
+    }
+    await send(Buffer.from([WRAP_TAIL]));
+    await ring.end();
   } catch (err) {
     o.log.debug({ taskId: tf.taskId, err: (err as Error).message }, 'upload aborted');
+    res.destroy();
   } finally {
     o.active--;
     tf.busy--;

@@ -1,0 +1,82 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+
+export interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
+export interface SendOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  agent?: HttpAgent | HttpsAgent;
+  signal?: AbortSignal;
+  /** No response head within this long fails the request. */
+  timeoutMs?: number;
+}
+
+/**
+ * One request on node:http(s). dfdaemon keeps to the built-in client: undici alone costs about
+ * 8 MB of resident memory, and the process has 100 MB in all.
+ */
+export function send(url: string, o: SendOptions = {}): Promise<Answer> {
+  const u = new URL(url);
+  const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
+    method: o.method ?? 'GET',
+    headers: o.body === undefined ? o.headers : { ...o.headers, 'content-length': String(Buffer.byteLength(o.body)) },
+    agent: o.agent,
+    signal: o.signal,
+  });
+  return new Promise((resolve, reject) => {
+    const timer = o.timeoutMs ? setTimeout(() => req.destroy(new Error(`${o.method ?? 'GET'} ${u.origin}${u.pathname}: no answer in ${o.timeoutMs} ms`)), o.timeoutMs) : undefined;
+    req.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.once('response', (res: IncomingMessage) => {
+      clearTimeout(timer);
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+    });
+    req.end(o.body);
+  });
+}
+
+/** A small JSON body (supernode answers); larger than 1 MiB is an error. */
+export async function readJson(res: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of res as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > 1 << 20) throw new Error('JSON answer larger than 1 MiB');
+    chunks.push(c);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+export function discard(res: IncomingMessage): void {
+  res.resume();
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * GET following up to `max` redirects, as registries send blobs to storage. Authorization is
+ * not carried to another origin: signed storage URLs refuse a second credential.
+ */
+export async function getFollowing(url: string, o: SendOptions & { agentFor: (url: string) => HttpAgent | HttpsAgent; max?: number }): Promise<Answer> {
+  let target = url;
+  let headers = { ...o.headers };
+  for (let hop = 0; ; hop++) {
+    const res = await send(target, { ...o, headers, agent: o.agentFor(target) });
+    const loc = res.headers.location;
+    if (!REDIRECTS.has(res.status) || !loc || hop >= (o.max ?? 5)) return res;
+    discard(res.body);
+    const next = new URL(loc, target);
+    if (next.origin !== new URL(target).origin) {
+      headers = Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'));
+    }
+    target = next.toString();
+  }
+}

@@ -1,0 +1,49 @@
+import type { Writable } from 'node:stream';
+
+/**
+ * Writes file data to a socket through a few reused buffers: a buffer is handed out again only
+ * after the socket has taken what was written from it. Memory stays at slots × size per
+ * stream whatever the file size, and a slow reader holds the writer back instead of letting
+ * data pile up. (Reading into a fresh buffer per chunk leaves garbage that dfdaemon's memory
+ * limit cannot afford at gigabytes per second.)
+ */
+export class BufferRing {
+  private readonly bufs: Buffer[];
+  private readonly pending: Array<Promise<void> | undefined>;
+  private i = 0;
+
+  constructor(
+    private readonly out: Writable,
+    slots: number,
+    size: number,
+  ) {
+    this.bufs = Array.from({ length: slots }, () => Buffer.allocUnsafeSlow(size));
+    this.pending = new Array(slots);
+  }
+
+  /** The next free buffer, once the socket has taken its previous contents. */
+  async take(): Promise<Buffer> {
+    await this.pending[this.i];
+    return this.bufs[this.i];
+  }
+
+  /** Write `chunk` (a view of the buffer from take()) and move to the next slot. */
+  write(chunk: Buffer): void {
+    const p = new Promise<void>((resolve, reject) => this.out.write(chunk, (err) => (err ? reject(err) : resolve())));
+    // A failure surfaces when the slot comes round or in flush(); never as unhandled.
+    p.catch(() => undefined);
+    this.pending[this.i] = p;
+    this.i = (this.i + 1) % this.bufs.length;
+  }
+
+  /** Wait for every write; rejects with the first failure. */
+  async flush(): Promise<void> {
+    await Promise.all(this.pending);
+  }
+
+  /** Flush, then end the stream. */
+  async end(): Promise<void> {
+    await this.flush();
+    await new Promise<void>((resolve, reject) => this.out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+}
