@@ -8,7 +8,6 @@ import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { createDfdaemonMetrics, type DfdaemonMetrics } from './metrics.js';
 import { Downloader } from './peer/downloader.js';
 import { SupernodeClient, type SupernodeClientOptions } from './peer/supernode-client.js';
-import { HijackCerts } from './proxy/hijack-certs.js';
 import { createProxyServer } from './proxy/server.js';
 import { CacheGc } from './store/cache-gc.js';
 import { PieceStore } from './store/piece-store.js';
@@ -49,7 +48,10 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   const store = new PieceStore(cfg.localrepo, now);
   const client = new SupernodeClient(cfg.nodes, log, { now, ...deps.supernode });
   const cid = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const certs = cfg.hijackHttps?.enabled ? HijackCerts.fromFiles(cfg.hijackHttps.cert!, cfg.hijackHttps.key!, log, now) : undefined;
+  // node-forge is loaded only when hijacking: a few MB that a plain proxy need not carry.
+  const certs = cfg.hijackHttps?.enabled
+    ? (await import('./proxy/hijack-certs.js')).HijackCerts.fromFiles(cfg.hijackHttps.cert!, cfg.hijackHttps.key!, log, now)
+    : undefined;
   const uploader = createUploader({
     store,
     log,

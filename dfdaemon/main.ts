@@ -1,10 +1,10 @@
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { DfError } from '../shared/errors.js';
-import { genCa, parseGenCaArgs } from './cli/gen-ca.js';
 import { startDfdaemon } from './daemon.js';
 
 async function runGenCa(argv: string[]): Promise<void> {
   try {
+    const { genCa, parseGenCaArgs } = await import('./cli/gen-ca.js');
     const { certFile, keyFile } = await genCa(parseGenCaArgs(argv));
     process.stdout.write(`wrote ${certFile} and ${keyFile}\n`);
   } catch (err) {

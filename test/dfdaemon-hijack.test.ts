@@ -201,6 +201,23 @@ describe('HTTPS hijack through dfdaemon (in-process)', () => {
     assert.equal(origin.requests.get(d), 1, 'the supernode fetched it once, trusting the CA from rootCAs');
   });
 
+  it('registry-mirror mode with `insecure`: origin-form blob GETs go through P2P to an unverifiable HTTPS remote', async () => {
+    const yaml = `ratelimit: 1G\nregistry_mirror:\n  remote: https://${originIp}:${httpsPort}\n  insecure: true\n`;
+    const mirror = await dfdaemonAt(dir, '127.0.0.45', [`127.0.0.44:${sn.apiPort}`], yaml);
+    try {
+      const blob = randomBlob(5 * 1024 * 1024);
+      const d = origin.add(blob);
+      const res = await request(`http://127.0.0.45:${mirror.port}/v2/library/test/blobs/sha256:${d}`);
+      assert.equal(res.statusCode, 200);
+      assert.equal(createHash('sha256').update(Buffer.from(await res.body.arrayBuffer())).digest('hex'), d);
+      const text = await mirror.metrics.registry.metrics();
+      assert.equal(metric(text, 'dfdaemon_blobs_total', { via: 'p2p' }), 1);
+      assert.equal(origin.requests.get(d), 1, 'the supernode skipped verification, as the registration asked');
+    } finally {
+      await mirror.close();
+    }
+  });
+
   it('tunnels a CONNECT that matches no rule blindly: the client sees the real certificate', async () => {
     const cert = await peerCertVia(df.port, dfIp, `${otherIp}:${otherPort}`, originCa.certPem);
     assert.equal(cert.issuer.CN, 'origin CA');
