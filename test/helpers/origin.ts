@@ -56,9 +56,11 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
       if (off >= body.length) return void res.end();
       const chunk = body.subarray(off, off + step);
       off += chunk.length;
-      res.write(chunk);
       count(chunk.length);
-      setTimeout(tick, (step / origin.rate) * 1000);
+      // Honour backpressure, so `served` tracks what the client actually takes.
+      const next = () => setTimeout(tick, (step / origin.rate) * 1000);
+      if (res.write(chunk)) next();
+      else res.once('drain', next);
     };
     tick();
   });
