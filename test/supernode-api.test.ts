@@ -126,4 +126,33 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     assert.match(pieces[0].pieceMd5, /^[0-9a-f]{32}:\d+$/);
     assert.match(pieces[0].cid, /^cdnnode:/);
   });
+
+  it('/api/v1 peers: create, list, get, delete; tasks: get and delete', async () => {
+    const created = await call('POST', '/api/v1/peers', JSON.stringify({ IP: '127.0.0.20', hostName: 'h1', port: 15001, version: '1.0.6' }));
+    assert.equal(created.status, 201);
+    const id = (created.json as unknown as { ID: string }).ID;
+    assert.match(id, /^h1-127\.0\.0\.20-/);
+    assert.equal((await call('POST', '/api/v1/peers', JSON.stringify({ IP: 'x' }))).status, 400);
+    const list = await call('GET', '/api/v1/peers?pageSize=1000&sortKey=created&sortDirect=DESC');
+    assert.ok((list.json as unknown as { ID: string }[]).some((p) => p.ID === id));
+    assert.equal((await call('GET', '/api/v1/peers?sortKey=bogus')).status, 400);
+    assert.equal((await call('GET', `/api/v1/peers/${id}`)).status, 200);
+    const del = await request(`${base}/api/v1/peers/${id}`, { method: 'DELETE' });
+    await del.body.dump();
+    assert.equal(del.statusCode, 204);
+    assert.equal((await call('GET', `/api/v1/peers/${id}`)).status, 404);
+
+    const d = origin.add(randomBlob(300_000));
+    const r = await reg({ ...good, rawUrl: origin.blobUrl(d), cid: 'api-task' });
+    const taskId = (r.json?.data as { taskId: string }).taskId;
+    const info = await call('GET', `/api/v1/tasks/${taskId}`);
+    assert.equal(info.status, 200);
+    assert.equal((info.json as unknown as { rawURL: string }).rawURL, origin.blobUrl(d));
+    assert.equal((await call('GET', `/api/v1/tasks/${'0'.repeat(64)}`)).status, 404);
+    const gone = await request(`${base}/api/v1/tasks/${taskId}?full=true`, { method: 'DELETE' });
+    await gone.body.dump();
+    assert.equal(gone.statusCode, 204);
+    assert.equal((await call('GET', `/api/v1/tasks/${taskId}`)).status, 404);
+    assert.equal((await call('GET', '/_ping')).text, 'OK');
+  });
 });

@@ -126,7 +126,7 @@ export class TaskService {
     entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: reg.path, superNodeIp: reg.superNodeIp });
     this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
-    this.o.log.debug({ taskId: id, cid: reg.cid }, 'peer registered');
+    this.o.log.info({ taskId: id, cid: reg.cid, ip: reg.ip, fileLength: cdnTask.fileLength }, 'peer registered');
     return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode' };
   }
 
@@ -203,6 +203,7 @@ export class TaskService {
     const ok = r.result === PieceResult.Success || r.result === PieceResult.SemiSuccess;
     const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok }, this.o.limits, this.o.now());
     this.o.onReport?.(taskId, eff);
+    if (!ok) this.o.log.warn({ taskId, cid, src: r.dstCid, pieceNum: n, blacklisted: eff.blacklisted, eliminated: eff.eliminated }, 'piece failed');
     if (ok || eff.blacklisted) this.notify(entry);
     return n;
   }
