@@ -46,9 +46,13 @@ export async function fetchPiece(
   let seen = 0;
   let last = -1;
   let writing: Promise<void> = Promise.resolve();
+  // Counted per batch, not per read: a labelled counter update costs more than a read.
+  let uncounted = 0;
   const flush = () => {
     const n = fill;
     fill = 0;
+    if (uncounted > 0) opts.onBytes?.(uncounted);
+    uncounted = 0;
     writing = n > 0 && !tf.has(p.pieceNum) ? tf.writeAt(batch.subarray(0, n), batchPos) : Promise.resolve();
     return writing;
   };
@@ -75,7 +79,7 @@ export async function fetchPiece(
           }
           seen += chunk.length;
           last = chunk[chunk.length - 1];
-          opts.onBytes?.(chunk.length);
+          uncounted += chunk.length;
           const wrote = fill >= WRITE_BATCH ? flush() : undefined;
           const pacing = limited?.take(chunk.length, opts.signal);
           return wrote && pacing ? Promise.all([wrote, pacing]).then(() => undefined) : (wrote ?? pacing);

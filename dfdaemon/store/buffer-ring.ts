@@ -16,9 +16,16 @@ export class BufferRing {
     private readonly out: Writable,
     slots: number,
     size: number,
+    private readonly pool?: BufferPool,
   ) {
-    this.bufs = Array.from({ length: slots }, () => Buffer.allocUnsafeSlow(size));
+    this.bufs = Array.from({ length: slots }, () => pool?.get() ?? Buffer.allocUnsafeSlow(size));
     this.pending = new Array(slots);
+  }
+
+  /** Give the buffers back to the pool once no write uses them any more. */
+  async release(): Promise<void> {
+    await Promise.allSettled(this.pending);
+    for (const b of this.bufs) this.pool?.put(b);
   }
 
   /** The next free buffer, once the socket has taken its previous contents. */
@@ -45,5 +52,23 @@ export class BufferRing {
   async end(): Promise<void> {
     await this.flush();
     await new Promise<void>((resolve, reject) => this.out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+}
+
+/** Free buffers of one size kept for reuse, up to `max`; short transfers (piece uploads) then allocate nothing. */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    readonly size: number,
+    private readonly max: number,
+  ) {}
+
+  get(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  put(b: Buffer): void {
+    if (b.length === this.size && this.free.length < this.max) this.free.push(b);
   }
 }

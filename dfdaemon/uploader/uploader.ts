@@ -2,11 +2,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
-import { BufferRing } from '../store/buffer-ring.js';
+import { BufferPool, BufferRing } from '../store/buffer-ring.js';
 import type { PieceStore } from '../store/piece-store.js';
 
 /** Read size for uploads: large enough for few syscalls, small enough for 16 at once. */
 const CHUNK = 256 * 1024;
+const buffers = new BufferPool(CHUNK, 32);
 
 export interface UploaderOptions {
   store: PieceStore;
@@ -67,8 +68,8 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   res.once('close', () => {
     if (!res.writableFinished) ac.abort();
   });
+  const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
-    const ring = new BufferRing(res, 2, CHUNK);
     const send = async (chunk: Buffer) => {
       await o.bucket?.take(chunk.length, ac.signal);
       o.onBytes?.(chunk.length);
@@ -92,5 +93,6 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     o.active--;
     tf.busy--;
     tf.touch();
+    await ring.release();
   }
 }
