@@ -19,10 +19,18 @@ export interface Args {
   quietWaitS: number;
   /** Extra attempts for runs disturbed by other sessions' CPU use. */
   retries: number;
+  /** Extra NODE_OPTIONS for the daemons (e.g. --max-semi-space-size=1), for experiments. */
+  nodeOptions: string;
+  /** Patches applied on top of --code before building: prototypes of proposed changes. */
+  patches: string[];
+  /** Only rebuild <out>.md and the chart from <out>.jsonl. */
+  reportOnly: boolean;
 }
 
 const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large|both] [--modes direct,proxy,p2p]
-  [--rate 100mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]`;
+  [--rate 100mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]
+  [--node-options '...'] [--patch FILE]... (--patch needs --code)
+  [--report-only]   rebuild <out>.md and <out>-chart.svg from <out>.jsonl`;
 
 /** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
 function parseRate(s: string): number {
@@ -34,7 +42,7 @@ function parseRate(s: string): number {
 export function parseArgs(argv: string[]): Args {
   const a: Args = {
     ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8,
-    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2,
+    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -65,7 +73,11 @@ export function parseArgs(argv: string[]): Args {
     else if (k === '--keep') a.keep = v();
     else if (k === '--quiet-wait') a.quietWaitS = Number(v());
     else if (k === '--retries') a.retries = Number(v());
+    else if (k === '--node-options') a.nodeOptions = v();
+    else if (k === '--patch') a.patches.push(v());
+    else if (k === '--report-only') a.reportOnly = true;
     else throw new Error(`unknown argument ${k}\n${USAGE}`);
   }
+  if (a.patches.length > 0 && a.code === undefined) throw new Error('--patch applies to a --code revision');
   return a;
 }

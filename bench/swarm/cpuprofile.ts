@@ -1,7 +1,7 @@
 // Summary of a V8 .cpuprofile (from node --cpu-prof): self time by function and by coarse
 // category, enough to say whether a daemon spends its CPU hashing, copying, in HTTP or idle.
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
 interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }
@@ -69,4 +69,19 @@ export function profileMarkdown(name: string, s: ProfileSummary): string {
     ...s.top.map((t) => `| ${t.ms} | \`${t.fn}\` |`),
   ];
   return lines.join('\n');
+}
+
+/**
+ * The supernode's profile and the first and last dfdaemons' from one run's --cpu-prof directory
+ * (files are named CPU.<date>.<time>.<pid>...; other attempts' pids are not in `procs`).
+ */
+export async function profileSection(dir: string, procs: { pid: number; name: string }[], title: string, n: number): Promise<string> {
+  const byPid = new Map(procs.map((p) => [p.pid, p.name]));
+  const out = [`### CPU profile: ${title}`, ''];
+  for (const file of (await readdir(dir)).filter((x) => x.endsWith('.cpuprofile')).sort()) {
+    const name = byPid.get(Number(/^CPU\.\d+\.\d+\.(\d+)\./.exec(file)?.[1]));
+    if (!name || (name.startsWith('dfdaemon') && name !== 'dfdaemon-dfb-c1' && name !== `dfdaemon-dfb-c${n}`)) continue;
+    out.push(profileMarkdown(name, await summarise(join(dir, file))), '');
+  }
+  return out.join('\n');
 }

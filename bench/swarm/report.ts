@@ -1,5 +1,19 @@
 // Markdown tables, the target check and a hand-written SVG chart from the runs' JSON.
-import type { Mode, RunResult } from './run.js';
+import type { ImageInfo, Mode, RunResult } from './run.js';
+
+/** First line of <out>.jsonl: what the runs below it were measured on. */
+export interface Meta {
+  kind: 'meta';
+  command: string;
+  date: string;
+  code: string;
+  nodeOptions: string;
+  machine: string;
+  rate: string;
+  rateBps: number;
+  rateCheck: Record<string, number>;
+  images: ImageInfo[];
+}
 
 const MODE_LABEL: Record<Mode, string> = { direct: 'direct', proxy: 'pull-through cache', p2p: 'P2P (dragonfly-ts)' };
 const f = (x: number | null | undefined, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
@@ -29,8 +43,8 @@ export function resultsTable(rs: RunResult[]): string {
 
 export function p2pTable(rs: RunResult[]): string {
   const rows = [
-    '| image | N | origin→CDN s (Mbit/s) | regist. ms p50 | 1st piece s p50 | last piece s p50 / max | wall s | piece bytes from CDN | piece ms p50 CDN / peer | /peer/task ms p50 / p99 (long-poll p50) | idle s mean | link use mean | CDN pieces in flight max | ELU max sn / dfd | loop lag p99 max ms |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| image | N | origin→CDN s (Mbit/s) | regist. ms p50 | 1st piece s p50 | last piece s p50 / max | big blob streamed s p50 | rest after it s p50 | wall s | piece bytes from CDN | piece ms p50 CDN / peer | /peer/task ms p50 / p99 (long-poll p50) | idle s mean | link use mean | CDN pieces in flight max | ELU max sn / dfd | loop lag p99 max ms |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rs.filter((x) => x.mode === 'p2p' && x.trace)) {
     const t = r.trace!;
@@ -40,8 +54,10 @@ export function p2pTable(rs: RunResult[]): string {
     const m = r.metrics;
     const cdnShare = m ? m.pieceBytesFromSupernode / Math.max(1, m.pieceBytesFromSupernode + m.pieceBytesFromPeers) : null;
     const imm = ps.flatMap((p) => (p.taskImmediate.n ? [p.taskImmediate] : []));
+    // skopeo copies blobs one after another into dir:, so whatever follows the big blob is serial.
+    const rest = ps.map((p, i) => r.hostTimes[i] - p.streamEndAt).filter((x) => x >= 0);
     rows.push(
-      `| ${r.image} | ${r.n} | ${o ? `${f(o.startAt, 2)}–${f(o.endAt, 2)} (${f(o.mbit, 0)})` : '–'} | ${f(med(ps.map((p) => p.registerMs)), 0)} | ${f(med(ps.map((p) => p.firstPieceAt)), 2)} | ${f(med(ps.map((p) => p.lastPieceAt)), 2)} / ${f(Math.max(...ps.map((p) => p.lastPieceAt)), 2)} | ${f(r.wall, 2)} | ${cdnShare === null ? '–' : `${f(cdnShare * 100, 0)}% (${f(m!.pieceBytesFromSupernode / r.imageBytes, 2)} copies)`} | ${f(med(ps.map((p) => p.fromCdn.p50)), 0)} / ${f(med(ps.filter((p) => p.fromPeers.n).map((p) => p.fromPeers.p50)), 0)} | ${f(med(imm.map((d) => d.p50)), 0)} / ${f(Math.max(...imm.map((d) => d.p99)), 0)} (${f(med(ps.map((p) => p.taskLongPoll.p50)), 0)}) | ${f(ps.reduce((a, p) => a + p.idle, 0) / ps.length, 2)} | ${f(ps.reduce((a, p) => a + p.linkUse, 0) / ps.length, 2)} | ${t.cdnMaxConcurrent} | ${f(t.snEluMax, 2)} / ${f(Math.max(...ps.map((p) => p.eluMax)), 2)} | ${f(Math.max(t.snLagP99Max, ...ps.map((p) => p.lagP99Max)), 0)} |`,
+      `| ${r.image} | ${r.n} | ${o ? `${f(o.startAt, 2)}–${f(o.endAt, 2)} (${f(o.mbit, 0)})` : '–'} | ${f(med(ps.map((p) => p.registerMs)), 0)} | ${f(med(ps.map((p) => p.firstPieceAt)), 2)} | ${f(med(ps.map((p) => p.lastPieceAt)), 2)} / ${f(Math.max(...ps.map((p) => p.lastPieceAt)), 2)} | ${f(med(ps.map((p) => p.streamEndAt)), 2)} | ${f(rest.length ? med(rest) : null, 2)} | ${f(r.wall, 2)} | ${cdnShare === null ? '–' : `${f(cdnShare * 100, 0)}% (${f(m!.pieceBytesFromSupernode / r.imageBytes, 2)} copies)`} | ${f(med(ps.map((p) => p.fromCdn.p50)), 0)} / ${f(med(ps.filter((p) => p.fromPeers.n).map((p) => p.fromPeers.p50)), 0)} | ${f(med(imm.map((d) => d.p50)), 0)} / ${f(Math.max(...imm.map((d) => d.p99)), 0)} (${f(med(ps.map((p) => p.taskLongPoll.p50)), 0)}) | ${f(ps.reduce((a, p) => a + p.idle, 0) / ps.length, 2)} | ${f(ps.reduce((a, p) => a + p.linkUse, 0) / ps.length, 2)} | ${t.cdnMaxConcurrent} | ${f(t.snEluMax, 2)} / ${f(Math.max(...ps.map((p) => p.eluMax)), 2)} | ${f(Math.max(t.snLagP99Max, ...ps.map((p) => p.lagP99Max)), 0)} |`,
     );
   }
   return rows.join('\n');
@@ -109,4 +125,43 @@ export function chart(rs: RunResult[]): string {
     .map((m, i) => `<rect x="${L + i * 170}" y="${H + 4}" width="14" height="4" fill="${colors[m]}"/><text x="${L + i * 170 + 20}" y="${H + 10}" font-size="12">${MODE_LABEL[m]}</text>`)
     .join('\n');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W * images.length}" height="${H + 20}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n${legend}\n</svg>\n`;
+}
+
+export function documentMd(m: Meta, rs: RunResult[], profiles: string[], chartFile: string): string {
+  const rc = m.rateCheck;
+  return [
+    '# Swarm benchmark: N hosts pulling one image over rate-limited links',
+    '',
+    `Command: \`${m.command}\` (run as root from the repository root).`,
+    '',
+    `Date ${m.date}; code ${m.code}${m.nodeOptions ? `; daemons' NODE_OPTIONS ${m.nodeOptions}` : ''}; ${m.machine}.`,
+    '',
+    `Network: one namespace per host on a Linux bridge, 198.18.0.0/15; every host link shaped with tbf at ${m.rate} in each direction (burst 128 KiB, 20 ms FIFO). ` +
+      `Rate check, payload Mbit/s: one stream ${f(rc.single)}, two senders into one host ${f(rc.downlink)}, one host sending to two ${f(rc.uplink)} ` +
+      '(TCP/IP headers take ~5% of the wire, so ~95% of the rate is the ceiling for any transfer).',
+    '',
+    `Images: ${m.images.map((i) => `${i.name} ${f(i.bytes / 1048576)} MiB (T* = ${f((i.bytes * 8) / m.rateBps, 2)} s)`).join(', ')}. ` +
+      'Client: skopeo copy docker://… dir:… on every host, all started at once; wall = last finish − start. ' +
+      "Origin egress = tx bytes of the origin host's interface / image size (the registry's own log of blob bytes after the slash). " +
+      'Clean state per run: fresh supernode home, dfdaemon work dirs and pull-through cache. ' +
+      'The machine is shared with other sessions: "other sessions" is the CPU they used during the run; a run where they used more than 0.3 cores is repeated (up to twice) and the least disturbed attempt kept.',
+    '',
+    `![time against N](${chartFile})`,
+    '',
+    '## Results',
+    '',
+    resultsTable(rs),
+    '',
+    '## Targets (issue 5)',
+    '',
+    targets(rs),
+    '',
+    "## P2P: where the time goes (from the daemons' request traces)",
+    '',
+    'Seconds are from the start of the run. Piece/task times are as the peers saw them. "idle" is time between a peer\'s registration and its last piece with no piece of the big blob in flight; "link use" is the big blob\'s bytes over that span against the link rate. "rest after it" is what skopeo still spent after the big blob (it copies blobs one at a time into dir:). ELU is event-loop utilisation (1 = the JS thread never waits).',
+    '',
+    p2pTable(rs),
+    '',
+    ...profiles,
+  ].join('\n');
 }

@@ -82,12 +82,14 @@ export interface DaemonOpts {
   tracer: string;
   /** Directory for --cpu-prof output, or '' for no profile. */
   cpuProfDir: string;
+  nodeOptions?: string;
 }
 
 function daemonEnv(o: DaemonOpts, traceFile: string): NodeJS.ProcessEnv {
   const opts: string[] = [];
   if (o.tracer) opts.push(`--import=${o.tracer}`);
   if (o.cpuProfDir) opts.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
+  if (o.nodeOptions) opts.push(o.nodeOptions);
   const env = envWithoutProxy();
   delete env.NODE_OPTIONS;
   return { ...env, NODE_OPTIONS: opts.join(' '), DFB_TRACE_FILE: traceFile };

@@ -1,7 +1,7 @@
 // Things done once per benchmark: freeze the code under test, push the images, and prove the
 // links are really shaped before any number is trusted.
 import { cp, mkdir, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { buildImage, pushImage } from '../../test/fixtures/image.js';
 import { run, runOk, sleep, spawnTracked } from '../../test/fixtures/proc.js';
 import { client, inNs, ORIGIN, type Host } from './net.js';
@@ -28,11 +28,12 @@ export async function snapshotBuild(repo: string, into: string): Promise<string>
  * `--code <rev>`: the daemons as committed at a git revision, built apart from the working
  * tree, for when the tree is mid-edit (or to compare two revisions on the same network).
  */
-export async function buildRevision(repo: string, rev: string, into: string): Promise<string> {
+export async function buildRevision(repo: string, rev: string, into: string, patches: readonly string[] = []): Promise<string> {
   if (!/^[\w./~^-]+$/.test(rev)) throw new Error(`--code: bad revision ${rev}`);
   await mkdir(into, { recursive: true });
   const paths = 'supernode dfdaemon shared bin package.json tsconfig.json';
   await runOk('bash', ['-c', `set -o pipefail; git -C "$0" archive "$1" ${paths} | tar -x -C "$2"`, repo, rev, into]);
+  for (const p of patches) await runOk('patch', ['-p1', '-d', into, '-i', resolve(repo, p)]);
   await symlink(join(repo, 'node_modules'), join(into, 'node_modules'));
   await runOk(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', join(into, 'tsconfig.json')], { timeoutMs: 300_000 });
   await cp(join(repo, 'dist/bench/swarm'), join(into, 'dist/bench/swarm'), { recursive: true });
@@ -40,9 +41,10 @@ export async function buildRevision(repo: string, rev: string, into: string): Pr
 }
 
 /** The revision plus whether the daemons' sources differ from it, so a result names the code it measured. */
-export async function codeState(repo: string, rev: string | undefined): Promise<string> {
+export async function codeState(repo: string, rev: string | undefined, patches: readonly string[] = []): Promise<string> {
   const head = (await runOk('git', ['-C', repo, 'rev-parse', '--short', rev ?? 'HEAD'])).trim();
-  if (rev !== undefined) return `${head} (built from git, working tree ignored)`;
+  const with_ = patches.length ? ` with ${patches.join(', ')}` : '';
+  if (rev !== undefined) return `${head}${with_} (built from git, working tree ignored)`;
   const dirty = (await runOk('git', ['-C', repo, 'status', '--porcelain', '--', 'supernode', 'dfdaemon', 'shared'])).trim();
   return dirty ? `working tree: ${head} + uncommitted changes in ${dirty.split('\n').length} daemon source files` : head;
 }

@@ -5,7 +5,7 @@
 // exit. Costs one small object per request, nothing per byte except on origin fetches.
 import { subscribe } from 'node:diagnostics_channel';
 import { appendFileSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 const file = process.env.DFB_TRACE_FILE;
@@ -97,6 +97,29 @@ if (file) {
   subscribe('undici:request:error', (m) => {
     const { request, error } = m as { request: UndiciRequest; error: Error };
     outDone(request, error?.message ?? 'error');
+  });
+
+  // The same for node:http clients (newer dfdaemons fetch pieces with node:http). Its
+  // "response.finish" channel fires when the response headers arrive; the body's end is ours.
+  const httpOut = new WeakMap<object, number>();
+  subscribe('http.client.request.start', (m) => {
+    httpOut.set((m as { request: object }).request, now());
+  });
+  subscribe('http.client.response.finish', (m) => {
+    const { request, response } = m as { request: ClientRequest; response: IncomingMessage };
+    const t0 = httpOut.get(request);
+    if (t0 === undefined) return;
+    httpOut.delete(request);
+    const th = now();
+    let done = false;
+    const end = (err?: string) => {
+      if (done) return;
+      done = true;
+      const range = request.getHeader('range');
+      emit({ k: 'out', m: request.method, o: `http://${request.host}`, p: request.path, range: range === undefined ? undefined : String(range), t0, th, t1: now(), st: response.statusCode, ...(err ? { err } : {}) });
+    };
+    response.once('end', () => end());
+    response.once('close', () => end(response.complete ? undefined : 'aborted'));
   });
 
   const inbound = new WeakMap<object, number>();
