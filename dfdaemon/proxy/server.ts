@@ -43,6 +43,15 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
   const mirror = d.cfg.registryMirror;
   const tunnels = new Set<Duplex>();
 
+  /** A handler's failure becomes a 500, or a cut connection once the body has started. */
+  const guard = (p: Promise<void> | void, res: ServerResponse) => {
+    Promise.resolve(p).catch((err: Error) => {
+      d.log.error({ err }, 'proxy request failed');
+      if (!res.headersSent) text(res, 500, 'internal error');
+      else res.destroy();
+    });
+  };
+
   const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, tls: UpstreamTls, label: string) => {
     const opts: PassOptions = { ...tls, changeOrigin: route.redirected };
     if (route.kind === 'p2p') {
@@ -90,14 +99,6 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
     if (parsed.protocol !== 'http:') return text(res, 400, 'only http:// URLs are proxied; use CONNECT for https');
     const route = routeAbsolute(url, method, d.cfg.proxies);
     return dispatch(req, res, route, upstream.forUrl(route.url), 'direct');
-  };
-
-  const guard = (p: Promise<void> | void, res: ServerResponse) => {
-    Promise.resolve(p).catch((err: Error) => {
-      d.log.error({ err }, 'proxy request failed');
-      if (!res.headersSent) text(res, 500, 'internal error');
-      else res.destroy();
-    });
   };
 
   const server = createServer((req, res) => guard(onRequest(req, res), res));
