@@ -2,7 +2,7 @@
 // directly and streamed through ./bin/dfdaemon processes in the same run, plus dfdaemon's peak
 // RSS while it streams the blob and uploads it to four other dfdaemons.
 //   BLOB_MB (default 1024), RUNS (default 3) change the size and the repetitions.
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, tmpDir } from '../../test/fixtures/proc.js';
@@ -19,6 +19,7 @@ const RUNS = Number(process.env.RUNS ?? 3);
 const PEERS = 4;
 
 async function main(): Promise<void> {
+  const loadAtStart = +loadavg()[0].toFixed(2);
   const cleanups = new Cleanups();
   try {
     const t = await tmpDir('bench-stream');
@@ -109,6 +110,7 @@ async function main(): Promise<void> {
       dfdaemonLocal: { MBps: +(median(local.map((x) => x.rate)) / 1e6).toFixed(1), ttfbMs: +median(local.map((x) => x.ttfbMs)).toFixed(1) },
       ratio: +(p2pRate / directRate).toFixed(3),
       ratioLocal: +(median(local.map((x) => x.rate)) / directRate).toFixed(3),
+      loadavg: [loadAtStart, +loadavg()[0].toFixed(2)],
       rss: {
         peakMB: +mem.hwmMB.toFixed(1),
         sampledMaxMB: +sampledMax.toFixed(1),
