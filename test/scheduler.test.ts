@@ -41,21 +41,32 @@ describe('scheduler core (pure)', () => {
     assert.equal(schedule(t, 'a', ctx()).kind, 'limited');
   });
 
-  it('caps the CDN load per task and prefers peers that hold a piece', () => {
+  it('prefers peers that hold a piece and never spends the CDN on a piece a live peer holds', () => {
     const t = task(8);
     addPeer(t, 'seed', 0);
     for (let n = 0; n < 8; n++) markHeld(t, t.peers.get('seed')!, n);
     addPeer(t, 'b', 0);
     addPeer(t, 'c', 0);
     const db = schedule(t, 'b', ctx());
-    assert.ok(db.kind === 'pieces' && db.pieces.every((p) => p.src === 'seed'), 'b fetches from the seed peer');
+    assert.ok(db.kind === 'pieces' && db.pieces.length === 4 && db.pieces.every((p) => p.src === 'seed'), 'b fetches from the seed peer');
     const dc = schedule(t, 'c', ctx());
-    // The seed has 4 uploads running for b; peerUpLimit 5 leaves one slot, the rest go to the CDN.
-    assert.ok(dc.kind === 'pieces');
-    const fromSeed = dc.kind === 'pieces' ? dc.pieces.filter((p) => p.src === 'seed').length : 0;
-    assert.equal(fromSeed, 1);
+    // The seed has 4 uploads for b; peerUpLimit 5 leaves one slot. The CDN does not stand in:
+    // the seed holds every piece, so c waits for a slot instead of loading the supernode.
+    assert.ok(dc.kind === 'pieces' && dc.pieces.length === 1 && dc.pieces[0].src === 'seed');
     assert.equal(t.peers.get('seed')!.load, 5);
-    assert.equal(t.cdnLoad, 3);
+    assert.equal(t.cdnLoad, 0);
+  });
+
+  it('the CDN seeds each piece once at a time, and caps its load per task', () => {
+    const t = task(8);
+    for (const id of ['p', 'q', 'r']) addPeer(t, id, 0);
+    const dp = schedule(t, 'p', ctx(0, { ...limits, peerDownLimit: 2 }));
+    assert.ok(dp.kind === 'pieces' && dp.pieces.length === 2 && dp.pieces.every((a) => a.src === 'cdn'));
+    const taken = new Set(dp.kind === 'pieces' ? dp.pieces.map((a) => a.pieceNum) : []);
+    const dq = schedule(t, 'q', ctx(0, { ...limits, peerDownLimit: 2 }));
+    assert.ok(dq.kind === 'pieces' && dq.pieces.every((a) => a.src === 'cdn' && !taken.has(a.pieceNum)), 'q gets other pieces, not a second CDN copy');
+    assert.equal(t.cdnLoad, 4);
+    assert.equal(schedule(t, 'r', ctx()).kind, 'wait', 'the CDN is at cdnTaskLoadLimit');
   });
 
   it('orders rarest first', () => {

@@ -101,7 +101,13 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         () => {
           running--;
           lastProgress = Date.now();
-          ask({ piece: p, ok: true });
+          if (!settled) return ask({ piece: p, ok: true });
+          // This piece completed the file, which settled the download before its report went
+          // out. The supernode must still learn that we hold it: until then it counts the
+          // piece as in flight from its source and, as the CDN seeds each piece once, other
+          // peers would wait for it.
+          const q: TaskQuery = { taskId, srcCid: cid, status: PeerStatus.Finished, range: p.range, result: PieceResult.Success, dstCid: p.cid };
+          client.next(node, q).catch((err: Error) => log.debug({ taskId, err: err.message }, 'final piece report failed'));
         },
         (err: Error) => {
           running--;

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { parseRange } from '../../shared/protocol/pieces.js';
@@ -32,30 +32,32 @@ export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: Tok
     if (last >= layout.count || r.end > layout.piece(last).end) return send(res, 416, 'range not satisfiable');
     for (let n = first; n <= last; n++) if (!task.hasPiece(n)) return send(res, 404, `piece ${n} is not ready`);
     const len = r.end - r.start + 1;
+    // Open before answering: the file moves from .part to its final name when the task
+    // completes, which is exactly when its last piece is first asked for.
+    const fh = await openTaskFile(() => task.path);
+    if (!fh) return send(res, 404, 'task file not found');
     res.writeHead(206, {
       'content-type': 'application/octet-stream',
       'content-length': len,
       'content-range': `bytes ${r.start}-${r.end}/${total}`,
     });
-    if (req.method === 'HEAD') return res.end();
+    if (req.method === 'HEAD') {
+      await fh.close();
+      return res.end();
+    }
     const ac = new AbortController();
     res.once('close', () => ac.abort());
-    const open = () => createReadStream(task.path, { start: r.start, end: r.end });
-    let stream = open();
-    // The file is renamed from .part when the task completes; reopen if we raced with that.
-    await new Promise<void>((resolve) => {
-      stream.once('open', () => resolve());
-      stream.once('error', () => {
-        stream = open();
-        resolve();
-      });
-    });
     let sent = 0;
-    stream.on("data", (c: Buffer | string) => {
-      sent += c.length;
-    });
-    await pipeline(stream, throttle([opts.bucket], ac.signal), res, { signal: ac.signal }).catch((err: Error) => {
+    const counted = async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        sent += c.length;
+        yield c;
+      }
+    };
+    await pipeline(fh.createReadStream({ start: r.start, end: r.end }), throttle([opts.bucket], ac.signal), counted, res, { signal: ac.signal }).catch((err: Error) => {
       log.debug({ err: err.message, taskId: task.taskId }, 'piece upload aborted');
+      // Headers are out: a short body must end the connection, not leave the client waiting.
+      res.destroy();
     });
     opts.onServed?.(sent);
   };
@@ -66,4 +68,21 @@ export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: Tok
       else res.destroy();
     });
   });
+}
+
+/** Open a task's data file under whichever name it has right now. */
+async function openTaskFile(path: () => string): Promise<FileHandle | undefined> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const p = path();
+    const other = p.endsWith('.part') ? p.slice(0, -5) : `${p}.part`;
+    for (const candidate of [p, other]) {
+      try {
+        return await open(candidate, 'r');
+      } catch {
+        /* renamed under us: try the other name */
+      }
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  return undefined;
 }

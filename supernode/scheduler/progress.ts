@@ -21,7 +21,10 @@ function release(task: TaskState, peer: PeerState, pieceNum: number): string | u
   if (!run) return undefined;
   peer.running.delete(pieceNum);
   if (peer.have[pieceNum] === 2) peer.have[pieceNum] = 0;
-  if (run.src === task.cdnCid) task.cdnLoad = Math.max(0, task.cdnLoad - 1);
+  if (run.src === task.cdnCid) {
+    task.cdnLoad = Math.max(0, task.cdnLoad - 1);
+    task.cdnInflight[pieceNum] = Math.max(0, (task.cdnInflight[pieceNum] ?? 0) - 1);
+  }
   else {
     const src = task.peers.get(run.src);
     if (src) {
@@ -37,6 +40,7 @@ export function markHeld(task: TaskState, peer: PeerState, pieceNum: number): bo
   // A peer that is already free counts as a free holder of its new piece at once; one that
   // becomes free now is counted for all its pieces by syncFree.
   if (peer.isFree) task.freeHolders[pieceNum] = (task.freeHolders[pieceNum] ?? 0) + 1;
+  if (peer.isLive) task.liveHolders[pieceNum] = (task.liveHolders[pieceNum] ?? 0) + 1;
   peer.held.add(pieceNum);
   peer.have[pieceNum] = 1;
   task.holderCount[pieceNum] = (task.holderCount[pieceNum] ?? 0) + 1;

@@ -47,8 +47,26 @@ const DIST = 4096;
 const RARE = 16384;
 
 /**
+ * Whether the CDN may hand out piece n now. The supernode's uplink is one host's link: every
+ * copy it sends that a peer could have sent instead is time the whole swarm loses (Dragonfly
+ * users saw "pieces always come from the supernode", dragonfly-archived #681). So the CDN
+ * seeds: it sends a piece only while no live peer holds it and no other CDN copy of it is on
+ * its way; after that the piece spreads peer to peer. A client past failureCountLimit may not
+ * use peers and gets everything from the CDN.
+ */
+function cdnMay(task: TaskState, n: number, peersOk: boolean, now: number, limits: SchedulerLimits): boolean {
+  if (!task.cdnPieces.has(n)) return false;
+  return !peersOk || ((task.liveHolders[n] ?? 0) === 0 && !cdnCopyOnItsWay(task, n, now, limits));
+}
+
+/** A CDN copy of n is in flight and young enough to trust; a slow or dead one gets company. */
+function cdnCopyOnItsWay(task: TaskState, n: number, now: number, limits: SchedulerLimits): boolean {
+  return (task.cdnInflight[n] ?? 0) > 0 && now - (task.cdnInflightAt[n] ?? 0) < limits.pieceTimeoutMs / 3;
+}
+
+/**
  * Pieces this peer lacks that someone could hand out right now, best first. A piece whose
- * holders are all busy, and that the CDN cannot serve now, is left out without looking at any
+ * holders are all busy, and that the CDN may not send, is left out without looking at any
  * holder: in a saturated swarm most requests end with an empty list, and that stays cheap.
  */
 function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnOpen: boolean, peersOk: boolean): Float64Array {
@@ -71,8 +89,8 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
   // The requester itself is never one of the free holders of a piece it lacks.
   for (const n of task.avail) {
     if (have[n]) continue;
+    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, n, peersOk, ctx.now, ctx.limits))) continue;
     const prio = useWindow && n < head + window ? 0 : 1;
-    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && task.cdnPieces.has(n) && cdnMay(task, peer, n, prio, peersOk))) continue;
     const rare = Math.min(RARE - 1, counts[n] ?? 0);
     const dist = Math.min(DIST - 1, Math.round(Math.abs(n - centre)));
     const tie = Math.floor(ctx.rand() * TIE);
@@ -81,48 +99,28 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
   return keys.subarray(0, k).sort();
 }
 
-function eligible(task: TaskState, peer: PeerState, cid: string, limits: SchedulerLimits): boolean {
-  const src = task.peers.get(cid);
-  if (!src || src === peer || src.down) return false;
-  if (src.serviceErrorCount >= limits.eliminationLimit) return false;
-  if ((peer.blacklist.get(cid) ?? 0) > 0) return false;
-  return src.load + 1 <= limits.peerUpLimit;
-}
-
 /**
  * A source for piece n: a free holder, found from a rotating cursor so uploads spread over
- * holders; else the CDN within its per-task cap.
+ * holders. If every live holder is one this requester has blacklisted, the CDN stands in for
+ * them; otherwise the CDN only seeds (see cdnMay).
  */
-/**
- * The CDN has only a few slots per task. A window piece that peers already hold is not worth
- * one: that copy would only speed up one stream head, while the slot could bring a new piece
- * into the swarm (measured in bench/scheduler: it halves swarm time when every peer streams).
- */
-function cdnMay(task: TaskState, peer: PeerState, n: number, prio: number, peersOk: boolean): boolean {
-  return !peersOk || prio !== 0 || (task.holderCount[n] ?? 0) === 0 || !servableHolder(task, peer, n);
-}
-
-/** A holder of n that could serve `peer` once free: a peer that went down or was eliminated never will. */
-function servableHolder(task: TaskState, peer: PeerState, n: number): boolean {
-  for (const cid of task.holders.get(n) ?? []) {
-    const src = task.peers.get(cid);
-    if (src && src !== peer && !src.down && src.serviceErrorCount < task.elimLimit && !((peer.blacklist.get(cid) ?? 0) > 0)) return true;
-  }
-  return false;
-}
-
-function pickSource(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits, peersOk: boolean, prio: number): string | undefined {
-  if (peersOk && (task.freeHolders[n] ?? 0) > 0) {
+function pickSource(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits, peersOk: boolean, now: number): string | undefined {
+  let usable = false;
+  if (peersOk && (task.liveHolders[n] ?? 0) > 0) {
     const list = task.holders.get(n) ?? [];
     const start = task.cursor.get(n) ?? 0;
     for (let i = 0; i < list.length; i++) {
       const idx = (start + i) % list.length;
-      if (!eligible(task, peer, list[idx], limits)) continue;
+      const src = task.peers.get(list[idx]);
+      if (!src || src === peer || !src.isLive || (peer.blacklist.get(src.cid) ?? 0) > 0) continue;
+      usable = true;
+      if (src.load + 1 > limits.peerUpLimit) continue;
       task.cursor.set(n, idx + 1);
-      return list[idx];
+      return src.cid;
     }
   }
-  if (task.cdnPieces.has(n) && task.cdnLoad < limits.cdnTaskLoadLimit && cdnMay(task, peer, n, prio, peersOk)) return task.cdnCid;
+  if (task.cdnLoad >= limits.cdnTaskLoadLimit || !task.cdnPieces.has(n)) return undefined;
+  if (!peersOk || (!usable && !cdnCopyOnItsWay(task, n, now, limits))) return task.cdnCid;
   return undefined;
 }
 
@@ -148,13 +146,14 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
   for (const key of candidates(task, peer, ctx, task.cdnLoad < limits.cdnTaskLoadLimit, peersOk)) {
     if (peer.running.size >= limits.peerDownLimit) break;
     const n = key % N_BITS;
-    const prio = Math.floor(key / (RARE * DIST * TIE * N_BITS));
-    const src = pickSource(task, peer, n, limits, peersOk, prio);
+    const src = pickSource(task, peer, n, limits, peersOk, now);
     if (src === undefined) continue;
     peer.running.set(n, { src, at: now });
     peer.have[n] = 2;
     if (src === task.cdnCid) {
       task.cdnLoad++;
+      task.cdnInflight[n] = (task.cdnInflight[n] ?? 0) + 1;
+      task.cdnInflightAt[n] = now;
       task.cdnLoadAt = now;
     } else {
       const s = task.peers.get(src)!;

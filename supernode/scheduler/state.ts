@@ -14,6 +14,8 @@ export interface PeerState {
   load: number;
   /** Whether this peer is in task.free (kept by syncFree). */
   isFree: boolean;
+  /** Up and not eliminated: counted in task.liveHolders (kept by syncFree). */
+  isLive: boolean;
   /** Set by /peer/service/down; such a peer is never a source again. */
   down: boolean;
   downAt: number;
@@ -46,6 +48,12 @@ export interface TaskState {
   /** freeHolders[n]: holders of n that are in `free` right now. A piece with none (and the CDN
    * at its cap) cannot be assigned, which is decided without looking at any holder. */
   freeHolders: number[];
+  /** liveHolders[n]: holders of n that are up and not eliminated, busy or not. */
+  liveHolders: number[];
+  /** cdnInflight[n]: CDN copies of piece n being downloaded right now. */
+  cdnInflight: number[];
+  /** When the latest CDN copy of piece n was handed out. */
+  cdnInflightAt: number[];
   /** Round-robin cursor per piece so sources spread over holders. */
   cursor: Map<number, number>;
   cdnLoad: number;
@@ -86,6 +94,9 @@ export function newTask(taskId: string, cdnCid: string): TaskState {
     holders: new Map(),
     holderCount: [],
     freeHolders: [],
+    liveHolders: [],
+    cdnInflight: [],
+    cdnInflightAt: [],
     cursor: new Map(),
     cdnLoad: 0,
     cdnLoadAt: 0,
@@ -98,7 +109,12 @@ export function newTask(taskId: string, cdnCid: string): TaskState {
 
 /** Keep `task.free` and `freeHolders` in step with one peer's state; call after any change. */
 export function syncFree(task: TaskState, p: PeerState): void {
-  const free = !p.down && p.held.size > 0 && p.serviceErrorCount < task.elimLimit && p.load < task.upLimit && task.peers.get(p.cid) === p;
+  const live = !p.down && p.serviceErrorCount < task.elimLimit && task.peers.get(p.cid) === p;
+  if (live !== p.isLive) {
+    p.isLive = live;
+    for (const n of p.held) task.liveHolders[n] = (task.liveHolders[n] ?? 0) + (live ? 1 : -1);
+  }
+  const free = live && p.held.size > 0 && p.load < task.upLimit;
   if (free === p.isFree) return;
   p.isFree = free;
   const d = free ? 1 : -1;
@@ -127,6 +143,7 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
     running: new Map(),
     load: 0,
     isFree: false,
+    isLive: false,
     down: false,
     downAt: 0,
     serviceErrorCount: 0,
