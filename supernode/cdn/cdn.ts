@@ -118,8 +118,14 @@ export class Cdn {
     await this.opts.store?.delete(taskId);
   }
 
+  /** Stop every download and let each one finish its bookkeeping before the store closes. */
   async close(): Promise<void> {
-    for (const t of this.tasks.values()) t.cancel();
+    const ending: Promise<unknown>[] = [];
+    for (const t of this.tasks.values()) {
+      if (t.status === 'RUNNING' || t.status === 'WAITING') ending.push(new Promise((r) => t.once('end', r)));
+      t.cancel();
+    }
+    await Promise.race([Promise.all(ending), new Promise((r) => setTimeout(r, 2000).unref())]);
     await this.opts.store?.close();
   }
 }

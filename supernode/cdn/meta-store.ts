@@ -40,6 +40,9 @@ const pieceKey = (id: string, n: number) => `p:${id}:${String(n).padStart(6, '0'
 /** Task and piece metadata in LevelDB under homeDir/meta. */
 export class LevelMetaStore implements MetaStore {
   private readonly db: Level<string, string>;
+  /** Writes still under way; close() waits for them, later ones are dropped. */
+  private readonly pending = new Set<Promise<unknown>>();
+  private closing = false;
 
   constructor(homeDir: string) {
     this.db = new Level<string, string>(join(homeDir, 'meta'));
@@ -60,21 +63,32 @@ export class LevelMetaStore implements MetaStore {
     return out;
   }
 
+  private track(work: () => Promise<void>): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    const p = work();
+    this.pending.add(p);
+    return p.finally(() => this.pending.delete(p));
+  }
+
   putTask(t: PersistedTask): Promise<void> {
-    return this.db.put(`t:${t.taskId}`, JSON.stringify(t));
+    return this.track(() => this.db.put(`t:${t.taskId}`, JSON.stringify(t)));
   }
 
   putPiece(taskId: string, num: number, rec: PieceRecord): Promise<void> {
-    return this.db.put(pieceKey(taskId, num), JSON.stringify(rec));
+    return this.track(() => this.db.put(pieceKey(taskId, num), JSON.stringify(rec)));
   }
 
-  async delete(taskId: string): Promise<void> {
-    const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `t:${taskId}` }];
-    for await (const key of this.db.keys({ gte: `p:${taskId}:`, lt: `p:${taskId};` })) ops.push({ type: 'del', key });
-    await this.db.batch(ops);
+  delete(taskId: string): Promise<void> {
+    return this.track(async () => {
+      const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `t:${taskId}` }];
+      for await (const key of this.db.keys({ gte: `p:${taskId}:`, lt: `p:${taskId};` })) ops.push({ type: 'del', key });
+      await this.db.batch(ops);
+    });
   }
 
-  close(): Promise<void> {
-    return this.db.close();
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.pending]);
+    await this.db.close();
   }
 }
