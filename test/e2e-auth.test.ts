@@ -87,4 +87,22 @@ describe('end to end: pulling from a token-auth registry through dfdaemon', { sk
     }
     await docker.stop();
   });
+
+  it('a blob the swarm has cached is still refused to a client the registry would refuse', async () => {
+    // The previous test left every blob in the supernode's CDN and in this dfdaemon's cache.
+    const url = `${reg.url}/v2/library/private/blobs/${img.layers[0].digest}`;
+    const anonymous = await getViaProxy(df.host, df.port, url);
+    assert.equal(anonymous.status, 401, 'no token: the registry\'s own challenge, not the cached bytes');
+    assert.notEqual(anonymous.sha256, img.layers[0].digest.slice(7));
+    const wrongRepo = issuer.mint([{ type: 'repository', name: 'library/other', actions: ['pull'] }]);
+    const other = await getViaProxy(df.host, df.port, url, { Authorization: `Bearer ${wrongRepo}` });
+    assert.ok(other.status === 401 || other.status === 403, `a token for another repository: ${other.status}`);
+    const token = issuer.mint([{ type: 'repository', name: 'library/private', actions: ['pull'] }]);
+    const before = reg.requests().filter((r) => r.method === 'GET' && r.digest === img.layers[0].digest).length;
+    const ok = await getViaProxy(df.host, df.port, url, { Authorization: `Bearer ${token}` });
+    assert.equal(ok.status, 200);
+    assert.equal(`sha256:${ok.sha256}`, img.layers[0].digest);
+    const after = reg.requests().filter((r) => r.method === 'GET' && r.digest === img.layers[0].digest).length;
+    assert.equal(after, before, 'served from the cache: the registry was only asked, with a HEAD');
+  });
 });

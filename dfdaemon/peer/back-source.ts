@@ -16,7 +16,7 @@ export interface SourceAnswer {
 const httpAgent = new HttpAgent({ keepAlive: true });
 const httpsAgents = new Map<string, HttpsAgent>();
 
-function agentFor(url: string, insecure: boolean, ca: string[]): HttpAgent | HttpsAgent {
+export function agentFor(url: string, insecure: boolean, ca: string[]): HttpAgent | HttpsAgent {
   if (!url.startsWith('https:')) return httpAgent;
   const key = `${insecure}|${ca.join('')}`;
   let a = httpsAgents.get(key);

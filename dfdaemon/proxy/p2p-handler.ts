@@ -7,6 +7,7 @@ import type { Downloader } from '../peer/downloader.js';
 import { pumpBlob } from '../peer/ordered-stream.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { PassOptions, PassThrough } from './passthrough.js';
+import { mayPull } from './pull-check.js';
 
 const HOP = new Set(['host', 'accept-encoding', 'connection', 'proxy-connection', 'proxy-authorization', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
@@ -42,6 +43,13 @@ export async function serveP2P(
   d: P2PHandlerDeps,
 ): Promise<void> {
   const headers = forwardHeaders(req.headers);
+  const check = await mayPull(url, headers, tls).catch((err: Error) => ({ ok: false, status: 0, err }));
+  if (!check.ok) {
+    // Let the registry answer the client itself (its 401 challenge, its 404).
+    d.log.info({ url, status: check.status }, 'registry refused this client the blob; passing through');
+    d.metrics.requests.inc({ route: 'direct' });
+    return d.passThrough(req, res, url, tls);
+  }
   let started;
   try {
     started = await d.downloader.start({ url, headers, insecure: tls.insecure, ca: tls.ca });

@@ -28,6 +28,8 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
     const m = /\/blobs\/sha256:([0-9a-f]{64})/.exec(req.url ?? '');
     const data = m ? blobs.get(m[1]) : undefined;
     if (!m || !data) return void res.writeHead(404).end('not found');
+    // A HEAD (dfdaemon asking whether a client may pull) moves no blob bytes: not counted.
+    if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': data.length }).end();
     requests.set(m[1], (requests.get(m[1]) ?? 0) + 1);
     let start = 0;
     const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
