@@ -24,7 +24,7 @@ function find(rs: RunResult[], image: string, n: number, mode: Mode): RunResult 
 
 export function resultsTable(rs: RunResult[]): string {
   const rows = [
-    '| image | N | mode | wall s | wall/T* | host p50 s | host p99 s | origin egress (copies, iface / registry log) | direct/this | CPU busy (saturated; other sessions) | peak RSS MB (max) | CPU s supernode / dfdaemons | verified |',
+    '| image | N | mode | wall s | wall/T* | host p50 s | host p99 s | origin egress (copies, iface / registry log) | direct/this | CPU busy (saturated; other sessions) | peak RSS MB (max) | CPU s supernode / dfdaemons / skopeo | verified |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rs) {
@@ -32,7 +32,8 @@ export function resultsTable(rs: RunResult[]): string {
     const speed = direct?.wall && r.wall ? direct.wall / r.wall : null;
     const sn = r.procs.find((p) => p.name === 'supernode');
     const dfs = r.procs.filter((p) => p.name.startsWith('dfdaemon'));
-    const cpuS = r.mode === 'p2p' ? `${f(sn?.cpuSec)} / ${f(dfs.reduce((a, p) => a + p.cpuSec, 0))}` : '–';
+    const sk = r.cpu.bySec?.skopeo;
+    const cpuS = r.mode === 'p2p' ? `${f(sn?.cpuSec)} / ${f(dfs.reduce((a, p) => a + p.cpuSec, 0))} / ${f(sk)}` : `– / – / ${f(sk)}`;
     const err = r.errors.length ? ` (${r.errors.length} errors)` : '';
     rows.push(
       `| ${r.image} | ${r.n} | ${MODE_LABEL[r.mode]} | ${f(r.wall)}${err} | ${f(r.wallOverTStar, 2)} | ${f(r.hostP50)} | ${f(r.hostP99)} | ${f(r.egressCopies, 3)} / ${f(r.registryBlobCopies, 3)} | ${f(speed, 2)} | ${f(r.cpu.mean * 100, 0)}% (${f(r.cpu.saturated * 100, 0)}%; ${f(r.cpu.foreign, 2)} cores) | ${f(r.maxRssMB, 0)} | ${cpuS} | ${r.verified ? 'yes' : 'NO'} |`,
@@ -43,8 +44,8 @@ export function resultsTable(rs: RunResult[]): string {
 
 export function p2pTable(rs: RunResult[]): string {
   const rows = [
-    '| image | N | origin→CDN s (Mbit/s) | regist. ms p50 | 1st piece s p50 | last piece s p50 / max | big blob streamed s p50 | rest after it s p50 | wall s | piece bytes from CDN | piece ms p50 CDN / peer | /peer/task ms p50 / p99 (long-poll p50) | idle s mean | link use mean | CDN pieces in flight max | ELU max sn / dfd | loop lag p99 max ms |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| image | N | origin→CDN s (Mbit/s) | regist. ms p50 | 1st piece s p50 | last piece s p50 / max | big blob streamed s p50 | rest after it s p50 | wall s | piece bytes from CDN | piece ms p50 CDN / peer | /peer/task ms p50 / p99 (long-poll p50) | pieces in flight per peer, max (median) | idle s mean | link use mean | CDN pieces in flight max | ELU max sn / dfd | loop lag p99 max ms |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rs.filter((x) => x.mode === 'p2p' && x.trace)) {
     const t = r.trace!;
@@ -57,7 +58,7 @@ export function p2pTable(rs: RunResult[]): string {
     // skopeo copies blobs one after another into dir:, so whatever follows the big blob is serial.
     const rest = ps.map((p, i) => r.hostTimes[i] - p.streamEndAt).filter((x) => x >= 0);
     rows.push(
-      `| ${r.image} | ${r.n} | ${o ? `${f(o.startAt, 2)}–${f(o.endAt, 2)} (${f(o.mbit, 0)})` : '–'} | ${f(med(ps.map((p) => p.registerMs)), 0)} | ${f(med(ps.map((p) => p.firstPieceAt)), 2)} | ${f(med(ps.map((p) => p.lastPieceAt)), 2)} / ${f(Math.max(...ps.map((p) => p.lastPieceAt)), 2)} | ${f(med(ps.map((p) => p.streamEndAt)), 2)} | ${f(rest.length ? med(rest) : null, 2)} | ${f(r.wall, 2)} | ${cdnShare === null ? '–' : `${f(cdnShare * 100, 0)}% (${f(m!.pieceBytesFromSupernode / r.imageBytes, 2)} copies)`} | ${f(med(ps.map((p) => p.fromCdn.p50)), 0)} / ${f(med(ps.filter((p) => p.fromPeers.n).map((p) => p.fromPeers.p50)), 0)} | ${f(med(imm.map((d) => d.p50)), 0)} / ${f(Math.max(...imm.map((d) => d.p99)), 0)} (${f(med(ps.map((p) => p.taskLongPoll.p50)), 0)}) | ${f(ps.reduce((a, p) => a + p.idle, 0) / ps.length, 2)} | ${f(ps.reduce((a, p) => a + p.linkUse, 0) / ps.length, 2)} | ${t.cdnMaxConcurrent} | ${f(t.snEluMax, 2)} / ${f(Math.max(...ps.map((p) => p.eluMax)), 2)} | ${f(Math.max(t.snLagP99Max, ...ps.map((p) => p.lagP99Max)), 0)} |`,
+      `| ${r.image} | ${r.n} | ${o ? `${f(o.startAt, 2)}–${f(o.endAt, 2)} (${f(o.mbit, 0)})` : '–'} | ${f(med(ps.map((p) => p.registerMs)), 0)} | ${f(med(ps.map((p) => p.firstPieceAt)), 2)} | ${f(med(ps.map((p) => p.lastPieceAt)), 2)} / ${f(Math.max(...ps.map((p) => p.lastPieceAt)), 2)} | ${f(med(ps.map((p) => p.streamEndAt)), 2)} | ${f(rest.length ? med(rest) : null, 2)} | ${f(r.wall, 2)} | ${cdnShare === null ? '–' : `${f(cdnShare * 100, 0)}% (${f(m!.pieceBytesFromSupernode / r.imageBytes, 2)} copies)`} | ${f(med(ps.map((p) => p.fromCdn.p50)), 0)} / ${f(med(ps.filter((p) => p.fromPeers.n).map((p) => p.fromPeers.p50)), 0)} | ${f(med(imm.map((d) => d.p50)), 0)} / ${f(Math.max(...imm.map((d) => d.p99)), 0)} (${f(med(ps.map((p) => p.taskLongPoll.p50)), 0)}) | ${ps[0]?.maxInFlight === undefined ? '–' : `${Math.max(...ps.map((p) => p.maxInFlight))} (${med(ps.map((p) => p.maxInFlight))})`} | ${f(ps.reduce((a, p) => a + p.idle, 0) / ps.length, 2)} | ${f(ps.reduce((a, p) => a + p.linkUse, 0) / ps.length, 2)} | ${t.cdnMaxConcurrent} | ${f(t.snEluMax, 2)} / ${f(Math.max(...ps.map((p) => p.eluMax)), 2)} | ${f(Math.max(t.snLagP99Max, ...ps.map((p) => p.lagP99Max)), 0)} |`,
     );
   }
   return rows.join('\n');

@@ -46,6 +46,8 @@ export interface RunResult {
   mode: Mode;
   rateMbit: number;
   tStar: number;
+  /** Epoch ms of the start, to line the run up with its kept traces and logs. */
+  t0Epoch: number;
   wall: number | null;
   wallOverTStar: number | null;
   hostP50: number | null;
@@ -127,7 +129,7 @@ export async function runOnce(spec: RunSpec): Promise<RunResult> {
   const project: Service[] = [];
   const pulls: Pull[] = [];
   const times: (number | null)[] = new Array<number | null>(n).fill(null);
-  let cpu: CpuSummary = { mean: 0, saturated: 0, foreign: 0 };
+  let cpu: CpuSummary = { mean: 0, saturated: 0, foreign: 0, bySec: {} };
   let foreignBefore = 0;
   const procs: ProcStats[] = [];
   let metrics: Record<string, number> | undefined;
@@ -206,6 +208,7 @@ export async function runOnce(spec: RunSpec): Promise<RunResult> {
     mode,
     rateMbit: spec.rateBps / 1e6,
     tStar,
+    t0Epoch: Math.round(t0Epoch),
     wall,
     wallOverTStar: wall === null ? null : wall / tStar,
     hostP50: ok.length ? pct(ok, 50) : null,

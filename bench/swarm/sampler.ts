@@ -18,9 +18,11 @@ export function nsInodes(names: readonly string[]): Set<number> {
   return new Set(names.map((n) => statSync(`/run/netns/${n}`).ino));
 }
 
-/** CPU ticks of every user process outside our namespaces (not this harness, not kernel threads). */
-function foreignTicks(ours: Set<number>): Map<number, number> {
-  const out = new Map<number, number>();
+interface Proc { ticks: number; ours: boolean; comm: string }
+
+/** CPU ticks of every user process (not this harness, not kernel threads), and whose it is. */
+function procTicks(ours: Set<number>): Map<number, Proc> {
+  const out = new Map<number, Proc>();
   for (const ent of readdirSync('/proc')) {
     const pid = Number(ent);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
@@ -29,8 +31,7 @@ function foreignTicks(ours: Set<number>): Map<number, number> {
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if (f[1] === '2' || pid === 2) continue;
       const ns = Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`))?.[1]);
-      if (ours.has(ns)) continue;
-      out.set(pid, Number(f[11]) + Number(f[12]));
+      out.set(pid, { ticks: Number(f[11]) + Number(f[12]), ours: ours.has(ns), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
     } catch {
       /* exited meanwhile */
     }
@@ -41,24 +42,28 @@ function foreignTicks(ours: Set<number>): Map<number, number> {
 export interface CpuSummary {
   /** Mean busy fraction of all cores over the run. */
   mean: number;
-  /** Share of 500 ms samples with every core at least 95% busy. */
+  /** Share of 250 ms samples with every core at least 95% busy. */
   saturated: number;
   /** Cores' worth of CPU used meanwhile by processes that are not part of the benchmark. */
   foreign: number;
+  /** CPU seconds of the benchmark's own processes by command (skopeo, node, docker-registry);
+   * sampled every 250 ms, so a process loses at most its last 250 ms. */
+  bySec: Record<string, number>;
 }
 
 export class CpuSampler {
   private first = machine();
   private last = this.first;
   private samples: number[] = [];
-  private prev: Map<number, number>;
+  private prev: Map<number, Proc>;
   private foreign = 0;
+  private readonly byComm = new Map<string, number>();
   private readonly t0 = performance.now();
   private timer: NodeJS.Timeout;
 
   constructor(private readonly ours: Set<number>) {
-    this.prev = foreignTicks(ours);
-    this.timer = setInterval(() => this.tick(), 500);
+    this.prev = procTicks(ours);
+    this.timer = setInterval(() => this.tick(), 250);
   }
 
   private tick(): void {
@@ -66,10 +71,13 @@ export class CpuSampler {
     const dt = s.total - this.last.total;
     if (dt > 0) this.samples.push((s.busy - this.last.busy) / dt);
     this.last = s;
-    const cur = foreignTicks(this.ours);
-    for (const [pid, t] of cur) {
-      const p = this.prev.get(pid);
-      if (p !== undefined && t >= p) this.foreign += t - p;
+    const cur = procTicks(this.ours);
+    for (const [pid, c] of cur) {
+      // A process born since the last sample counts from zero: its whole life was in the run.
+      const d = c.ticks - (this.prev.get(pid)?.ticks ?? 0);
+      if (d <= 0) continue;
+      if (!c.ours) this.foreign += d;
+      else this.byComm.set(c.comm, (this.byComm.get(c.comm) ?? 0) + d);
     }
     this.prev = cur;
   }
@@ -84,6 +92,7 @@ export class CpuSampler {
       mean: dt > 0 ? (s.busy - this.first.busy) / dt : 0,
       saturated: this.samples.length ? this.samples.filter((x) => x >= 0.95).length / this.samples.length : 0,
       foreign: secs > 0 ? this.foreign / CLK_TCK / secs : 0,
+      bySec: Object.fromEntries([...this.byComm].map(([k, v]) => [k, v / CLK_TCK])),
     };
   }
 }

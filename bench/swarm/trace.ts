@@ -85,6 +85,7 @@ if (file) {
       o: String(r.origin ?? ''),
       p: r.path,
       range: header(r.headers, 'range'),
+      pn: header(r.headers, 'piecenum'),
       t0: rec.t0,
       th: rec.th,
       t1: now(),
@@ -115,8 +116,8 @@ if (file) {
     const end = (err?: string) => {
       if (done) return;
       done = true;
-      const range = request.getHeader('range');
-      emit({ k: 'out', m: request.method, o: `http://${request.host}`, p: request.path, range: range === undefined ? undefined : String(range), t0, th, t1: now(), st: response.statusCode, ...(err ? { err } : {}) });
+      const h = (name: string) => (request.getHeader(name) === undefined ? undefined : String(request.getHeader(name)));
+      emit({ k: 'out', m: request.method, o: `http://${request.host}`, p: request.path, range: h('range'), pn: h('piecenum'), t0, th, t1: now(), st: response.statusCode, ...(err ? { err } : {}) });
     };
     response.once('end', () => end());
     response.once('close', () => end(response.complete ? undefined : 'aborted'));

@@ -31,6 +31,14 @@ async function load(file: string): Promise<Rec[]> {
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Rec);
 }
 
+function maxConcurrent(iv: { t0: number; t1: number }[]): number {
+  const edges = iv.flatMap((r) => [[r.t0, 1], [r.t1, -1]] as [number, number][]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let cur = 0;
+  let max = 0;
+  for (const [, d] of edges) max = Math.max(max, (cur += d));
+  return max;
+}
+
 function loadStats(recs: Rec[]) {
   const secs = recs.filter((r): r is Sec => r.k === 'sec');
   return {
@@ -72,6 +80,8 @@ export interface PeerTrace {
   streamEndAt: number;
   /** Seconds between registration and the last piece with no piece in flight. */
   idle: number;
+  /** Most pieces of the largest blob this peer had in flight at once. */
+  maxInFlight: number;
   /** Largest blob's bytes over (last piece - registration) against the link rate. */
   linkUse: number;
   uploadedPieces: number;
@@ -105,9 +115,7 @@ export async function analyseTraces(services: Service[], t0: number, rateBps: nu
       mbit: +(((r.bytes ?? 0) * 8) / ((r.t1 - (r.th ?? r.t0)) / 1000) / 1e6).toFixed(1),
     }));
   const served = s.filter((r): r is In => r.k === 'in' && (r.p ?? '').startsWith('/download/'));
-  let maxConc = 0;
-  const edges = served.flatMap((r) => [[r.t0, 1], [r.t1, -1]] as [number, number][]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  edges.reduce((c, [, d]) => ((maxConc = Math.max(maxConc, c + d)), c + d), 0);
+  const maxConc = maxConcurrent(served);
   const snTasks = s.filter((r): r is In => r.k === 'in' && (r.p ?? '').startsWith('/peer/task'));
   const snLoad = loadStats(s);
 
@@ -144,6 +152,7 @@ export async function analyseTraces(services: Service[], t0: number, rateBps: nu
       firstPieceAt: ok.length ? rel(Math.min(...ok.map((p) => p.t1))) : -1,
       lastPieceAt: ok.length ? rel(lastEnd) : -1,
       streamEndAt: streams.length ? rel(streams[0].t1) : -1,
+      maxInFlight: maxConcurrent(big),
       idle: ok.length ? +(idleWithin(big.map((p) => [p.t0, p.t1]), from, lastEnd) / 1000).toFixed(2) : -1,
       linkUse: ok.length ? +((bytes * 8) / ((lastEnd - from) / 1000) / rateBps).toFixed(2) : 0,
       uploadedPieces: recs.filter((r) => r.k === 'in' && (r.p ?? '').startsWith('/peer/file/')).length,

@@ -1,0 +1,44 @@
+// node dist/bench/swarm/timeline.js <kept run dir> [--pieces]
+// Reads one run's traces (kept with --keep) and prints, per peer, when each piece of the big
+// blob was fetched and from whom, so a slow run can be read piece by piece.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+interface Rec { k: string; p?: string; o?: string; range?: string; pn?: string; t0: number; th?: number; t1: number; marks?: number[]; bytes?: number }
+
+const [dir, flag] = process.argv.slice(2);
+if (!dir) {
+  process.stderr.write('usage: timeline.js <kept run dir> [--pieces]\n');
+  process.exit(2);
+}
+const load = (f: string): Rec[] => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Rec).filter((r) => r.k !== 'sec');
+const sn = load(join(dir, 'supernode/trace.jsonl'));
+const origin = sn.filter((r) => r.k === 'out' && /\/blobs\//.test(r.p ?? '')).sort((a, b) => (b.bytes ?? 0) - (a.bytes ?? 0))[0];
+const t0 = Math.min(...sn.map((r) => r.t0));
+const s = (t: number) => ((t - t0) / 1000).toFixed(2);
+if (origin) process.stdout.write(`origin→CDN ${s(origin.t0)}–${s(origin.t1)} s; 4 MiB marks at ${(origin.marks ?? []).map(s).join(' ')}\n`);
+
+const hostOf = (o: string | undefined) => (o?.match(/198\.18\.(\d+)\.(\d+)/) ? (o.includes('198.18.0.11') ? 'CDN' : `c${o.match(/198\.18\.1\.(\d+)/)?.[1] ?? '?'}`) : '?');
+const peers = readdirSync(dir).filter((d) => /^dfb-c\d+$/.test(d)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+for (const p of peers) {
+  const recs = load(join(dir, p, 'dfdaemon/trace.jsonl'));
+  const pieces = recs.filter((r) => r.k === 'out' && /^\/(peer\/file|download)\//.test(r.p ?? ''));
+  const byTask = new Map<string, Rec[]>();
+  for (const r of pieces) {
+    const id = /([0-9a-f]{64})/.exec(r.p!)?.[1] ?? '';
+    byTask.set(id, [...(byTask.get(id) ?? []), r]);
+  }
+  const big = [...byTask.values()].sort((a, b) => b.length - a.length)[0] ?? [];
+  const fromCdn = big.filter((r) => r.p!.startsWith('/download/')).length;
+  const end = Math.max(...big.map((r) => r.t1));
+  const tasks = recs.filter((r) => r.k === 'out' && (r.p ?? '').startsWith('/peer/task'));
+  let maxConc = 0;
+  const edges = big.flatMap((r) => [[r.t0, 1], [r.t1, -1]] as const).slice().sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  edges.reduce((c, [, d]) => ((maxConc = Math.max(maxConc, c + d)), c + d), 0);
+  process.stdout.write(`${p}: ${big.length} pieces (${fromCdn} from CDN), last at ${s(end)} s, ≤${maxConc} in flight, ${tasks.length} /peer/task\n`);
+  if (flag === '--pieces') {
+    for (const r of big.sort((a, b) => a.t0 - b.t0)) {
+      process.stdout.write(`  piece ${(r.pn ?? r.range ?? '?').padStart(4)} from ${hostOf(r.o).padEnd(4)} ${s(r.t0)}–${s(r.t1)} s\n`);
+    }
+  }
+}
