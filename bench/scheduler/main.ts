@@ -4,7 +4,28 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { simulate } from './sim.js';
+
+/** Peak RSS of a real supernode process, started from ./bin on free ports, once it listens. */
+async function idleSupernodeRssMB(): Promise<number> {
+  const home = mkdtempSync(join(tmpdir(), 'dfts-bench-sn-'));
+  const bin = fileURLToPath(new URL('../../../bin/supernode', import.meta.url));
+  const child = spawn(bin, ['--home-dir', home, '--port', '0', '--download-port', '0', '--listen-ip', '127.0.0.1'], { stdio: 'ignore' });
+  try {
+    await sleep(3000);
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : -1;
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    rmSync(home, { recursive: true, force: true });
+  }
+}
 
 const limits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 5, failureCountLimit: 5, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000 };
 const peers = Number(process.env.PEERS ?? 1000);
@@ -46,11 +67,13 @@ if (child) {
     };
   });
   const by = Object.fromEntries(runs.map((r) => [r.policy, r]));
+  const idle = await idleSupernodeRssMB();
   const out = {
     bench: 'scheduler',
     peers,
     pieces,
     runs,
+    supernode: { idleRssMB: idle, plusStateMB: +(idle + by.stream.stateHeapMB).toFixed(1) },
     ratios: {
       rateVsNaive: +(by.stream.assignPerSec / by.naive.assignPerSec).toFixed(3),
       cdnShareVsNaive: +(by.stream.cdnShare / by.naive.cdnShare).toFixed(4),
@@ -62,4 +85,5 @@ if (child) {
   process.stdout.write(`${JSON.stringify(out)}\n\n`);
   process.stdout.write('| policy | assignments/s (1 core) | CDN share of pieces | swarm done (sim s) | mean in-order lag (sim ms) | first 8 pieces in order (sim ms) | peak RSS MB (process) | scheduler state heap MB |\n|---|---|---|---|---|---|---|---|\n');
   for (const r of runs) process.stdout.write(`| ${r.label} | ${r.assignPerSec} | ${r.cdnShare} | ${r.simSeconds} | ${r.streamLagMs} | ${r.headMs} | ${r.peakRssMB} | ${r.stateHeapMB} |\n`);
+  process.stdout.write(`\nIdle ./bin/supernode VmHWM ${idle} MB; with the scheduler state of this run: ${out.supernode.plusStateMB} MB\n`);
 }
