@@ -1,45 +1,25 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
-import type { Supernode } from '../supernode/server.js';
 import { waitFor } from './fixtures/proc.js';
-import { supernodeAt } from './helpers/cluster.js';
-import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { randomBlob } from './helpers/origin.js';
+import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
 const MiB = 1024 * 1024;
 // maxBandwidth 5M - systemReservedBandwidth 1M: a 4 MiB/s budget, base 1024.
 const LIMIT = 4 * MiB;
 
 describe('supernode bandwidth budget (maxBandwidth - systemReservedBandwidth)', () => {
-  let dir: string;
-  let origin: Origin;
-  let sn: Supernode;
+  const ctx = useOrigin('bw', '  maxBandwidth: 5M\n  systemReservedBandwidth: 1M\n');
   let taskId: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dfts-bw-'));
-    origin = await startOrigin();
-    sn = await supernodeAt(dir, '127.0.0.1', '  maxBandwidth: 5M\n  systemReservedBandwidth: 1M\n');
-  });
-  after(async () => {
-    await sn.close();
-    await origin.close();
-    await rm(dir, { recursive: true, force: true });
-  });
 
   it('source fetches stay within ±10% of the limit over 10 s', async (t) => {
+    const { origin, sn } = ctx;
     const d = origin.add(randomBlob(52 * MiB));
     // Chunked with backpressure but far faster than the budget, so `served` follows the reader.
     origin.rate = 1024 * MiB;
-    const res = await request(`http://127.0.0.1:${sn.apiPort}/peer/registry`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ rawUrl: origin.blobUrl(d), cid: 'bw', ip: '127.0.0.13', port: 0 }),
-    });
-    taskId = ((await res.body.json()) as { data: { taskId: string } }).data.taskId;
+    taskId = (await registerPeer(ctx.api, { rawUrl: origin.blobUrl(d), cid: 'bw', ip: '127.0.0.13', port: 0 })).taskId;
     const served = () => origin.served.get(d) ?? 0;
     await sleep(1000);
     const b0 = served();
@@ -53,6 +33,7 @@ describe('supernode bandwidth budget (maxBandwidth - systemReservedBandwidth)', 
   });
 
   it('piece serving on the download port stays within ±10% of the limit over 10 s', async (tc) => {
+    const { sn } = ctx;
     const t = sn.cdn.get(taskId)!;
     const layout = t.layout!;
     let bytes = 0;

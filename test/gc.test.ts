@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { selectDiskVictims, selectMetaActions, type DiskCandidate } from '../supernode/gc/policy.js';
 import { dataFile } from '../supernode/cdn/paths.js';
 import { waitFor } from './fixtures/proc.js';
 import { supernodeAt } from './helpers/cluster.js';
-import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { randomBlob } from './helpers/origin.js';
+import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
 const G = 1024 ** 3;
 const H = 3_600_000;
@@ -59,28 +58,17 @@ describe('GC policy (pure)', () => {
 });
 
 describe('GC on a running supernode, driven by an injected clock and disk', () => {
-  let dir: string;
-  let origin: Origin;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dfts-gc-'));
-    origin = await startOrigin();
-  });
-  after(async () => {
-    await origin.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const ctx = useOrigin('gc');
 
   it('deletes exactly the chosen task files and keeps tasks a peer is downloading', async () => {
+    const { dir, origin } = ctx;
     let clock = 1_000_000;
     let free = 200 * G;
     const sn = await supernodeAt(dir, '127.0.0.1', '', [], { now: () => clock, freeBytes: async () => free });
     const home = join(dir, 'sn-home-127.0.0.1');
     const api = `http://127.0.0.1:${sn.apiPort}`;
     try {
-      const reg = async (d: string, cid: string) => {
-        const res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.11', port: 0 }) });
-        return ((await res.body.json()) as { data: { taskId: string } }).data.taskId;
-      };
+      const reg = async (d: string, cid: string) => (await registerPeer(api, { rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.11', port: 0 })).taskId;
       const ids: string[] = [];
       for (let i = 0; i < 4; i++) {
         clock += H;
@@ -112,14 +100,14 @@ describe('GC on a running supernode, driven by an injected clock and disk', () =
   });
 
   it('meta GC forgets an idle swarm but keeps its file, which a later request reuses', async () => {
+    const { dir, origin } = ctx;
     let clock = 5_000_000;
     const sn = await supernodeAt(dir, '127.0.0.2', '', [], { now: () => clock, freeBytes: async () => 500 * G });
     const api = `http://127.0.0.2:${sn.apiPort}`;
     try {
       const d = origin.add(randomBlob(300_000));
-      const body = (cid: string) => JSON.stringify({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.12', port: 0 });
-      let res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('m1') });
-      const id = ((await res.body.json()) as { data: { taskId: string } }).data.taskId;
+      const body = (cid: string) => ({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.12', port: 0 });
+      const id = (await registerPeer(api, body('m1'))).taskId;
       await waitFor(() => sn.cdn.get(id)?.status === 'SUCCESS');
       sn.svc.serviceDown(id, 'm1');
       clock += 2 * 60_000;
@@ -128,8 +116,7 @@ describe('GC on a running supernode, driven by an injected clock and disk', () =
       assert.deepEqual(sn.gc.runMeta().expire, [id]);
       assert.equal(sn.svc.tasks.has(id), false);
       const sent = origin.served.get(d);
-      res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('m2') });
-      assert.equal(((await res.body.json()) as { code: number }).code, 200);
+      assert.equal((await registerPeer(api, body('m2'))).code, 200);
       await waitFor(() => sn.cdn.get(id)?.status === 'SUCCESS');
       assert.equal(origin.served.get(d), sent, 'served from the kept file');
     } finally {

@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { addPeer, applyReport, markHeld, newTask, schedule, cdnPieceReady, cdnFinished, type SchedulerLimits } from '../supernode/scheduler/index.js';
-import type { Supernode } from '../supernode/server.js';
-import { supernodeAt } from './helpers/cluster.js';
-import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { randomBlob } from './helpers/origin.js';
+import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
 const MiB = 1024 * 1024;
 
@@ -19,28 +15,15 @@ interface Piece {
 }
 
 describe('scheduling limits hold exactly under concurrent peers (real supernode over HTTP)', () => {
-  let dir: string;
-  let origin: Origin;
-  let sn: Supernode;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dfts-limits-'));
-    origin = await startOrigin();
-    sn = await supernodeAt(dir, '127.0.0.1', '  peerDownLimit: 3\n  peerUpLimit: 2\n');
-  });
-  after(async () => {
-    await sn.close();
-    await origin.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const ctx = useOrigin('limits', '  peerDownLimit: 3\n  peerUpLimit: 2\n');
 
   it('peerDownLimit per downloader, peerUpLimit per source, the CDN cap per task', async () => {
+    const { origin, api } = ctx;
     const d = origin.add(randomBlob(16 * 4 * MiB));
-    const api = `http://127.0.0.1:${sn.apiPort}`;
     const peers = Array.from({ length: 8 }, (_, i) => `lim-${i}`);
     let taskId = '';
     for (const cid of peers) {
-      const res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.14', port: 0, dfdaemon: true }) });
-      taskId = ((await res.body.json()) as { data: { taskId: string } }).data.taskId;
+      taskId = (await registerPeer(api, { rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.14', port: 0, dfdaemon: true })).taskId;
     }
     const down = new Map<string, number>();
     const up = new Map<string, number>();

@@ -1,27 +1,21 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { freePort, waitFor } from './fixtures/proc.js';
 import { supernodeAt } from './helpers/cluster.js';
 import { startBin, type Daemon } from './helpers/e2e.js';
-import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { randomBlob } from './helpers/origin.js';
+import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
 const MiB = 1024 * 1024;
 
 async function register(api: string, url: string, cid: string) {
-  const res = await request(`${api}/peer/registry`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ rawUrl: url, cid, ip: '127.0.0.10', port: 0, path: '/peer/file/x' }),
-  });
-  const j = (await res.body.json()) as { code: number; data: { taskId: string; fileLength: number; pieceSize: number } };
-  assert.equal(j.code, 200, JSON.stringify(j));
-  return j.data;
+  const r = await registerPeer(api, { rawUrl: url, cid, ip: '127.0.0.10', port: 0, path: '/peer/file/x' });
+  assert.equal(r.code, 200);
+  return r;
 }
 
 async function taskInfo(api: string, id: string) {
@@ -44,18 +38,10 @@ async function blobFromDownloadPort(dl: string, id: string, fileLength: number, 
 }
 
 describe('supernode persistence', () => {
-  let dir: string;
-  let origin: Origin;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dfts-persist-'));
-    origin = await startOrigin();
-  });
-  after(async () => {
-    await origin.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const ctx = useOrigin('persist');
 
   it('serves a cached blob after a restart with 0 bytes from the origin', async () => {
+    const { dir, origin } = ctx;
     const d = origin.add(randomBlob(9 * MiB));
     const url = origin.blobUrl(d);
     // Same dir and host: the second supernode gets the first one's homeDir.
@@ -80,6 +66,7 @@ describe('supernode persistence', () => {
   });
 
   it('resumes a killed half-download with a Range request instead of starting over', async () => {
+    const { dir, origin } = ctx;
     const size = 24 * MiB;
     const d = origin.add(randomBlob(size));
     const url = origin.blobUrl(d);
