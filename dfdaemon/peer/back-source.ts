@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { upstreamTls } from '../../shared/tls/ca-store.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
-import { getFollowing } from './http-client.js';
+import { getFollowing } from '../../shared/http/client.js';
 
 export interface SourceAnswer {
   status: number;

@@ -2,7 +2,7 @@ import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
-import { discard, readJson, send } from './http-client.js';
+import { discard, readJson, send } from '../../shared/http/client.js';
 import { nodeOrder } from './node-order.js';
 
 export interface RegisterBody {

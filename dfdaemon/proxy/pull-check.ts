@@ -1,6 +1,6 @@
 import type { PassOptions } from './passthrough.js';
 import { agentFor } from '../peer/back-source.js';
-import { discard, send } from '../peer/http-client.js';
+import { discard, send } from '../../shared/http/client.js';
 
 /**
  * Whether the registry lets this client pull this blob, asked with a HEAD carrying the

@@ -1,5 +1,7 @@
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
+import { getFollowing } from '../../shared/http/client.js';
 import { upstreamTls } from '../../shared/tls/ca-store.js';
 
 export interface SourceOptions {
@@ -20,20 +22,20 @@ export interface SourceResponse {
   body: Readable;
 }
 
-const agents = new Map<string, Dispatcher>();
+const HEAD_TIMEOUT_MS = 30_000;
+/** An origin that sends nothing for this long has stalled; the task fails and may be retried. */
+const BODY_IDLE_MS = 60_000;
+const httpAgent = new HttpAgent({ keepAlive: true });
+const httpsAgents = new Map<string, HttpsAgent>();
 
-/**
- * One keep-alive agent per TLS setting: the system CA store plus the peer's rootCAs, or no
- * verification for `insecure`. Registries redirect blobs to storage, so follow redirects.
- */
-function agentFor(insecure: boolean, rootCAs: string[]): Dispatcher {
+/** One keep-alive agent per TLS setting: the system CA store plus the peer's rootCAs, or none. */
+function agentFor(url: string, insecure: boolean, rootCAs: string[]): HttpAgent | HttpsAgent {
+  if (!url.startsWith('https:')) return httpAgent;
   const key = `${insecure}|${rootCAs.join('')}`;
-  let a = agents.get(key);
+  let a = httpsAgents.get(key);
   if (!a) {
-    a = new Agent({ connect: upstreamTls(insecure, rootCAs), headersTimeout: 30_000, bodyTimeout: 60_000 }).compose(
-      interceptors.redirect({ maxRedirections: 5 }),
-    );
-    agents.set(key, a);
+    a = new HttpsAgent({ keepAlive: true, ...upstreamTls(insecure, rootCAs) });
+    httpsAgents.set(key, a);
   }
   return a;
 }
@@ -47,21 +49,33 @@ export function forwardableHeaders(h: Record<string, string>): Record<string, st
   return out;
 }
 
+/** GET the origin (following registries' redirects to storage), from a raw offset if resuming. */
 export async function openSource(url: string, opts: SourceOptions): Promise<SourceResponse> {
   const headers = forwardableHeaders(opts.headers);
   if (opts.from && opts.from > 0) headers.range = `bytes=${opts.from}-`;
-  const res = await request(url, {
-    method: 'GET',
+  const res = await getFollowing(url, {
     headers,
-    dispatcher: agentFor(opts.insecure, opts.rootCAs),
     signal: opts.signal,
+    timeoutMs: HEAD_TIMEOUT_MS,
+    agentFor: (u) => agentFor(u, opts.insecure, opts.rootCAs),
   });
+  const sock = res.body.socket;
+  if (sock) {
+    // The socket goes back to the keep-alive pool afterwards: undo the idle timer then.
+    const onIdle = () => res.body.destroy(new Error(`origin sent nothing for ${BODY_IDLE_MS / 1000} s`));
+    sock.setTimeout(BODY_IDLE_MS);
+    sock.on('timeout', onIdle);
+    res.body.once('close', () => {
+      sock.off('timeout', onIdle);
+      sock.setTimeout(0);
+    });
+  }
   const cl = res.headers['content-length'];
   let length = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : -1;
-  if (res.statusCode === 206) {
+  if (res.status === 206) {
     const cr = res.headers['content-range'];
     const m = typeof cr === 'string' ? /\/(\d+)$/.exec(cr) : null;
     length = m ? Number(m[1]) : -1;
   }
-  return { status: res.statusCode, length, headers: res.headers, body: res.body };
+  return { status: res.status, length, headers: res.headers, body: res.body };
 }

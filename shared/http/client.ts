@@ -18,8 +18,8 @@ export interface SendOptions {
 }
 
 /**
- * One request on node:http(s). dfdaemon keeps to the built-in client: undici alone costs about
- * 8 MB of resident memory, and the process has 100 MB in all.
+ * One request on node:http(s). Both daemons keep to the built-in client: loading undici alone
+ * costs 8-20 MB of resident memory, and each process has 100 MB in all.
  */
 export function send(url: string, o: SendOptions = {}): Promise<Answer> {
   const u = new URL(url);
