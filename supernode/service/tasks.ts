@@ -228,6 +228,9 @@ export class TaskService {
     let d = this.decide(entry, cid);
     while (d.kind === 'wait' && Date.now() < deadline && !signal?.aborted) {
       await this.changed(entry, deadline - Date.now(), signal);
+      // A peer that hung up would never fetch what we assign now, and the pieces would
+      // count against the limits until they expire.
+      if (signal?.aborted) break;
       d = this.decide(entry, cid);
     }
     return this.toReply(entry, d, cid);
