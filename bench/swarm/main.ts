@@ -66,7 +66,7 @@ async function main(): Promise<void> {
 
     await mkdir(outDir, { recursive: true });
     const meta: Meta = {
-      kind: 'meta', command, date: new Date().toISOString(), code, nodeOptions: args.nodeOptions,
+      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : [])].join('; '), nodeOptions: args.nodeOptions,
       machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Linux ${release()}`,
       rate: args.rate, rateBps: args.rateBps, rateCheck: rate, images,
     };
@@ -80,6 +80,7 @@ async function main(): Promise<void> {
       for (const n of args.ns) {
         for (const mode of args.modes) {
           if (stopping) throw new Error('interrupted');
+          if (mode !== 'p2p' && n > args.baselineMaxN) continue;
           const tStar = (image.bytes * 8) / args.rateBps;
           log(`run ${image.name} N=${n} ${mode}`);
           const runProf = args.profile ? join(profDir, `${image.name}-${n}-${mode}`) : '';
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
               image, n, mode, rateBps: args.rateBps,
               timeoutMs: (60 + args.timeoutFactor * n * tStar) * 1000,
               dir: join(base.path, `run-${image.name}-${n}-${mode}`),
-              daemon: { root: snap, tracer, cpuProfDir: mode === 'p2p' ? runProf : '', nodeOptions: args.nodeOptions },
+              daemon: { root: snap, tracer, cpuProfDir: mode === 'p2p' ? runProf : '', nodeOptions: args.nodeOptions, supernodeBase: args.supernodeBase, env: args.daemonEnv },
               originLog: origin.proc.logFile,
               ours,
               quietWaitMs: args.quietWaitS * 1000,
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
           process.stdout.write(`${JSON.stringify(r)}\n`);
           await appendFile(`${stem}.jsonl`, `${JSON.stringify(r)}\n`);
           log(`  wall ${r.wall?.toFixed(2) ?? 'FAILED'} s (${r.wallOverTStar?.toFixed(2) ?? '–'}×T*), egress ${r.egressCopies.toFixed(3)} copies${r.errors.length ? `, errors: ${r.errors.join('; ').slice(0, 400)}` : ''}`);
-          if (runProf && mode === 'p2p') profiles.push(await profileSection(runProf, r.procs, `${image.name} image, N=${n}, P2P`, n));
+          if (runProf && mode === 'p2p') profiles.push(await profileSection(runProf, r.procs, `${image.name} image, N=${n}, P2P`, n, r.t0Epoch));
           await write();
         }
       }

@@ -183,7 +183,7 @@ export async function runOnce(spec: RunSpec): Promise<RunResult> {
     snEgress = after.get(SUPER.ns)!.tx - before.get(SUPER.ns)!.tx;
     regBytes = registryBlobBytes(spec.originLog) - reg0;
     if (mode === 'p2p') metrics = await p2pMetrics(project[0], project.slice(1)).catch((e: Error) => (errors.push(`metrics: ${e.message}`), undefined));
-    for (const s of project) procs.push(procStats(s.name, s.proc.pid));
+    for (const s of project) procs.push(procStats(s.name, s.proc.pid, s.startedAt));
     const checks = await Promise.all(pulls.map((p) => verifyCopiedDir(p.dest).catch(() => ({ ok: false }))));
     checks.forEach((c, i) => c.ok || errors.push(`${pulls[i].host.ns}: pulled blobs do not verify`));
     verified = checks.length === n && checks.every((c) => c.ok);

@@ -21,6 +21,8 @@ export interface Service {
   proc: Tracked;
   /** Trace file written by trace.js inside the process (project daemons only). */
   traceFile?: string;
+  /** Epoch ms just before the spawn, to cut start-up out of its CPU profile. */
+  startedAt: number;
 }
 
 async function startIn(host: Host, name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, logDir: string, port: number): Promise<Tracked> {
@@ -55,8 +57,9 @@ export async function startRegistry(host: Host, dir: string, proxy?: string): Pr
   const file = join(dir, 'config.yml');
   await writeFile(file, stringify(config));
   const name = proxy ? 'pull-through' : 'origin';
+  const startedAt = Date.now();
   const proc = await startIn(host, name, REGISTRY_BIN, ['serve', file], envWithoutProxy(), dir, REGISTRY_PORT);
-  return { name, host, proc };
+  return { name, host, proc, startedAt };
 }
 
 /** Bytes of blob GET responses the registry logged, for a second opinion on interface counters. */
@@ -83,16 +86,33 @@ export interface DaemonOpts {
   /** Directory for --cpu-prof output, or '' for no profile. */
   cpuProfDir: string;
   nodeOptions?: string;
+  /** Extra `base:` settings for the supernode's config file. */
+  supernodeBase?: Record<string, string | number>;
+  env?: Record<string, string>;
 }
 
 function daemonEnv(o: DaemonOpts, traceFile: string): NodeJS.ProcessEnv {
   const opts: string[] = [];
   if (o.tracer) opts.push(`--import=${o.tracer}`);
-  if (o.cpuProfDir) opts.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
   if (o.nodeOptions) opts.push(o.nodeOptions);
   const env = envWithoutProxy();
   delete env.NODE_OPTIONS;
-  return { ...env, NODE_OPTIONS: opts.join(' '), DFB_TRACE_FILE: traceFile };
+  return { ...env, ...o.env, NODE_OPTIONS: opts.join(' '), DFB_TRACE_FILE: traceFile };
+}
+
+/**
+ * The bin/ wrapper to start, as is, or (to profile) a copy that adds --cpu-prof to its node
+ * command line, since node refuses --cpu-prof in NODE_OPTIONS and the wrapper's own flags
+ * (e.g. --max-semi-space-size) must stay.
+ */
+async function launcher(o: DaemonOpts, bin: 'supernode' | 'dfdaemon'): Promise<string> {
+  const path = join(o.root, 'bin', bin);
+  if (!o.cpuProfDir) return path;
+  const text = readFileSync(path, 'utf8');
+  if (!/exec node /.test(text)) throw new Error(`${path}: no "exec node" line to add --cpu-prof to`);
+  const prof = join(o.dir, `${bin}-prof`);
+  await writeFile(prof, text.replace('exec node ', `exec node --cpu-prof --cpu-prof-dir=${o.cpuProfDir} `).replaceAll('$here/..', o.root), { mode: 0o755 });
+  return prof;
 }
 
 export async function startSupernode(host: Host, o: DaemonOpts): Promise<Service> {
@@ -100,11 +120,13 @@ export async function startSupernode(host: Host, o: DaemonOpts): Promise<Service
   const cfg = join(o.dir, 'supernode.yml');
   await mkdir(home, { recursive: true });
   // Defaults are Dragonfly's; the file exists so /etc/dragonfly/supernode.yml is never read.
-  await writeFile(cfg, 'base:\n  debug: false\n');
+  await writeFile(cfg, stringify({ base: { debug: false, ...o.supernodeBase } }));
   const traceFile = join(o.dir, 'trace.jsonl');
   const args = ['--config', cfg, '--listen-ip', host.ip, '--port', String(SN_PORT), '--download-port', String(SN_DOWNLOAD_PORT), '--home-dir', home];
-  const proc = await startIn(host, 'supernode', join(o.root, 'bin/supernode'), args, daemonEnv(o, traceFile), o.dir, SN_PORT);
-  return { name: 'supernode', host, proc, traceFile };
+  const bin = await launcher(o, 'supernode');
+  const startedAt = Date.now();
+  const proc = await startIn(host, 'supernode', bin, args, daemonEnv(o, traceFile), o.dir, SN_PORT);
+  return { name: 'supernode', host, proc, traceFile, startedAt };
 }
 
 export async function startDfdaemon(host: Host, supernode: Host, o: DaemonOpts): Promise<Service> {
@@ -124,13 +146,16 @@ export async function startDfdaemon(host: Host, supernode: Host, o: DaemonOpts):
   );
   const traceFile = join(o.dir, 'trace.jsonl');
   const name = `dfdaemon-${host.ns}`;
-  const proc = await startIn(host, name, join(o.root, 'bin/dfdaemon'), ['--config', cfg], daemonEnv(o, traceFile), o.dir, DFDAEMON_PORT);
-  return { name, host, proc, traceFile };
+  const bin = await launcher(o, 'dfdaemon');
+  const startedAt = Date.now();
+  const proc = await startIn(host, name, bin, ['--config', cfg], daemonEnv(o, traceFile), o.dir, DFDAEMON_PORT);
+  return { name, host, proc, traceFile, startedAt };
 }
 
 export interface ProcStats {
   name: string;
   pid: number;
+  startedAt?: number;
   peakRssMB: number;
   cpuSec: number;
 }
@@ -138,12 +163,12 @@ export interface ProcStats {
 const CLK_TCK = 100;
 
 /** VmHWM and utime+stime, read while the process is still alive (the caller stops it after). */
-export function procStats(name: string, pid: number): ProcStats {
+export function procStats(name: string, pid: number, startedAt?: number): ProcStats {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const hwm = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14 and 15 of stat(5); f[0] is field 3.
   const ticks = Number(f[11]) + Number(f[12]);
-  return { name, pid, peakRssMB: +(hwm / 1024).toFixed(1), cpuSec: ticks / CLK_TCK };
+  return { name, pid, startedAt, peakRssMB: +(hwm / 1024).toFixed(1), cpuSec: ticks / CLK_TCK };
 }

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-interface Rec { k: string; p?: string; o?: string; range?: string; pn?: string; t0: number; th?: number; t1: number; marks?: number[]; bytes?: number }
+interface Rec { k: string; p?: string; o?: string; range?: string; pn?: string; ra?: string; t0: number; th?: number; t1: number; marks?: number[]; bytes?: number }
 
 const [dir, flag] = process.argv.slice(2);
 if (!dir) {
@@ -20,9 +20,16 @@ if (origin) process.stdout.write(`origin→CDN ${s(origin.t0)}–${s(origin.t1)}
 
 const hostOf = (o: string | undefined) => (o?.match(/198\.18\.(\d+)\.(\d+)/) ? (o.includes('198.18.0.11') ? 'CDN' : `c${o.match(/198\.18\.1\.(\d+)/)?.[1] ?? '?'}`) : '?');
 const peers = readdirSync(dir).filter((d) => /^dfb-c\d+$/.test(d)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+const traces = new Map(peers.map((p) => [p, load(join(dir, p, 'dfdaemon/trace.jsonl'))]));
+// Pieces as their servers saw them, for piece clients that diagnostics channels cannot see.
+const servedTo = (ip: string): Rec[] =>
+  [['CDN', sn] as const, ...[...traces].map(([p, recs]) => [`c${p.slice(5)}`, recs] as const)].flatMap(([src, recs]) =>
+    recs.filter((r) => r.k === 'in' && /^\/(peer\/file|download)\//.test(r.p ?? '') && (r.ra ?? '').replace(/^::ffff:/, '') === ip).map((r) => ({ ...r, o: src === 'CDN' ? '198.18.0.11' : `198.18.1.${src.slice(1)}` })),
+  );
 for (const p of peers) {
-  const recs = load(join(dir, p, 'dfdaemon/trace.jsonl'));
-  const pieces = recs.filter((r) => r.k === 'out' && /^\/(peer\/file|download)\//.test(r.p ?? ''));
+  const recs = traces.get(p)!;
+  const own = recs.filter((r) => r.k === 'out' && /^\/(peer\/file|download)\//.test(r.p ?? ''));
+  const pieces = own.length > 0 ? own : servedTo(`198.18.1.${p.slice(5)}`);
   const byTask = new Map<string, Rec[]>();
   for (const r of pieces) {
     const id = /([0-9a-f]{64})/.exec(r.p!)?.[1] ?? '';

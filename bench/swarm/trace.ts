@@ -117,7 +117,8 @@ if (file) {
       if (done) return;
       done = true;
       const h = (name: string) => (request.getHeader(name) === undefined ? undefined : String(request.getHeader(name)));
-      emit({ k: 'out', m: request.method, o: `http://${request.host}`, p: request.path, range: h('range'), pn: h('piecenum'), t0, th, t1: now(), st: response.statusCode, ...(err ? { err } : {}) });
+      const len = Number(response.headers['content-length'] ?? -1);
+      emit({ k: 'out', m: request.method, o: `http://${request.host}`, p: request.path, range: h('range'), pn: h('piecenum'), t0, th, t1: now(), st: response.statusCode, ...(len >= 0 ? { bytes: len } : {}), ...(err ? { err } : {}) });
     };
     response.once('end', () => end());
     response.once('close', () => end(response.complete ? undefined : 'aborted'));
@@ -141,6 +142,9 @@ if (file) {
       t1: now(),
       st: response.statusCode,
       len: Number(response.getHeader('content-length') ?? -1),
+      // Who asked: piece clients that bypass node:http are still visible from the serving side.
+      ra: request.socket?.remoteAddress,
+      pn: request.headers.piecenum,
     });
   });
 

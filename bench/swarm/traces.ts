@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { Service } from './services.js';
 
 interface Out { k: 'out'; m?: string; p?: string; range?: string; t0: number; th?: number; t1: number; st?: number; bytes?: number; marks?: number[]; err?: string }
-interface In { k: 'in'; m?: string; p?: string; range?: string; t0: number; t1: number; st?: number; len: number }
+interface In { k: 'in'; m?: string; p?: string; range?: string; t0: number; t1: number; st?: number; len: number; ra?: string }
 interface Sec { k: 'sec'; t: number; elu: number; cpuMs: number; lagP99: number; lagMax: number; rssMB: number }
 type Rec = Out | In | Sec;
 
@@ -119,11 +119,21 @@ export async function analyseTraces(services: Service[], t0: number, rateBps: nu
   const snTasks = s.filter((r): r is In => r.k === 'in' && (r.p ?? '').startsWith('/peer/task'));
   const snLoad = loadStats(s);
 
+  // Every piece as its server saw it, by requester address: the fallback for piece clients that
+  // node's diagnostics channels cannot see (newer dfdaemons speak HTTP on raw sockets).
+  const byDaemon = await Promise.all(daemons.map((d) => load(d.traceFile!)));
+  const anyServed: (Out & { dst: string })[] = [];
+  for (const recs of [s, ...byDaemon]) {
+    for (const r of recs) {
+      if (r.k === 'in' && /^\/(peer\/file|download)\//.test(r.p ?? '')) anyServed.push({ k: 'out', p: r.p, range: r.range, t0: r.t0, t1: r.t1, st: r.st, dst: (r.ra ?? '').replace(/^::ffff:/, '') });
+    }
+  }
   const peers: PeerTrace[] = [];
-  for (const d of daemons) {
-    const recs = await load(d.traceFile!);
+  for (const [i, d] of daemons.entries()) {
+    const recs = byDaemon[i];
     const outs = recs.filter((r): r is Out => r.k === 'out');
-    const pieces = outs.filter((r) => /^\/(peer\/file|download)\//.test(r.p ?? ''));
+    const own = outs.filter((r) => /^\/(peer\/file|download)\//.test(r.p ?? ''));
+    const pieces: Out[] = own.length > 0 ? own : anyServed.filter((r) => r.dst === d.host.ip);
     const byTask = new Map<string, Out[]>();
     for (const p of pieces) byTask.set(taskOf(p.p!), [...(byTask.get(taskOf(p.p!)) ?? []), p]);
     const big = [...byTask.values()].sort((a, b) => b.length - a.length)[0] ?? [];
