@@ -6,7 +6,7 @@ import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { onAbort, tmpDir } from '../../test/fixtures/proc.js';
-import { claimDir, processRunning, releaseDir } from '../../test/fixtures/sysdirs.js';
+import { claimDir, processRunning, reclaimDir, releaseDir } from '../../test/fixtures/sysdirs.js';
 import { parseArgs } from './args.js';
 import { profileSection } from './cpuprofile.js';
 import { client, leftovers, ORIGIN, removeLeftovers, SUPER, Topology } from './net.js';
@@ -105,6 +105,8 @@ async function main(): Promise<void> {
             log(`  other sessions used ${x.cpu.foreign.toFixed(2)} cores during the run (attempt ${attempt})`);
           }
           r = r!;
+          // Another process may have released the cache dir meanwhile and skopeo re-created it.
+          await reclaimDir(CONTAINERS_CACHE, ownsCache);
           results.push(r);
           process.stdout.write(`${JSON.stringify(r)}\n`);
           await appendFile(`${stem}.jsonl`, `${JSON.stringify(r)}\n`);
