@@ -63,13 +63,14 @@ describe('dfdaemon limits and dfget_flags', () => {
 
   it('--totallimit bounds all uploads together, and uploads beyond maxConcurrentUploads get 503', async () => {
     const file = join(dir, 'uploader.yml');
-    const flags = JSON.stringify(['--node', node(), '--totallimit', '4M']);
+    const flags = JSON.stringify(['--node', node(), '--totallimit', '256K']);
     writeFileSync(file, `port: 0\nworkHome: ${join(dir, 'df-up')}\nratelimit: 1G\nmaxConcurrentUploads: 2\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
     const df = await startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host: '127.0.0.63', log: quiet });
     daemons.push(df);
     const d = origin.add(randomBlob(12 * MiB));
     assert.equal((await getViaProxy('127.0.0.63', df.port, origin.blobUrl(d))).sha256, d);
     const [tf] = [...df.store.all()];
+    assert.equal(tf.layout.pieceSize, 256 * 1024, 'a 12 MiB blob is cut into 256 KiB pieces');
     const piece = async (n: number) => {
       const p = tf.layout.piece(n);
       const res = await request(`http://127.0.0.63:${df.port}/peer/file/${tf.taskId}`, {
@@ -84,8 +85,8 @@ describe('dfdaemon limits and dfget_flags', () => {
     assert.equal(served.length, 2, JSON.stringify(got));
     assert.equal(got.filter((g) => g.status === 503).length, 1, 'the third concurrent upload is refused');
     assert.ok(served.every((g) => g.ok));
-    // Two 4 MiB pieces through one 4 MiB/s budget: about two seconds, not one.
-    assert.ok(Math.max(...served.map((g) => g.ms)) > 1_700, `took ${Math.max(...served.map((g) => g.ms)).toFixed(0)} ms`);
+    // Two 256 KiB pieces through one 256 KiB/s budget (64 KiB burst): about 1.75 s, not 0.75.
+    assert.ok(Math.max(...served.map((g) => g.ms)) > 1_500, `took ${Math.max(...served.map((g) => g.ms)).toFixed(0)} ms`);
   });
 
   it('serves only pieces of its own tasks', async () => {

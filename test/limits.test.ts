@@ -34,15 +34,12 @@ describe('scheduling limits hold exactly under concurrent peers (real supernode 
       m.set(k, v);
       mx.set(k, Math.max(mx.get(k) ?? 0, v));
     };
-    // Each simulated peer asks, "downloads" each piece for a while, then reports it.
+    // Each simulated peer asks, "downloads" each piece for a while, then reports it. A report is
+    // itself a /peer/task call whose answer may assign pieces, so those are run too.
     const run = async (cid: string) => {
-      let q = `srcCid=${cid}&taskId=${taskId}&status=700&wait=2000`;
       const inflight = new Set<Promise<void>>();
-      for (;;) {
-        const res = await request(`${api}/peer/task?${q}`);
-        const j = (await res.body.json()) as { code: number; data?: Piece[] };
-        q = `srcCid=${cid}&taskId=${taskId}&status=701&wait=2000`;
-        if (j.code === 600) break;
+      const ask = async (q: string) => (await (await request(`${api}/peer/task?srcCid=${cid}&taskId=${taskId}&${q}`)).body.json()) as { code: number; data?: Piece[] };
+      const take = (j: { code: number; data?: Piece[] }) => {
         for (const p of j.code === 601 ? (j.data ?? []) : []) {
           bump(down, maxDown, cid, 1);
           bump(up, maxUp, p.cid, 1);
@@ -50,14 +47,23 @@ describe('scheduling limits hold exactly under concurrent peers (real supernode 
             await sleep(30 + Math.random() * 30);
             bump(down, maxDown, cid, -1);
             bump(up, maxUp, p.cid, -1);
-            const r = await request(`${api}/peer/task?srcCid=${cid}&taskId=${taskId}&status=701&range=${p.range}&result=501&dstCid=${encodeURIComponent(p.cid)}`);
-            await r.body.dump();
+            take(await ask(`status=701&range=${p.range}&result=501&dstCid=${encodeURIComponent(p.cid)}`));
           })();
           inflight.add(job);
           void job.finally(() => inflight.delete(job));
         }
-        if (j.code === 602 && inflight.size > 0) await Promise.race(inflight);
+      };
+      let q = 'status=700&wait=2000';
+      for (;;) {
+        const j = await ask(q);
+        q = 'status=701&wait=2000';
+        if (j.code === 600) break;
+        take(j);
+        if (j.code !== 601 || (j.data ?? []).length === 0) {
+          if (inflight.size > 0) await Promise.race(inflight);
+        }
       }
+      await Promise.all(inflight);
     };
     await Promise.all(peers.map(run));
     const cdnCid = [...maxUp.keys()].find((k) => k.startsWith('cdnnode:'))!;

@@ -12,6 +12,7 @@ import {
   type SchedulerLimits,
   type TaskState,
 } from '../supernode/scheduler/index.js';
+import { Layout, pieceSizeFor } from '../shared/protocol/pieces.js';
 
 const limits: SchedulerLimits = {
   peerDownLimit: 4,
@@ -118,5 +119,57 @@ describe('scheduler core (pure)', () => {
     schedule(t, 'a', ctx(limits.pieceTimeoutMs + 1));
     for (let n = 0; n < 2; n++) applyReport(t, { cid: 'a', pieceNum: n, src: 'cdn', ok: true }, limits, 1);
     assert.equal(schedule(t, 'a', ctx(2)).kind, 'finish');
+  });
+
+  it('counts copies on their way as holders, so simultaneous askers spread over pieces', () => {
+    const t = task(2);
+    const src = addPeer(t, 'src', 0);
+    // One holder of both pieces; without counting a's copy, b would pick the piece nearest the
+    // running one, which is a's.
+    markHeld(t, src, 0);
+    markHeld(t, src, 1);
+    addPeer(t, 'a', 0);
+    addPeer(t, 'b', 0);
+    const one = { ...limits, peerDownLimit: 1 };
+    const da = schedule(t, 'a', ctx(0, one));
+    assert.ok(da.kind === 'pieces' && da.pieces[0].src === 'src');
+    const first = da.kind === 'pieces' ? da.pieces[0].pieceNum : -1;
+    const db = schedule(t, 'b', ctx(0, one));
+    assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'src');
+    assert.notEqual(db.kind === 'pieces' && db.pieces[0].pieceNum, first, 'b is not queued behind a on the same piece');
+  });
+
+  it('a CDN copy in flight holds the piece back for 2 s, then it gets company', () => {
+    const t = task(1);
+    addPeer(t, 'a', 0);
+    addPeer(t, 'b', 0);
+    const da = schedule(t, 'a', ctx(0));
+    assert.ok(da.kind === 'pieces' && da.pieces[0].src === 'cdn');
+    assert.equal(schedule(t, 'b', ctx(1_900)).kind, 'wait', 'a young CDN copy: b waits for a to finish');
+    const db = schedule(t, 'b', ctx(2_100));
+    assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'cdn', 'a copy 2 s old that was never reported gets company');
+  });
+});
+
+describe('piece size', () => {
+  const KiB = 1024;
+  const MiB = 1024 * KiB;
+  it('cuts a blob into at least 64 pieces of 256 KiB or more, under Dragonfly\'s ceiling', () => {
+    const cases: [number, number][] = [
+      [0, 256 * KiB],
+      [1, 256 * KiB],
+      [2 * MiB, 256 * KiB],
+      [32 * MiB, 512 * KiB],
+      [64 * MiB, 1 * MiB],
+      [128 * MiB, 2 * MiB],
+      [200 * MiB, 2 * MiB],
+      [256 * MiB, 4 * MiB],
+      [512 * MiB, 4 * MiB],
+      [-1, 4 * MiB],
+    ];
+    for (const [len, want] of cases) assert.equal(pieceSizeFor(len), want, `${len} bytes`);
+    // Above 200 MiB Dragonfly's ceiling grows (1 GiB: 12 MiB) and 64 pieces want 16 MiB.
+    assert.equal(pieceSizeFor(1024 * MiB), 8 * MiB, 'powers of two under the 12 MiB ceiling');
+    assert.equal(new Layout(64 * MiB, pieceSizeFor(64 * MiB)).count, 65, 'wrapping overhead spills one piece');
   });
 });

@@ -111,7 +111,8 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     assert.equal(r.json?.code, 200, r.text);
     const data = r.json?.data as { taskId: string; fileLength: number; pieceSize: number; cdnSource: string };
     assert.equal(data.fileLength, 5 * 1024 * 1024);
-    assert.equal(data.pieceSize, 4 * 1024 * 1024);
+    // At least 64 pieces per blob, but never under 256 KiB (shared/protocol/pieces.ts).
+    assert.equal(data.pieceSize, 256 * 1024);
     // dfget's first poll: unescaped query in its fixed field order, result 502 status 700.
     let t: Res;
     const deadline = Date.now() + 5000;

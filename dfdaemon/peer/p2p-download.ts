@@ -45,6 +45,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     let outstanding = 0;
     let settled = false;
     let started = false;
+    let limited = false;
     let lastProgress = Date.now();
 
     const finish = (err?: Error) => {
@@ -75,9 +76,11 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         q.result = report.ok ? PieceResult.Success : PieceResult.Fail;
         q.dstCid = report.piece.cid;
       }
-      if (running === 0) q.wait = LONG_POLL_MS;
+      q.wait = LONG_POLL_MS;
       const t0 = Date.now();
-      client.next(node, q, inner.signal).then(
+      // A report must reach the supernode even if this download completes meanwhile: a lost
+      // one leaves the piece unknown as held here and its source slot taken until the timeout.
+      client.next(node, q, report ? undefined : inner.signal).then(
         (a) => {
           outstanding--;
           handle(a, Date.now() - t0);
@@ -100,6 +103,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       }).then(
         () => {
           running--;
+          limited = false;
           lastProgress = Date.now();
           if (!settled) return ask({ piece: p, ok: true });
           // This piece completed the file, which settled the download before its report went
@@ -111,6 +115,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         },
         (err: Error) => {
           running--;
+          limited = false;
           if (settled) return;
           ctx.counters?.pieceFailed(fromCdn);
           log.warn({ taskId, pieceNum: p.pieceNum, src: p.cid, err: err.message, type: (err as PieceFetchError).errorType }, 'piece failed');
@@ -123,17 +128,20 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       if (settled) return;
       if (a.code === 601 && Array.isArray(a.data)) {
         for (const p of a.data) start(p);
-        if (a.data.length > 0) return;
+      } else if (a.code === 601) {
+        limited = true;
       } else if (a.code === 600) {
         if (tf.complete) return finish();
         return finish(new Error(`supernode says ${taskId} is finished but ${tf.layout.count - tf.completedPieces} pieces are missing`));
-      } else if (a.code !== 602 && a.code !== 601) {
+      } else if (a.code !== 602) {
         return finish(new Error(`supernode answered ${a.code}: ${a.msg ?? ''}`));
       }
-      // Nothing to do now. If nothing else will trigger a request, ask again; a supernode that
-      // does not long-poll answers at once, so pace those with a short sleep.
-      if (running === 0 && outstanding === 0) {
-        if (elapsedMs < 20) setTimeout(() => ask(), 100).unref();
+      // Keep one request parked at the supernode whenever a slot is free, also while pieces are
+      // running: a piece that becomes available elsewhere then starts at once instead of after
+      // this peer's next completion. A supernode that does not long-poll answers at once, so
+      // pace those with a short sleep.
+      if (outstanding === 0 && !limited) {
+        if (a.code === 602 && elapsedMs < 20) setTimeout(() => ask(), 100).unref();
         else ask();
       }
     };

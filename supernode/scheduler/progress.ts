@@ -21,6 +21,7 @@ function release(task: TaskState, peer: PeerState, pieceNum: number): string | u
   if (!run) return undefined;
   peer.running.delete(pieceNum);
   if (peer.have[pieceNum] === 2) peer.have[pieceNum] = 0;
+  task.inflight[pieceNum] = Math.max(0, (task.inflight[pieceNum] ?? 0) - 1);
   if (run.src === task.cdnCid) {
     task.cdnLoad = Math.max(0, task.cdnLoad - 1);
     task.cdnInflight[pieceNum] = Math.max(0, (task.cdnInflight[pieceNum] ?? 0) - 1);

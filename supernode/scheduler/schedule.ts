@@ -59,10 +59,16 @@ function cdnMay(task: TaskState, n: number, peersOk: boolean, now: number, limit
   return !peersOk || ((task.liveHolders[n] ?? 0) === 0 && !cdnCopyOnItsWay(task, n, now, limits));
 }
 
-/** A CDN copy of n is in flight and young enough to trust; a slow or dead one gets company. */
+/**
+ * A CDN copy of n is in flight and young enough to trust; a slow or dead one gets company. A
+ * piece takes well under a second on any link this runs on, and a report lost on the way (the
+ * peer died, or its request was cut) would otherwise hold the piece back from every peer.
+ */
 function cdnCopyOnItsWay(task: TaskState, n: number, now: number, limits: SchedulerLimits): boolean {
-  return (task.cdnInflight[n] ?? 0) > 0 && now - (task.cdnInflightAt[n] ?? 0) < limits.pieceTimeoutMs / 3;
+  return (task.cdnInflight[n] ?? 0) > 0 && now - (task.cdnInflightAt[n] ?? 0) < Math.min(CDN_COPY_GRACE_MS, limits.pieceTimeoutMs / 3);
 }
+
+export const CDN_COPY_GRACE_MS = 2_000;
 
 /**
  * Pieces this peer lacks that someone could hand out right now, best first. A piece whose
@@ -91,7 +97,9 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
     if (have[n]) continue;
     if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, n, peersOk, ctx.now, ctx.limits))) continue;
     const prio = useWindow && n < head + window ? 0 : 1;
-    const rare = Math.min(RARE - 1, counts[n] ?? 0);
+    // Copies on their way count as holders-to-be, so peers asking at the same moment spread over
+    // different pieces instead of all queueing on the newest one's first holder.
+    const rare = Math.min(RARE - 1, (counts[n] ?? 0) + (task.inflight[n] ?? 0));
     const dist = Math.min(DIST - 1, Math.round(Math.abs(n - centre)));
     const tie = Math.floor(ctx.rand() * TIE);
     keys[k++] = (((prio * RARE + rare) * DIST + dist) * TIE + tie) * N_BITS + n;
@@ -150,6 +158,7 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
     if (src === undefined) continue;
     peer.running.set(n, { src, at: now });
     peer.have[n] = 2;
+    task.inflight[n] = (task.inflight[n] ?? 0) + 1;
     if (src === task.cdnCid) {
       task.cdnLoad++;
       task.cdnInflight[n] = (task.cdnInflight[n] ?? 0) + 1;

@@ -50,6 +50,8 @@ export interface TaskState {
   freeHolders: number[];
   /** liveHolders[n]: holders of n that are up and not eliminated, busy or not. */
   liveHolders: number[];
+  /** inflight[n]: copies of piece n being downloaded right now, from any source. */
+  inflight: number[];
   /** cdnInflight[n]: CDN copies of piece n being downloaded right now. */
   cdnInflight: number[];
   /** When the latest CDN copy of piece n was handed out. */
@@ -95,6 +97,7 @@ export function newTask(taskId: string, cdnCid: string): TaskState {
     holderCount: [],
     freeHolders: [],
     liveHolders: [],
+    inflight: [],
     cdnInflight: [],
     cdnInflightAt: [],
     cursor: new Map(),
