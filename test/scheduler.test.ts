@@ -25,10 +25,16 @@ const limits: SchedulerLimits = {
 const ctx = (now = 0, l = limits) => ({ limits: l, now, rand: () => 0.5 });
 
 function task(pieces: number): TaskState {
+  const t = fetching(pieces);
+  cdnFinished(t, true, pieces);
+  return t;
+}
+
+/** Every piece is at the CDN but its fetch from the source has not finished: it seeds. */
+function fetching(pieces: number): TaskState {
   const t = newTask('t', 'cdn');
   t.pieceCount = pieces;
   for (let n = 0; n < pieces; n++) cdnPieceReady(t, n);
-  cdnFinished(t, true, pieces);
   return t;
 }
 
@@ -42,8 +48,8 @@ describe('scheduler core (pure)', () => {
     assert.equal(schedule(t, 'a', ctx()).kind, 'limited');
   });
 
-  it('prefers peers that hold a piece and never spends the CDN on a piece a live peer holds', () => {
-    const t = task(8);
+  it('while fetching, prefers peers that hold a piece and never spends the CDN on a piece a live peer holds', () => {
+    const t = fetching(8);
     addPeer(t, 'seed', 0);
     for (let n = 0; n < 8; n++) markHeld(t, t.peers.get('seed')!, n);
     addPeer(t, 'b', 0);
@@ -59,7 +65,7 @@ describe('scheduler core (pure)', () => {
   });
 
   it('the CDN seeds each piece once at a time, and caps its load per task', () => {
-    const t = task(8);
+    const t = fetching(8);
     for (const id of ['p', 'q', 'r']) addPeer(t, id, 0);
     const dp = schedule(t, 'p', ctx(0, { ...limits, peerDownLimit: 2 }));
     assert.ok(dp.kind === 'pieces' && dp.pieces.length === 2 && dp.pieces.every((a) => a.src === 'cdn'));
@@ -68,6 +74,23 @@ describe('scheduler core (pure)', () => {
     assert.ok(dq.kind === 'pieces' && dq.pieces.every((a) => a.src === 'cdn' && !taken.has(a.pieceNum)), 'q gets other pieces, not a second CDN copy');
     assert.equal(t.cdnLoad, 4);
     assert.equal(schedule(t, 'r', ctx()).kind, 'wait', 'the CDN is at cdnTaskLoadLimit');
+  });
+
+  it('after the fetch, the CDN stands in for busy holders, up to its cap, after free ones', () => {
+    const t = task(8);
+    const seed = addPeer(t, 'seed', 0);
+    for (let n = 0; n < 8; n++) markHeld(t, seed, n);
+    for (const id of ['b', 'c']) addPeer(t, id, 0);
+    const db = schedule(t, 'b', ctx());
+    assert.ok(db.kind === 'pieces' && db.pieces.length === 4 && db.pieces.every((p) => p.src === 'seed'), 'a free holder first');
+    const dc = schedule(t, 'c', ctx());
+    assert.ok(dc.kind === 'pieces' && dc.pieces.length === 4);
+    const srcs = dc.kind === 'pieces' ? dc.pieces.map((p) => p.src) : [];
+    assert.deepEqual(srcs.filter((s) => s === 'seed').length, 1, 'the seed\'s last upload slot');
+    assert.deepEqual(srcs.filter((s) => s === 'cdn').length, 3, 'the CDN for the rest');
+    addPeer(t, 'd', 0);
+    const dd = schedule(t, 'd', ctx());
+    assert.ok(dd.kind === 'pieces' && dd.pieces.length === 1 && dd.pieces[0].src === 'cdn', 'cdnTaskLoadLimit (4) caps it');
   });
 
   it('orders rarest first', () => {
@@ -140,7 +163,7 @@ describe('scheduler core (pure)', () => {
   });
 
   it('a CDN copy in flight holds the piece back for 2 s, then it gets company', () => {
-    const t = task(1);
+    const t = fetching(1);
     addPeer(t, 'a', 0);
     addPeer(t, 'b', 0);
     const da = schedule(t, 'a', ctx(0));

@@ -52,11 +52,11 @@ const RARE = 16384;
  * users saw "pieces always come from the supernode", dragonfly-archived #681). So the CDN
  * seeds: it sends a piece only while no live peer holds it and no other CDN copy of it is on
  * its way; after that the piece spreads peer to peer. A client past failureCountLimit may not
- * use peers and gets everything from the CDN.
+ * use peers and gets everything from the CDN. Once the fetch is done, see pickSource.
  */
 function cdnMay(task: TaskState, n: number, peersOk: boolean, now: number, limits: SchedulerLimits): boolean {
   if (!task.cdnPieces.has(n)) return false;
-  return !peersOk || ((task.liveHolders[n] ?? 0) === 0 && !cdnCopyOnItsWay(task, n, now, limits));
+  return !peersOk || task.cdnStatus === 'success' || ((task.liveHolders[n] ?? 0) === 0 && !cdnCopyOnItsWay(task, n, now, limits));
 }
 
 /**
@@ -128,7 +128,10 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
     }
   }
   if (task.cdnLoad >= limits.cdnTaskLoadLimit || !task.cdnPieces.has(n)) return undefined;
-  if (!peersOk || (!usable && !cdnCopyOnItsWay(task, n, now, limits))) return task.cdnCid;
+  // Once the whole file is fetched, the uplink that carried the seeding stream is free: the CDN
+  // stands in for holders that are all busy (they were tried first), up to its load cap. This is
+  // what shortens a swarm's tail, where the last pieces have one or two holders each.
+  if (!peersOk || task.cdnStatus === 'success' || (!usable && !cdnCopyOnItsWay(task, n, now, limits))) return task.cdnCid;
   return undefined;
 }
 
