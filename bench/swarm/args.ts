@@ -29,6 +29,8 @@ export interface Args {
   supernodeBase: Record<string, string | number>;
   /** Run direct and pull-through only up to this N (they do not depend on the project's code). */
   baselineMaxN: number;
+  /** Extra top-level dfdaemon.yml settings (KEY=VALUE,...), e.g. prefetch=true. */
+  dfdaemonSet: Record<string, string | number | boolean>;
   /** Extra environment for the daemons (KEY=VALUE,...), e.g. MALLOC_ARENA_MAX=2, for experiments. */
   daemonEnv: Record<string, string>;
 }
@@ -36,7 +38,7 @@ export interface Args {
 const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large|both] [--modes direct,proxy,p2p]
   [--rate 100mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]
   [--node-options '...'] [--patch FILE]... (--patch needs --code)
-  [--supernode-base peerUpLimit=2,...] [--baseline-max-n 1] [--daemon-env K=V,...]
+  [--supernode-base peerUpLimit=2,...] [--dfdaemon-set prefetch=true,...] [--baseline-max-n 1] [--daemon-env K=V,...]
   [--report-only]   rebuild <out>.md and <out>-chart.svg from <out>.jsonl`;
 
 /** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
@@ -49,7 +51,7 @@ function parseRate(s: string): number {
 export function parseArgs(argv: string[]): Args {
   const a: Args = {
     ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8,
-    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, baselineMaxN: Infinity, daemonEnv: {},
+    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, dfdaemonSet: {}, baselineMaxN: Infinity, daemonEnv: {},
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -89,6 +91,13 @@ export function parseArgs(argv: string[]): Args {
         const i = kv.indexOf('=');
         if (i < 1) throw new Error(`--daemon-env: expected KEY=VALUE, got ${kv}`);
         a.daemonEnv[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+    }
+    else if (k === '--dfdaemon-set') {
+      for (const kv of v().split(',')) {
+        const [key, val] = kv.split('=');
+        if (!/^\w+$/.test(key ?? '') || val === undefined) throw new Error(`--dfdaemon-set: expected KEY=VALUE, got ${kv}`);
+        a.dfdaemonSet[key] = /^\d+$/.test(val) ? Number(val) : val === 'true' ? true : val === 'false' ? false : val;
       }
     }
     else if (k === '--supernode-base') {

@@ -66,7 +66,7 @@ async function main(): Promise<void> {
 
     await mkdir(outDir, { recursive: true });
     const meta: Meta = {
-      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : [])].join('; '), nodeOptions: args.nodeOptions,
+      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : [])].join('; '), nodeOptions: args.nodeOptions,
       machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Linux ${release()}`,
       rate: args.rate, rateBps: args.rateBps, rateCheck: rate, images,
     };
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
               image, n, mode, rateBps: args.rateBps,
               timeoutMs: (60 + args.timeoutFactor * n * tStar) * 1000,
               dir: join(base.path, `run-${image.name}-${n}-${mode}`),
-              daemon: { root: snap, tracer, cpuProfDir: mode === 'p2p' ? runProf : '', nodeOptions: args.nodeOptions, supernodeBase: args.supernodeBase, env: args.daemonEnv },
+              daemon: { root: snap, tracer, cpuProfDir: mode === 'p2p' ? runProf : '', nodeOptions: args.nodeOptions, supernodeBase: args.supernodeBase, dfdaemonSet: args.dfdaemonSet, env: args.daemonEnv },
               originLog: origin.proc.logFile,
               ours,
               quietWaitMs: args.quietWaitS * 1000,

@@ -88,6 +88,8 @@ export interface DaemonOpts {
   nodeOptions?: string;
   /** Extra `base:` settings for the supernode's config file. */
   supernodeBase?: Record<string, string | number>;
+  /** Extra top-level settings for each dfdaemon.yml. */
+  dfdaemonSet?: Record<string, string | number | boolean>;
   env?: Record<string, string>;
 }
 
@@ -142,6 +144,7 @@ export async function startDfdaemon(host: Host, supernode: Host, o: DaemonOpts):
       proxies: [{ regx: 'blobs/sha256.*' }],
       // The default per-download limit (20 MiB/s) would cap a host below its link otherwise.
       ratelimit: '1G',
+      ...o.dfdaemonSet,
     }),
   );
   const traceFile = join(o.dir, 'trace.jsonl');
