@@ -95,10 +95,6 @@ export interface DfdaemonConfig {
   readonly cacheLimit: number;
   /** Piece uploads served at once; more are answered 503. Ours. */
   readonly maxConcurrentUploads: number;
-  /**
-   * Start the P2P download of every blob an image manifest lists as the manifest passes
-   * through. Ours; off by default because Docker skips layers it already has. */
-  readonly prefetch: boolean;
   readonly workHome: string;
   readonly localrepo: string;
   /** Path of an external dfget (Dragonfly only; accepted, unused here). */
@@ -137,7 +133,6 @@ interface Draft {
   ratelimit: number;
   cacheLimit: number;
   maxConcurrentUploads: number;
-  prefetch: boolean;
   workHome: string;
   localrepo: string;
   dfpath: string;
@@ -164,7 +159,6 @@ function defaults(env: NodeJS.ProcessEnv): Draft {
     ratelimit: 20 * 1024 * 1024,
     cacheLimit: DEFAULT_CACHE_LIMIT,
     maxConcurrentUploads: DEFAULT_MAX_UPLOADS,
-    prefetch: false,
     workHome: join(env.HOME ?? homedir(), '.small-dragonfly'),
     localrepo: '',
     dfpath: '',
@@ -309,7 +303,6 @@ export function dfdaemonSchema(baseDir: string): SectionSchema<Draft> {
     ratelimit: rule('ratelimit', parseSize),
     cacheLimit: rule('cacheLimit', parseSize),
     maxConcurrentUploads: rule('maxConcurrentUploads', (v, k) => parseInteger(v, k, { min: 1 })),
-    prefetch: rule('prefetch', parseBool),
     workHome: rule('workHome', absolutePath),
     localrepo: rule('localrepo', absolutePath),
     dfpath: rule('dfpath', (v, k) => parseString(v, k).trim()),
@@ -425,7 +418,6 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
     ratelimit: d.ratelimit,
     cacheLimit: d.cacheLimit,
     maxConcurrentUploads: d.maxConcurrentUploads,
-    prefetch: d.prefetch,
     workHome: d.workHome,
     localrepo,
     dfpath: d.dfpath,

@@ -14,8 +14,6 @@ export interface Origin {
   log: { digest: string; range: string; bytes: number }[];
   /** Bytes per second each response is throttled to (0 = unthrottled). */
   rate: number;
-  /** Manifests by path after /v2/ (e.g. `library/test/manifests/v1`): [media type, body]. */
-  manifests: Map<string, [string, string]>;
   add(data: Buffer): string;
   blobUrl(digest: string): string;
   close(): Promise<void>;
@@ -26,10 +24,7 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
   const blobs = new Map<string, Buffer>();
   const served = new Map<string, number>();
   const requests = new Map<string, number>();
-  const manifests: Origin['manifests'] = new Map();
   const server = createServer((req, res) => {
-    const man = manifests.get((req.url ?? '').replace(/^\/v2\//, ''));
-    if (man) return void res.writeHead(200, { 'content-type': man[0], 'content-length': Buffer.byteLength(man[1]) }).end(req.method === 'HEAD' ? undefined : man[1]);
     const m = /\/blobs\/sha256:([0-9a-f]{64})/.exec(req.url ?? '');
     const data = m ? blobs.get(m[1]) : undefined;
     if (!m || !data) return void res.writeHead(404).end('not found');
@@ -76,7 +71,6 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
   const origin: Origin = {
     log,
     rate: 0,
-    manifests,
     url,
     server,
     blobs,
