@@ -6,6 +6,8 @@ export interface Args {
   modes: Mode[];
   rate: string;
   rateBps: number;
+  /** The origin host's link, when it should differ from every other (a registry far away). */
+  originRate: string;
   trace: boolean;
   profile: boolean;
   out: string;
@@ -36,13 +38,13 @@ export interface Args {
 }
 
 const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large|both] [--modes direct,proxy,p2p]
-  [--rate 100mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]
+  [--rate 100mbit] [--origin-rate 25mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]
   [--node-options '...'] [--patch FILE]... (--patch needs --code)
   [--supernode-base peerUpLimit=2,...] [--dfdaemon-set prefetch=true,...] [--baseline-max-n 1] [--daemon-env K=V,...]
   [--report-only]   rebuild <out>.md and <out>-chart.svg from <out>.jsonl`;
 
 /** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
-function parseRate(s: string): number {
+export function parseRate(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(k|m|g)?bit$/i.exec(s);
   if (!m) throw new Error(`--rate: expected e.g. 100mbit, got ${s}`);
   return Number(m[1]) * { '': 1, k: 1e3, m: 1e6, g: 1e9 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g'];
@@ -50,7 +52,7 @@ function parseRate(s: string): number {
 
 export function parseArgs(argv: string[]): Args {
   const a: Args = {
-    ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8,
+    ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8, originRate: '',
     trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, dfdaemonSet: {}, baselineMaxN: Infinity, daemonEnv: {},
   };
   for (let i = 0; i < argv.length; i++) {
@@ -70,6 +72,9 @@ export function parseArgs(argv: string[]): Args {
     } else if (k === '--modes') {
       a.modes = v().split(',') as Mode[];
       if (a.modes.some((m) => !['direct', 'proxy', 'p2p'].includes(m))) throw new Error('--modes: direct, proxy, p2p');
+    } else if (k === '--origin-rate') {
+      a.originRate = v();
+      parseRate(a.originRate);
     } else if (k === '--rate') {
       a.rate = v();
       a.rateBps = parseRate(a.rate);

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { onAbort, tmpDir } from '../../test/fixtures/proc.js';
 import { claimDir, processRunning, reclaimDir, releaseDir } from '../../test/fixtures/sysdirs.js';
-import { parseArgs } from './args.js';
+import { parseArgs, parseRate } from './args.js';
 import { profileSection } from './cpuprofile.js';
 import { client, leftovers, ORIGIN, removeLeftovers, SUPER, Topology } from './net.js';
 import { chart, documentMd, type Meta } from './report.js';
@@ -59,14 +59,14 @@ async function main(): Promise<void> {
     origin = await startRegistry(ORIGIN, join(base.path, 'origin'));
     log('pushing images');
     const images: ImageInfo[] = await pushImages(args.images, `swarm-${Date.now()}`);
-    await topo.shape(args.rate);
+    await topo.shape(args.rate, args.originRate || args.rate);
     const ours = nsInodes(topo.hosts.map((h) => h.ns));
     const rate = await checkRate(join(snap, 'dist/bench/swarm/iperf.js'), args.rateBps);
     log(`rate check (payload Mbit/s): ${JSON.stringify(rate)}`);
 
     await mkdir(outDir, { recursive: true });
     const meta: Meta = {
-      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : [])].join('; '), nodeOptions: args.nodeOptions,
+      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(args.originRate ? [`origin link ${args.originRate}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : [])].join('; '), nodeOptions: args.nodeOptions,
       machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Linux ${release()}`,
       rate: args.rate, rateBps: args.rateBps, rateCheck: rate, images,
     };
@@ -81,7 +81,8 @@ async function main(): Promise<void> {
         for (const mode of args.modes) {
           if (stopping) throw new Error('interrupted');
           if (mode !== 'p2p' && n > args.baselineMaxN) continue;
-          const tStar = (image.bytes * 8) / args.rateBps;
+          // The fluid bound: the image over the slowest link it must cross (the origin's, if slower).
+          const tStar = (image.bytes * 8) / Math.min(args.rateBps, args.originRate ? parseRate(args.originRate) : Infinity);
           log(`run ${image.name} N=${n} ${mode}`);
           const runProf = args.profile ? join(profDir, `${image.name}-${n}-${mode}`) : '';
           if (runProf) await mkdir(runProf, { recursive: true });

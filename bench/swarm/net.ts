@@ -64,9 +64,9 @@ export class Topology {
    * makes tbf re-segment every packet); 20 ms of queue is a plain switch-port FIFO, so control
    * requests wait behind bulk transfers the way they would on a real saturated link.
    */
-  async shape(rate: string): Promise<void> {
+  async shape(rate: string, originRate = rate): Promise<void> {
     for (const h of this.made) {
-      const spec = ['root', 'tbf', 'rate', rate, 'burst', '128kb', 'latency', '20ms'];
+      const spec = ['root', 'tbf', 'rate', h.ns === ORIGIN.ns ? originRate : rate, 'burst', '128kb', 'latency', '20ms'];
       await tc(['qdisc', 'replace', 'dev', h.veth, ...spec]);
       await tc(['-n', h.ns, 'qdisc', 'replace', 'dev', 'eth0', ...spec]);
     }
