@@ -23,7 +23,6 @@ export function createSupernodeMetrics() {
     registrations: new Counter({ name: 'supernode_registrations_total', help: 'Peer registrations', labelNames: ['result'] as const, registers: [registry] }),
     blacklistEvents: new Counter({ name: 'supernode_blacklist_events_total', help: 'Peers blacklisted by a requester after a failed piece', registers: [registry] }),
     eliminations: new Counter({ name: 'supernode_eliminations_total', help: 'Peers that reached eliminationLimit and stopped being sources', registers: [registry] }),
-    prefetched: new Counter({ name: 'supernode_prefetched_blobs_total', help: 'Blobs fetched into the CDN from dfdaemon hints before any peer asked', registers: [registry] }),
     gcRuns: new Counter({ name: 'supernode_gc_runs_total', help: 'GC runs by kind', labelNames: ['kind'] as const, registers: [registry] }),
     gcFreedBytes: new Counter({ name: 'supernode_gc_freed_bytes_total', help: 'Bytes of task files deleted by disk GC', registers: [registry] }),
     tasks: new Gauge({ name: 'supernode_tasks', help: 'Tasks known', registers: [registry] }),

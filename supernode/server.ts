@@ -8,7 +8,6 @@ import { buildApi } from './api/app.js';
 import { createDownloadServer } from './api/download-server.js';
 import { mkdir } from 'node:fs/promises';
 import { Cdn } from './cdn/cdn.js';
-import { Prefetcher } from './service/prefetcher.js';
 import { LevelMetaStore } from './cdn/meta-store.js';
 import { preheatRoutes } from './preheat/index.js';
 import { v1Routes } from './api/v1-routes.js';
@@ -64,10 +63,8 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   });
   const downloadPort = (download.address() as AddressInfo).port;
 
-  const prefetcher = cfg.prefetch ? new Prefetcher({ cdn, log, now, onFetched: () => metrics.prefetched.inc() }) : undefined;
   const svc = new TaskService({
     cdn,
-    prefetcher,
     limits: {
       peerDownLimit: cfg.peerDownLimit,
       peerUpLimit: cfg.peerUpLimit,
@@ -112,7 +109,6 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     apiPort,
     downloadPort,
     async close() {
-      prefetcher?.close();
       clearInterval(gauges);
       gc.stop();
       download.closeAllConnections();

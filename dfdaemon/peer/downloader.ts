@@ -8,7 +8,7 @@ import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
 import { p2pDownload, type P2PCounters } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
-import { RegisterRefused, type SourceHint, type SupernodeClient } from './supernode-client.js';
+import { RegisterRefused, type SupernodeClient } from './supernode-client.js';
 
 export interface DownloadRequest {
   url: string;
@@ -88,34 +88,6 @@ export class Downloader {
     return p;
   }
 
-  /**
-   * Name blobs the client will probably ask for to their supernodes (POST /peer/prefetch), so
-   * the CDN can fetch them ahead; blobs this host has or is fetching are left out.
-   */
-  async hint(reqs: DownloadRequest[]): Promise<void> {
-    if (!this.o.client.hasNodes) return;
-    const byNode = new Map<string, SourceHint[]>();
-    for (const req of reqs) {
-      const id = this.localTaskId(req);
-      const local = this.o.store.get(id);
-      if (this.inflight.has(id) || (local && local.complete)) continue;
-      const node = this.o.client.order(id)[0];
-      byNode.set(node, [...(byNode.get(node) ?? []), this.source(req)]);
-    }
-    await Promise.all([...byNode].map(([node, tasks]) => this.o.client.prefetch(node, tasks)));
-  }
-
-  /** What names a download's source to a supernode, as in a registration. */
-  private source(req: DownloadRequest): SourceHint {
-    return {
-      rawUrl: req.url,
-      taskUrl: filterUrl(req.url, this.o.filter),
-      headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
-      insecure: req.insecure ?? false,
-      rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
-    };
-  }
-
   private async begin(req: DownloadRequest, id: string): Promise<Started> {
     const log = this.o.log.child({ taskId: id });
     const bucket = new TokenBucket(this.o.rate ?? 0);
@@ -123,17 +95,21 @@ export class Downloader {
       try {
         const reg = await this.o.client.register(id, async (node) => {
           const addr = await this.o.client.addressFor(node);
-          const src = this.source(req);
+          const taskUrl = filterUrl(req.url, this.o.filter);
           return {
-            ...src,
+            rawUrl: req.url,
+            taskUrl,
             cid: this.o.cid,
             ip: this.o.localIP || addr.local,
             port: this.o.uploadPort,
-            path: `/peer/file/${computeTaskId(src.taskUrl, { range: req.headers['Range'] })}`,
+            path: `/peer/file/${computeTaskId(taskUrl, { range: req.headers['Range'] })}`,
             hostName: hostname(),
             version: '1.0.6-ts',
             superNodeIp: addr.remote,
+            headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
             dfdaemon: true,
+            insecure: req.insecure ?? false,
+            rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
           };
         });
         if (reg.fileLength >= 0) {

@@ -5,16 +5,9 @@ import type { Logger } from '../../shared/log/index.js';
 import { discard, readJson, send } from '../../shared/http/client.js';
 import { nodeOrder } from './node-order.js';
 
-/** A task's source as a registration names it; alone, the body of a prefetch hint. */
-export interface SourceHint {
+export interface RegisterBody {
   rawUrl: string;
   taskUrl: string;
-  headers: string[];
-  insecure: boolean;
-  rootCAs: string[];
-}
-
-export interface RegisterBody extends SourceHint {
   cid: string;
   ip: string;
   port: number;
@@ -22,7 +15,10 @@ export interface RegisterBody extends SourceHint {
   hostName: string;
   version: string;
   superNodeIp: string;
+  headers: string[];
   dfdaemon: boolean;
+  insecure: boolean;
+  rootCAs: string[];
   md5?: string;
   identifier?: string;
   callSystem?: string;
@@ -167,19 +163,6 @@ export class SupernodeClient {
     const json = (await readJson(res.body)) as TaskAnswer;
     if (res.status !== 200) throw new Error(`supernode ${node} /peer/task HTTP ${res.status}: ${json.msg ?? ''}`);
     return json;
-  }
-
-  /** Our supernode's /peer/prefetch; a stock one answers 404, which only matters to the log. */
-  async prefetch(node: string, tasks: SourceHint[]): Promise<void> {
-    const res = await send(`http://${node}/peer/prefetch`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json;charset=utf-8' },
-      body: JSON.stringify({ tasks: tasks.slice(0, 64) }),
-      agent: this.agent,
-      timeoutMs: 10_000,
-    });
-    discard(res.body);
-    if (res.status !== 200) throw new Error(`supernode ${node} /peer/prefetch answered HTTP ${res.status}`);
   }
 
   /** Fire-and-forget notifications (service down); failures only matter to the log. */

@@ -23,8 +23,6 @@ export interface PassOptions {
   insecure?: boolean;
   /** Extra CA PEMs trusted for this upstream, on top of the system store. */
   ca?: string[];
-  /** Sees the upstream's response as it starts flowing to the client (it must not consume it). */
-  onResponse?: (res: IncomingMessage) => void;
 }
 
 /**
@@ -33,8 +31,6 @@ export interface PassOptions {
  */
 export function createPassThrough(log: Logger) {
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, proxyTimeout: 120_000 });
-  const watchers = new WeakMap<IncomingMessage, (res: IncomingMessage) => void>();
-  proxy.on('proxyRes', (proxyRes, req) => watchers.get(req)?.(proxyRes));
   proxy.on('error', (err, _req, res) => {
     log.warn({ err: err.message }, 'pass-through failed');
     const r = res as ServerResponse;
@@ -48,7 +44,6 @@ export function createPassThrough(log: Logger) {
     delete req.headers['proxy-connection'];
     delete req.headers['proxy-authorization'];
     const https = u.protocol === 'https:';
-    if (opts.onResponse) watchers.set(req, opts.onResponse);
     proxy.web(req, res, {
       target: u.origin,
       changeOrigin: opts.changeOrigin ?? false,

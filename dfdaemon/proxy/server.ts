@@ -9,7 +9,6 @@ import { handleUpload, type Uploader } from '../uploader/uploader.js';
 import { createHijacker } from './hijack.js';
 import type { HijackCerts } from './hijack-certs.js';
 import { createPassThrough, type PassOptions } from './passthrough.js';
-import { hintListedBlobs, isManifestGet } from './manifest-hint.js';
 import { serveP2P } from './p2p-handler.js';
 import { routeAbsolute, routeMirror, type Route } from './router.js';
 import { tunnel } from './tunnel.js';
@@ -60,9 +59,6 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
       return serveP2P(req, res, route.url, opts, p2pDeps);
     }
     d.metrics.requests.inc({ route: label });
-    if (isManifestGet(route.url, req.method ?? 'GET')) {
-      opts.onResponse = (up) => hintListedBlobs(up, req, route.url, opts, d.cfg.proxies, d.downloader, d.log);
-    }
     return passThrough(req, res, route.url, opts);
   };
 

@@ -37,11 +37,6 @@ export interface SupernodeConfig {
   readonly advertiseIP: string;
   /** Address both ports bind to ('' = every interface). Ours, not Dragonfly's. */
   readonly listenIP: string;
-  /**
-   * Fetch the blobs dfdaemons hint at (/peer/prefetch: the rest of an image being pulled) while
-   * no other source fetch runs. Ours; costs one origin copy of a layer no host needed.
-   */
-  readonly prefetch: boolean;
   readonly cdnPattern: CdnPattern;
   /** Parsed, unused by Dragonfly 1.x (kept for compatibility). */
   readonly schedulerCorePoolSize: number;
@@ -92,7 +87,6 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = deepFreeze({
   homeDir: '/home/admin/supernode',
   advertiseIP: '',
   listenIP: '',
-  prefetch: true,
   cdnPattern: 'local',
   schedulerCorePoolSize: 10,
   peerUpLimit: 5,
@@ -151,7 +145,6 @@ export const BASE_SCHEMA: SectionSchema<Draft> = {
   homeDir: rule('homeDir', homeDir),
   advertiseIP: rule('advertiseIP', parseIP),
   listenIP: rule('listenIP', parseIP),
-  prefetch: rule('prefetch', parseBool),
   schedulerCorePoolSize: rule('schedulerCorePoolSize', parsePositiveInt),
   peerUpLimit: rule('peerUpLimit', parsePositiveInt),
   peerDownLimit: rule('peerDownLimit', parsePositiveInt),

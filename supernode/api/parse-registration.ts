@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { badRequest } from '../../shared/errors.js';
 import { Params } from '../../shared/protocol/params.js';
-import type { Registration, SourceFields } from '../service/types.js';
+import type { Registration } from '../service/types.js';
 
 function httpUrl(p: Params, key: string, required: boolean): string {
   const s = p.str(key, { required, max: 8192 });
@@ -35,8 +35,11 @@ function headers(p: Params): Record<string, string> {
   return out;
 }
 
-export function parseSource(p: Params): SourceFields {
+export function parseRegistration(p: Params): Registration {
   const rawUrl = httpUrl(p, 'rawUrl', true);
+  const ip = p.str('ip', { required: true, max: 64 });
+  if (!isIP(ip)) throw badRequest('parameter ip must be an IP address');
+  const superNodeIp = p.str('superNodeIp', { max: 256 });
   const rootCAs = p.list('rootCAs', { maxItems: 32 }).map((b64) => {
     const pem = Buffer.from(b64, 'base64').toString('utf8');
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw badRequest('parameter rootCAs must hold base64 PEM certificates');
@@ -45,38 +48,19 @@ export function parseSource(p: Params): SourceFields {
   return {
     rawUrl,
     taskUrl: httpUrl(p, 'taskUrl', false) || rawUrl,
-    md5: p.str('md5', { max: 64 }),
-    identifier: p.str('identifier', { max: 256 }),
-    headers: headers(p),
-    insecure: p.bool('insecure'),
-    rootCAs,
-  };
-}
-
-export function parseRegistration(p: Params): Registration {
-  const src = parseSource(p);
-  const ip = p.str('ip', { required: true, max: 64 });
-  if (!isIP(ip)) throw badRequest('parameter ip must be an IP address');
-  return {
-    ...src,
     cid: p.str('cid', { required: true, max: 256 }),
     ip,
     port: p.int('port', { min: 0, max: 65535, def: 0 }),
     path: p.str('path', { max: 1024, pattern: /^\/[\x21-\x7e]*$/ }),
     hostName: p.str('hostName', { max: 256 }),
     version: p.str('version', { max: 64 }),
-    superNodeIp: p.str('superNodeIp', { max: 256 }),
+    superNodeIp,
+    md5: p.str('md5', { max: 64 }),
+    identifier: p.str('identifier', { max: 256 }),
+    headers: headers(p),
+    insecure: p.bool('insecure'),
+    rootCAs,
     dfdaemon: p.bool('dfdaemon'),
     callSystem: p.str('callSystem', { max: 128 }),
   };
-}
-
-export const MAX_PREFETCH = 64;
-
-/** POST /peer/prefetch (ours): `{ "tasks": [ <source fields as in a registration>, ... ] }`. */
-export function parsePrefetch(body: unknown): SourceFields[] {
-  const tasks = new Params(body).raw('tasks');
-  if (!Array.isArray(tasks)) throw badRequest('parameter tasks must be a list');
-  if (tasks.length > MAX_PREFETCH) throw badRequest(`parameter tasks has more than ${MAX_PREFETCH} items`);
-  return tasks.map((t) => parseSource(new Params(t)));
 }

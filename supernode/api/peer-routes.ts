@@ -4,7 +4,7 @@ import { Params } from '../../shared/protocol/params.js';
 import type { SupernodeMetrics } from '../metrics.js';
 import { RegistrationFailed, type TaskService } from '../service/tasks.js';
 import type { ReportIn } from '../service/types.js';
-import { parsePrefetch, parseRegistration } from './parse-registration.js';
+import { parseRegistration } from './parse-registration.js';
 
 const MAX_WAIT_MS = 30_000;
 
@@ -26,12 +26,6 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
       // A source failure is not bad input: Dragonfly answers 200 with 607/609 so dfget migrates.
       return { code: err.failure.dfCode, msg: err.failure.message };
     }
-  });
-
-  // Ours: a dfdaemon that saw an image manifest names the blobs its client will ask for next.
-  app.post('/peer/prefetch', async (req) => {
-    const queued = svc.prefetch(parsePrefetch(req.body));
-    return { code: Code.Success, msg: 'success', data: { queued } };
   });
 
   app.get('/peer/task', async (req) => {

@@ -35,7 +35,6 @@ export class Cdn {
   private readonly tasks = new Map<string, CdnTask>();
   private readonly failures = new Map<string, { at: number; failure: SourceFailure }>();
   private persisted = new Map<string, Restored>();
-  private active = 0;
 
   constructor(private readonly opts: CdnOptions) {}
 
@@ -62,11 +61,6 @@ export class Cdn {
     return undefined;
   }
 
-  /** Source fetches started and not yet ended. */
-  fetching(): number {
-    return this.active;
-  }
-
   /** The running or finished task for req.taskId, starting it if needed. Throws a recent failure. */
   ensure(req: CdnRequest): CdnTask {
     const existing = this.tasks.get(req.taskId);
@@ -79,9 +73,7 @@ export class Cdn {
     const count = this.opts.onSourceBytes;
     if (count) task.on('piece', (n: number, fromSource: boolean) => fromSource && count(task.pieces[n].contentLen));
     this.tasks.set(req.taskId, task);
-    this.active++;
     task.once('end', (ok: boolean) => {
-      this.active--;
       // An auth failure belongs to the requester's credentials, not to the URL: remembering it
       // would refuse the next peer, which may hold a valid token.
       if (!ok && task.failure && task.failure.code !== 'SOURCE_CORRUPT' && task.failure.code !== 'SOURCE_AUTH') {

@@ -4,7 +4,7 @@ import { Code, PieceResult } from '../../shared/protocol/codes.js';
 import { rangeString, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import { blobDigestOf, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
 import type { Cdn } from '../cdn/cdn.js';
-import type { CdnRequest, CdnTask, SourceFailure } from '../cdn/cdn-task.js';
+import type { CdnTask, SourceFailure } from '../cdn/cdn-task.js';
 import { downloadPath } from '../cdn/paths.js';
 import {
   addPeer,
@@ -21,8 +21,7 @@ import {
   type TaskState,
 } from '../scheduler/index.js';
 import { PeerRegistry } from './peers.js';
-import type { Prefetcher } from './prefetcher.js';
-import type { PieceInfo, RegisterReply, Registration, ReportIn, SourceFields, TaskReply } from './types.js';
+import type { PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
 
 interface PeerAddr {
   ip: string;
@@ -53,8 +52,6 @@ export interface TaskServiceOptions {
   /** How long registration waits for the origin to answer. */
   readyTimeoutMs?: number;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
-  /** Takes /peer/prefetch hints; without one they are accepted and ignored. */
-  prefetcher?: Prefetcher;
   onReport?: (taskId: string, effect: ReportEffect) => void;
 }
 
@@ -104,17 +101,20 @@ export class TaskService {
     return e;
   }
 
-  /** Queue the CDN fetch of blobs a dfdaemon expects its client to want; returns how many. */
-  prefetch(srcs: SourceFields[]): number {
-    return this.o.prefetcher?.hint(srcs.map(cdnRequest)) ?? 0;
-  }
-
   async register(reg: Registration): Promise<RegisterReply> {
-    const req = cdnRequest(reg);
-    const id = req.taskId;
+    // Dragonfly matches the header name exactly, so only `Range` makes a ranged task.
+    const range = reg.headers['Range'];
+    const id = computeTaskId(reg.taskUrl, { md5: reg.md5, identifier: reg.identifier, range });
     let cdnTask: CdnTask;
     try {
-      cdnTask = this.o.cdn.ensure(req);
+      cdnTask = this.o.cdn.ensure({
+        taskId: id,
+        url: reg.rawUrl,
+        headers: reg.headers,
+        insecure: reg.insecure,
+        rootCAs: reg.rootCAs,
+        expectSha256: range ? undefined : blobDigestOf(reg.taskUrl),
+      });
     } catch (f) {
       throw new RegistrationFailed(f as SourceFailure);
     }
@@ -283,18 +283,4 @@ export class TaskService {
 function wrappedLength(entry: TaskEntry): number {
   const l = entry.cdn.layout;
   return l ? l.fileLength + l.count * WRAP_OVERHEAD : entry.cdn.fileLength;
-}
-
-/** The CDN fetch a registration or a prefetch hint names, with the task ID dfget computes. */
-function cdnRequest(src: SourceFields): CdnRequest {
-  // Dragonfly matches the header name exactly, so only `Range` makes a ranged task.
-  const range = src.headers['Range'];
-  return {
-    taskId: computeTaskId(src.taskUrl, { md5: src.md5, identifier: src.identifier, range }),
-    url: src.rawUrl,
-    headers: src.headers,
-    insecure: src.insecure,
-    rootCAs: src.rootCAs,
-    expectSha256: range ? undefined : blobDigestOf(src.taskUrl),
-  };
 }

@@ -18,9 +18,6 @@ export interface Registration {
   callSystem: string;
 }
 
-/** What names a task's source: URL, task URL, md5/identifier, headers and TLS trust. */
-export type SourceFields = Pick<Registration, 'rawUrl' | 'taskUrl' | 'md5' | 'identifier' | 'headers' | 'insecure' | 'rootCAs'>;
-
 export interface RegisterReply {
   taskId: string;
   fileLength: number;

@@ -14,11 +14,6 @@ export interface Origin {
   log: { digest: string; range: string; bytes: number }[];
   /** Bytes per second each response is throttled to (0 = unthrottled). */
   rate: number;
-  /** Manifests by path after /v2/ (e.g. `library/test/manifests/v1`): [media type, body]. */
-  manifests: Map<string, [string, string]>;
-  /** Blob responses being sent now, and the most at once since the test last reset `peak`. */
-  inFlight: number;
-  peak: number;
   add(data: Buffer): string;
   blobUrl(digest: string): string;
   close(): Promise<void>;
@@ -29,19 +24,13 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
   const blobs = new Map<string, Buffer>();
   const served = new Map<string, number>();
   const requests = new Map<string, number>();
-  const manifests: Origin['manifests'] = new Map();
   const server = createServer((req, res) => {
-    const man = manifests.get((req.url ?? '').replace(/^\/v2\//, ''));
-    if (man) return void res.writeHead(200, { 'content-type': man[0], 'content-length': Buffer.byteLength(man[1]) }).end(req.method === 'HEAD' ? undefined : man[1]);
     const m = /\/blobs\/sha256:([0-9a-f]{64})/.exec(req.url ?? '');
     const data = m ? blobs.get(m[1]) : undefined;
     if (!m || !data) return void res.writeHead(404).end('not found');
     // A HEAD (dfdaemon asking whether a client may pull) moves no blob bytes: not counted.
     if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': data.length }).end();
     requests.set(m[1], (requests.get(m[1]) ?? 0) + 1);
-    origin.inFlight++;
-    origin.peak = Math.max(origin.peak, origin.inFlight);
-    res.once('close', () => origin.inFlight--);
     let start = 0;
     const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (r) start = Number(r[1]);
@@ -82,9 +71,6 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
   const origin: Origin = {
     log,
     rate: 0,
-    inFlight: 0,
-    peak: 0,
-    manifests,
     url,
     server,
     blobs,
