@@ -91,7 +91,7 @@ async function main(): Promise<void> {
           let r: RunResult | undefined;
           for (let attempt = 1; attempt <= 1 + args.retries; attempt++) {
             const x = await runOnce({
-              image, n, mode, rateBps: args.rateBps,
+              image, n, mode, rateBps: args.rateBps, tStar,
               timeoutMs: (60 + args.timeoutFactor * n * tStar) * 1000,
               dir: join(base.path, `run-${image.name}-${n}-${mode}`),
               daemon: { root: snap, tracer, cpuProfDir: mode === 'p2p' ? runProf : '', nodeOptions: args.nodeOptions, supernodeBase: args.supernodeBase, dfdaemonSet: args.dfdaemonSet, env: args.daemonEnv },

@@ -26,6 +26,8 @@ export interface RunSpec {
   n: number;
   mode: Mode;
   rateBps: number;
+  /** Image size over the slowest link it must cross. */
+  tStar: number;
   timeoutMs: number;
   /** Scratch space for this run; removed afterwards. */
   dir: string;
@@ -122,7 +124,7 @@ async function p2pMetrics(sn: Service, daemons: Service[]): Promise<Record<strin
 
 export async function runOnce(spec: RunSpec): Promise<RunResult> {
   const { image, n, mode } = spec;
-  const tStar = (image.bytes * 8) / spec.rateBps;
+  const tStar = spec.tStar;
   const clients = Array.from({ length: n }, (_, i) => client(i + 1));
   const errors: string[] = [];
   const services: Service[] = [];
