@@ -1,3 +1,4 @@
+import { ioGc } from '../shared/mem/gc-pacer.js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
@@ -58,7 +59,10 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     // Dragonfly hands each dfget `--totallimit ratelimit`: one budget for all of the host's uploads.
     bucket: new TokenBucket(cfg.dfget.totalLimit ?? cfg.ratelimit),
     maxConcurrent: cfg.maxConcurrentUploads,
-    onBytes: (n) => metrics.uploadBytes.inc(n),
+    onBytes: (n) => {
+      metrics.uploadBytes.inc(n);
+      ioGc.account(n);
+    },
   });
   const gc = new CacheGc(
     store,
@@ -93,9 +97,15 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     reserve: (bytes) => gc.sweep(bytes),
     notbs: cfg.dfget.notbs,
     counters: {
-      pieceBytes: (fromCdn, n) => metrics.pieceBytes.inc({ source: fromCdn ? 'supernode' : 'peer' }, n),
+      pieceBytes: (fromCdn, n) => {
+        metrics.pieceBytes.inc({ source: fromCdn ? 'supernode' : 'peer' }, n);
+        ioGc.account(n);
+      },
       pieceFailed: (fromCdn) => metrics.pieceFailures.inc({ source: fromCdn ? 'supernode' : 'peer' }),
-      sourceBytes: (n) => metrics.sourceBytes.inc(n),
+      sourceBytes: (n) => {
+        metrics.sourceBytes.inc(n);
+        ioGc.account(n);
+      },
     },
     log,
   });

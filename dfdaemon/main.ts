@@ -1,5 +1,6 @@
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { DfError } from '../shared/errors.js';
+import { ioGc } from '../shared/mem/gc-pacer.js';
 import { startDfdaemon } from './daemon.js';
 
 async function runGenCa(argv: string[]): Promise<void> {
@@ -26,6 +27,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  ioGc.enable();
   const d = await startDfdaemon(cfg);
   const stop = () => {
     d.close().then(

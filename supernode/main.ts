@@ -1,5 +1,6 @@
 import { loadSupernodeConfig } from '../shared/config/supernode.js';
 import { DfError } from '../shared/errors.js';
+import { ioGc } from '../shared/mem/gc-pacer.js';
 import { startSupernode } from './server.js';
 
 /** Entry point: config errors are printed with the key they name, then exit 2. */
@@ -14,6 +15,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  ioGc.enable();
   const sn = await startSupernode(cfg);
   const stop = () => {
     sn.close().then(

@@ -7,6 +7,7 @@ import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { buildApi } from './api/app.js';
 import { createDownloadServer } from './api/download-server.js';
 import { mkdir } from 'node:fs/promises';
+import { ioGc } from '../shared/mem/gc-pacer.js';
 import { Cdn } from './cdn/cdn.js';
 import { LevelMetaStore } from './cdn/meta-store.js';
 import { preheatRoutes } from './preheat/index.js';
@@ -50,13 +51,19 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   await mkdir(cfg.homeDir, { recursive: true });
   const store = new LevelMetaStore(cfg.homeDir);
   const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log, store,
-    onSourceBytes: (b) => metrics.sourceBytes.inc(b),
+    onSourceBytes: (b) => {
+      metrics.sourceBytes.inc(b);
+      ioGc.account(b);
+    },
   });
   const host = deps.host ?? (cfg.listenIP || '0.0.0.0');
   const restored = await cdn.restore();
   if (restored > 0) log.info({ tasks: restored }, 'restored cdn tasks from homeDir');
 
-  const download = createDownloadServer({ cdn, log, bucket: serveBucket, onServed: (b) => metrics.servedBytes.inc(b) });
+  const download = createDownloadServer({ cdn, log, bucket: serveBucket, onServed: (b) => {
+    metrics.servedBytes.inc(b);
+    ioGc.account(b);
+  } });
   await new Promise<void>((res, rej) => {
     download.once('error', rej);
     download.listen(cfg.downloadPort, host, () => res());
