@@ -24,7 +24,7 @@ export class GcPacer {
 
   constructor(
     private readonly everyBytes = 4 * 1024 * 1024,
-    private readonly externalLimit = 16 * 1024 * 1024,
+    private readonly externalLimit = 8 * 1024 * 1024,
     private readonly majorEvery = 16,
   ) {}
 
