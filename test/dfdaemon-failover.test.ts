@@ -12,9 +12,11 @@ import { filterUrl, taskId } from '../shared/protocol/taskid.js';
 import { startDockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
-import { freePort, tmpDir, type TmpDir } from './fixtures/proc.js';
+import { freePort, tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
-import { metric } from './helpers/cluster.js';
+import { dfdaemonAt, metric } from './helpers/cluster.js';
+import { randomBlob, startOrigin } from './helpers/origin.js';
+import { getViaProxy } from './helpers/proxy-get.js';
 import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBin, type Daemon } from './helpers/e2e.js';
 
 const MiB = 1024 * 1024;
@@ -93,5 +95,56 @@ describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }
     const survivor = await scrape(sns[1].url);
     assert.ok(metric(survivor, 'supernode_registrations_total', { result: 'ok' }) >= 3, 'the second supernode registered every blob of the second image');
     await docker.stop();
+  });
+});
+
+// The same, mid-download: the supernode is SIGKILLed while dfdaemon holds some of the blob's
+// pieces. dfdaemon registers with the other one, keeps what it has, and finishes there.
+describe('supernode lost mid-download', { skip: e2eSkip(), timeout: 120_000 }, () => {
+  const cleanups = new Cleanups();
+  after(() => cleanups.run());
+
+  it('carries on with the next supernode, keeping its pieces, and never goes to the origin itself', async () => {
+    const t = await tmpDir('failover-mid');
+    cleanups.push(() => t.cleanup());
+    const origin = await startOrigin(await loopbackIp());
+    cleanups.push(() => origin.close());
+    origin.rate = 2 * MiB;
+    const sns: Daemon[] = [];
+    for (const i of [0, 1]) {
+      const ip = await loopbackIp();
+      const port = await freePort(ip);
+      const cfg = join(t.path, `mid-sn${i}.yml`);
+      await writeFile(cfg, `base:\n  homeDir: ${join(t.path, `mid-sn${i}-home`)}\n`);
+      const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip], ip, port);
+      cleanups.push(() => sn.stop());
+      sns.push(sn);
+    }
+    const nodes = sns.map((s) => `${s.host}:${s.port}=1`);
+    const doomed = `${sns[0].host}:${sns[0].port}`;
+    // A blob that ranks the doomed supernode first.
+    let digest = '';
+    do digest = origin.add(randomBlob(8 * MiB));
+    while (nodeOrder(parseNodeList(nodes.join(','), 'n'), taskId(filterUrl(origin.blobUrl(digest), ['Expires', 'Signature'])))[0] !== doomed);
+    const dfIp = await loopbackIp();
+    const df = await dfdaemonAt(t.path, dfIp, nodes, 'ratelimit: 1G\n');
+    cleanups.push(() => df.close());
+
+    const got = getViaProxy(dfIp, df.port, origin.blobUrl(digest));
+    const held = await waitFor(() => {
+      const tf = [...df.store.all()][0];
+      return tf && tf.completedPieces >= 4 ? tf.completedPieces : undefined;
+    }, { timeoutMs: 20_000, message: 'some pieces through the first supernode' });
+    process.kill(sns[0].proc.pid, 'SIGKILL');
+    await sns[0].proc.exited;
+    const r = await got;
+    assert.equal(r.sha256, digest, 'the blob is whole and correct');
+    assert.ok(held < [...df.store.all()][0].layout.count, 'the kill came mid-download');
+    const text = await (await fetch(`http://${dfIp}:${df.port}/metrics`)).text();
+    assert.equal(metric(text, 'dfdaemon_source_bytes_total'), 0, 'dfdaemon never went to the origin itself');
+    assert.equal(metric(text, 'dfdaemon_blobs_total', { via: 'p2p' }), 1);
+    const survivor = await scrape(sns[1].url);
+    assert.equal(metric(survivor, 'supernode_registrations_total', { result: 'ok' }), 1, 'the second supernode took the task');
+    assert.equal(origin.requests.get(digest), 2, 'one fetch by each supernode\'s CDN');
   });
 });

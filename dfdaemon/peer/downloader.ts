@@ -6,9 +6,9 @@ import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
-import { p2pDownload, type P2PCounters } from './p2p-download.js';
+import { p2pDownload, SupernodeLost, type P2PCounters } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
-import { RegisterRefused, type SupernodeClient } from './supernode-client.js';
+import { RegisterRefused, type RegisterBody, type SupernodeClient } from './supernode-client.js';
 
 export interface DownloadRequest {
   url: string;
@@ -93,25 +93,7 @@ export class Downloader {
     const bucket = new TokenBucket(this.o.rate ?? 0);
     if (this.o.client.hasNodes) {
       try {
-        const reg = await this.o.client.register(id, async (node) => {
-          const addr = await this.o.client.addressFor(node);
-          const taskUrl = filterUrl(req.url, this.o.filter);
-          return {
-            rawUrl: req.url,
-            taskUrl,
-            cid: this.o.cid,
-            ip: this.o.localIP || addr.local,
-            port: this.o.uploadPort,
-            path: `/peer/file/${computeTaskId(taskUrl, { range: req.headers['Range'] })}`,
-            hostName: hostname(),
-            version: '1.0.6-ts',
-            superNodeIp: addr.remote,
-            headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
-            dfdaemon: true,
-            insecure: req.insecure ?? false,
-            rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
-          };
-        });
+        const reg = await this.o.client.register(id, (node) => this.registration(req, node));
         if (reg.fileLength >= 0) {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
           tf.node = reg.node;
@@ -126,8 +108,9 @@ export class Downloader {
             counters: this.o.counters,
             log,
           }).catch(async (err: Error) => {
-            log.warn({ err: err.message }, 'p2p failed, completing from the origin');
             this.o.client.markFailed(reg.node);
+            if (err instanceof SupernodeLost && (await this.failover(req, tf, reg.node, bucket, log))) return;
+            log.warn({ err: err.message }, 'p2p failed, completing from the origin');
             await this.completeFromSource(req, tf, bucket);
           });
           done.catch((err: Error) => tf.fail(err));
@@ -139,6 +122,47 @@ export class Downloader {
       }
     }
     return this.fromSource(req, id, bucket);
+  }
+
+  private async registration(req: DownloadRequest, node: string): Promise<RegisterBody> {
+    const addr = await this.o.client.addressFor(node);
+    const taskUrl = filterUrl(req.url, this.o.filter);
+    return {
+      rawUrl: req.url,
+      taskUrl,
+      cid: this.o.cid,
+      ip: this.o.localIP || addr.local,
+      port: this.o.uploadPort,
+      path: `/peer/file/${computeTaskId(taskUrl, { range: req.headers['Range'] })}`,
+      hostName: hostname(),
+      version: '1.0.6-ts',
+      superNodeIp: addr.remote,
+      headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
+      dfdaemon: true,
+      insecure: req.insecure ?? false,
+      rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
+    };
+  }
+
+  /**
+   * The supernode went away mid-download: register with the next one and carry on there,
+   * keeping every verified piece (they are reported, not fetched again). False when no other
+   * supernode takes the task, or its swarm fails too; the caller then completes the file from
+   * the origin.
+   */
+  private async failover(req: DownloadRequest, tf: TaskFile, lost: string, bucket: TokenBucket, log: Logger): Promise<boolean> {
+    try {
+      const reg = await this.o.client.register(tf.taskId, (node) => this.registration(req, node));
+      const same = reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
+      if (reg.node === lost || !same) return false;
+      log.warn({ from: lost, to: reg.node, held: tf.completedPieces }, 'supernode lost, continuing with the next');
+      tf.node = reg.node;
+      await p2pDownload({ client: this.o.client, node: reg.node, taskId: reg.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
+      return true;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'no other supernode finished the download');
+      return false;
+    }
   }
 
   /** A task file for this layout; a failed one is reopened, keeping its verified pieces. */

@@ -26,6 +26,13 @@ export interface P2PContext {
   stallMs?: number;
 }
 
+/** The supernode stopped answering (or answered nonsense): another one may take over. */
+export class SupernodeLost extends Error {
+  constructor(readonly node: string, cause: Error) {
+    super(`supernode ${node}: ${cause.message}`);
+  }
+}
+
 /** How long our supernode may hold a "wait" open before answering 602. */
 const LONG_POLL_MS = 5_000;
 
@@ -87,7 +94,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         },
         (err: Error) => {
           outstanding--;
-          finish(ctx.signal?.aborted ? (ctx.signal.reason as Error) : err);
+          finish(ctx.signal?.aborted ? (ctx.signal.reason as Error) : new SupernodeLost(node, err));
         },
       );
     };
@@ -95,12 +102,16 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     const start = (p: WirePiece) => {
       running++;
       const fromCdn = p.cid.startsWith('cdnnode:');
-      fetchPiece(p, tf, {
-        client: ctx.pieces,
-        signal: inner.signal,
-        bucket: ctx.bucket,
-        onBytes: (n) => ctx.counters?.pieceBytes(fromCdn, n),
-      }).then(
+      // A piece held from before a supernode failover: the new supernode only needs the report.
+      const job = tf.has(p.pieceNum)
+        ? Promise.resolve()
+        : fetchPiece(p, tf, {
+            client: ctx.pieces,
+            signal: inner.signal,
+            bucket: ctx.bucket,
+            onBytes: (n) => ctx.counters?.pieceBytes(fromCdn, n),
+          });
+      job.then(
         () => {
           running--;
           limited = false;
