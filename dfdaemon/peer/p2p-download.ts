@@ -152,7 +152,8 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       // this peer's next completion. A supernode that does not long-poll answers at once, so
       // pace those with a short sleep.
       if (outstanding === 0 && !limited) {
-        if (a.code === 602 && elapsedMs < 20) setTimeout(() => ask(), 100).unref();
+        const nothing = a.code === 602 || (Array.isArray(a.data) && a.data.length === 0);
+        if (nothing && elapsedMs < 20) setTimeout(() => ask(), 100).unref();
         else ask();
       }
     };
