@@ -1,30 +1,14 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { upstreamTls } from '../../shared/tls/ca-store.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
-import { getFollowing } from '../../shared/http/client.js';
+import { agentFor } from '../../shared/http/agents.js';
+import { entityLength, getFollowing } from '../../shared/http/client.js';
 
 export interface SourceAnswer {
   status: number;
   length: number;
   headers: Record<string, string | string[] | undefined>;
   body: Readable;
-}
-
-const httpAgent = new HttpAgent({ keepAlive: true });
-const httpsAgents = new Map<string, HttpsAgent>();
-
-export function agentFor(url: string, insecure: boolean, ca: string[]): HttpAgent | HttpsAgent {
-  if (!url.startsWith('https:')) return httpAgent;
-  const key = `${insecure}|${ca.join('')}`;
-  let a = httpsAgents.get(key);
-  if (!a) {
-    a = new HttpsAgent({ keepAlive: true, ...upstreamTls(insecure, ca) });
-    httpsAgents.set(key, a);
-  }
-  return a;
 }
 
 /** GET the origin directly, optionally from a raw offset. */
@@ -41,13 +25,7 @@ export async function openOrigin(
     timeoutMs: 30_000,
     agentFor: (u) => agentFor(u, opts.insecure ?? false, opts.ca ?? []),
   });
-  const cl = res.headers['content-length'];
-  let length = typeof cl === 'string' ? Number(cl) : -1;
-  if (res.status === 206) {
-    const m = /\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''));
-    length = m ? Number(m[1]) : -1;
-  }
-  return { status: res.status, length, headers: res.headers, body: res.body };
+  return { status: res.status, length: entityLength(res), headers: res.headers, body: res.body };
 }
 
 /**

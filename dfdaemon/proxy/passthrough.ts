@@ -1,21 +1,7 @@
-import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import httpProxy from 'http-proxy';
 import type { Logger } from '../../shared/log/index.js';
-import { upstreamTls } from '../../shared/tls/ca-store.js';
-
-const httpAgent = new HttpAgent({ keepAlive: true });
-const httpsAgents = new Map<string, HttpsAgent>();
-
-function httpsAgent(insecure: boolean, ca: string[]): HttpsAgent {
-  const key = `${insecure}|${ca.join('')}`;
-  let a = httpsAgents.get(key);
-  if (!a) {
-    a = new HttpsAgent({ keepAlive: true, ...upstreamTls(insecure, ca) });
-    httpsAgents.set(key, a);
-  }
-  return a;
-}
+import { agentFor } from '../../shared/http/agents.js';
 
 export interface PassOptions {
   /** Send the upstream's own host in Host (mirror and redirect); else keep the client's. */
@@ -43,12 +29,11 @@ export function createPassThrough(log: Logger) {
     req.url = u.pathname + u.search;
     delete req.headers['proxy-connection'];
     delete req.headers['proxy-authorization'];
-    const https = u.protocol === 'https:';
     proxy.web(req, res, {
       target: u.origin,
       changeOrigin: opts.changeOrigin ?? false,
       secure: !opts.insecure,
-      agent: https ? httpsAgent(opts.insecure ?? false, opts.ca ?? []) : httpAgent,
+      agent: agentFor(u.href, opts.insecure ?? false, opts.ca ?? []),
     });
   };
 }

@@ -1,5 +1,5 @@
 import type { PassOptions } from './passthrough.js';
-import { agentFor } from '../peer/back-source.js';
+import { agentFor } from '../../shared/http/agents.js';
 import { discard, send } from '../../shared/http/client.js';
 
 /**

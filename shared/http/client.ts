@@ -80,3 +80,16 @@ export async function getFollowing(url: string, o: SendOptions & { agentFor: (ur
     target = next.toString();
   }
 }
+
+/**
+ * The whole entity's length: Content-Length of a 200, the total after the slash in
+ * Content-Range of a 206; -1 when the answer does not say.
+ */
+export function entityLength(a: Pick<Answer, 'status' | 'headers'>): number {
+  if (a.status === 206) {
+    const m = /\/(\d+)$/.exec(String(a.headers['content-range'] ?? ''));
+    return m ? Number(m[1]) : -1;
+  }
+  const cl = a.headers['content-length'];
+  return typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : -1;
+}

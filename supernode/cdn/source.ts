@@ -1,8 +1,6 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { getFollowing } from '../../shared/http/client.js';
-import { upstreamTls } from '../../shared/tls/ca-store.js';
+import { agentFor } from '../../shared/http/agents.js';
+import { entityLength, getFollowing } from '../../shared/http/client.js';
 
 export interface SourceOptions {
   headers: Record<string, string>;
@@ -25,21 +23,6 @@ export interface SourceResponse {
 const HEAD_TIMEOUT_MS = 30_000;
 /** An origin that sends nothing for this long has stalled; the task fails and may be retried. */
 const BODY_IDLE_MS = 60_000;
-const httpAgent = new HttpAgent({ keepAlive: true });
-const httpsAgents = new Map<string, HttpsAgent>();
-
-/** One keep-alive agent per TLS setting: the system CA store plus the peer's rootCAs, or none. */
-function agentFor(url: string, insecure: boolean, rootCAs: string[]): HttpAgent | HttpsAgent {
-  if (!url.startsWith('https:')) return httpAgent;
-  const key = `${insecure}|${rootCAs.join('')}`;
-  let a = httpsAgents.get(key);
-  if (!a) {
-    a = new HttpsAgent({ keepAlive: true, ...upstreamTls(insecure, rootCAs) });
-    httpsAgents.set(key, a);
-  }
-  return a;
-}
-
 const DROP = new Set(['host', 'range', 'connection', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'accept-encoding', 'content-length']);
 
 /** The headers a registering peer sent, minus those that would change what the origin returns. */
@@ -70,12 +53,5 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
       sock.setTimeout(0);
     });
   }
-  const cl = res.headers['content-length'];
-  let length = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : -1;
-  if (res.status === 206) {
-    const cr = res.headers['content-range'];
-    const m = typeof cr === 'string' ? /\/(\d+)$/.exec(cr) : null;
-    length = m ? Number(m[1]) : -1;
-  }
-  return { status: res.status, length, headers: res.headers, body: res.body };
+  return { status: res.status, length: entityLength(res), headers: res.headers, body: res.body };
 }
