@@ -166,7 +166,6 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
       task.cdnLoad++;
       task.cdnInflight[n] = (task.cdnInflight[n] ?? 0) + 1;
       task.cdnInflightAt[n] = now;
-      task.cdnLoadAt = now;
     } else {
       const s = task.peers.get(src)!;
       s.load++;

@@ -59,7 +59,6 @@ export interface TaskState {
   /** Round-robin cursor per piece so sources spread over holders. */
   cursor: Map<number, number>;
   cdnLoad: number;
-  cdnLoadAt: number;
   /**
    * Peers that could serve someone right now (up, not eliminated, under peerUpLimit, holding
    * something). When it is empty and the CDN is at its cap, a request is answered "wait" in
@@ -102,7 +101,6 @@ export function newTask(taskId: string, cdnCid: string): TaskState {
     cdnInflightAt: [],
     cursor: new Map(),
     cdnLoad: 0,
-    cdnLoadAt: 0,
     free: new Set(),
     upLimit: Infinity,
     elimLimit: Infinity,
