@@ -1,10 +1,10 @@
-import { ioGc } from '../shared/mem/gc-pacer.js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { DfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
+import { ioGc } from '../shared/mem/gc-pacer.js';
 import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { createDfdaemonMetrics, type DfdaemonMetrics } from './metrics.js';
 import { Downloader } from './peer/downloader.js';

@@ -44,6 +44,17 @@ const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large
   [--report-only]   rebuild <out>.md and <out>-chart.svg from <out>.jsonl`;
 
 /** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
+/** `KEY=VALUE,...` for a config file: word keys, digits as numbers, the rest through `other`. */
+function settings<T>(flag: string, list: string, other: (val: string) => T): Record<string, number | T> {
+  const out: Record<string, number | T> = {};
+  for (const kv of list.split(',')) {
+    const [key, val] = kv.split('=');
+    if (!/^\w+$/.test(key ?? '') || val === undefined) throw new Error(`${flag}: expected KEY=VALUE, got ${kv}`);
+    out[key] = /^\d+$/.test(val) ? Number(val) : other(val);
+  }
+  return out;
+}
+
 export function parseRate(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(k|m|g)?bit$/i.exec(s);
   if (!m) throw new Error(`--rate: expected e.g. 100mbit, got ${s}`);
@@ -98,20 +109,8 @@ export function parseArgs(argv: string[]): Args {
         a.daemonEnv[kv.slice(0, i)] = kv.slice(i + 1);
       }
     }
-    else if (k === '--dfdaemon-set') {
-      for (const kv of v().split(',')) {
-        const [key, val] = kv.split('=');
-        if (!/^\w+$/.test(key ?? '') || val === undefined) throw new Error(`--dfdaemon-set: expected KEY=VALUE, got ${kv}`);
-        a.dfdaemonSet[key] = /^\d+$/.test(val) ? Number(val) : val === 'true' ? true : val === 'false' ? false : val;
-      }
-    }
-    else if (k === '--supernode-base') {
-      for (const kv of v().split(',')) {
-        const [key, val] = kv.split('=');
-        if (!/^\w+$/.test(key ?? '') || val === undefined) throw new Error(`--supernode-base: expected KEY=VALUE, got ${kv}`);
-        a.supernodeBase[key] = /^\d+$/.test(val) ? Number(val) : val;
-      }
-    }
+    else if (k === '--dfdaemon-set') Object.assign(a.dfdaemonSet, settings(k, v(), (val) => (val === 'true' ? true : val === 'false' ? false : val)));
+    else if (k === '--supernode-base') Object.assign(a.supernodeBase, settings(k, v(), (val) => val));
     else throw new Error(`unknown argument ${k}\n${USAGE}`);
   }
   if (a.patches.length > 0 && a.code === undefined) throw new Error('--patch applies to a --code revision');
