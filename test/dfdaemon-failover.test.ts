@@ -21,6 +21,17 @@ import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBin, type D
 
 const MiB = 1024 * 1024;
 
+/** A ./bin/supernode on its own loopback address, with its home under `dir`. */
+async function startSupernode(dir: string, name: string, cleanups: Cleanups): Promise<Daemon> {
+  const ip = await loopbackIp();
+  const port = await freePort(ip);
+  const cfg = join(dir, `${name}.yml`);
+  await writeFile(cfg, `base:\n  homeDir: ${join(dir, `${name}-home`)}\n`);
+  const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip], ip, port);
+  cleanups.push(() => sn.stop());
+  return sn;
+}
+
 describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }, () => {
   const cleanups = new Cleanups();
   const tag = randomBytes(3).toString('hex');
@@ -36,16 +47,6 @@ describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }
   const firstNodes = (img: BuiltImage) =>
     blobsOf(img).map((b) => nodeOrder(parseNodeList(nodes, 'n'), taskId(filterUrl(`${reg.url}/v2/library/app/blobs/${b.digest}`, ['Expires', 'Signature'])))[0]);
 
-  async function startSupernode(i: number): Promise<Daemon> {
-    const ip = await loopbackIp();
-    const port = await freePort(ip);
-    const cfg = join(t.path, `sn${i}.yml`);
-    await writeFile(cfg, `base:\n  homeDir: ${join(t.path, `sn${i}-home`)}\n`);
-    const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip], ip, port);
-    cleanups.push(() => sn.stop());
-    return sn;
-  }
-
   before(async () => {
     t = await tmpDir('e2e-failover');
     cleanups.push(() => t.cleanup());
@@ -53,7 +54,7 @@ describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }
     reg = await startRegistry({ host: regIp, hostname: regName });
     cleanups.push(() => reg.stop());
     cleanups.push(await addHosts([{ ip: regIp, name: regName }]));
-    sns = [await startSupernode(0), await startSupernode(1)];
+    sns = [await startSupernode(t.path, 'sn0', cleanups), await startSupernode(t.path, 'sn1', cleanups)];
     nodes = sns.map((s) => `${s.host}:${s.port}=1`).join(',');
     const ip = await loopbackIp();
     const port = await freePort(ip);
@@ -110,16 +111,7 @@ describe('supernode lost mid-download', { skip: e2eSkip(), timeout: 120_000 }, (
     const origin = await startOrigin(await loopbackIp());
     cleanups.push(() => origin.close());
     origin.rate = 2 * MiB;
-    const sns: Daemon[] = [];
-    for (const i of [0, 1]) {
-      const ip = await loopbackIp();
-      const port = await freePort(ip);
-      const cfg = join(t.path, `mid-sn${i}.yml`);
-      await writeFile(cfg, `base:\n  homeDir: ${join(t.path, `mid-sn${i}-home`)}\n`);
-      const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip], ip, port);
-      cleanups.push(() => sn.stop());
-      sns.push(sn);
-    }
+    const sns = [await startSupernode(t.path, 'mid-sn0', cleanups), await startSupernode(t.path, 'mid-sn1', cleanups)];
     const nodes = sns.map((s) => `${s.host}:${s.port}=1`);
     const doomed = `${sns[0].host}:${sns[0].port}`;
     // A blob that ranks the doomed supernode first.
