@@ -79,8 +79,10 @@ describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }
     const doomed = `${sns[0].host}:${sns[0].port}`;
     let second: BuiltImage;
     for (let i = 0; ; i++) {
-      second = await buildImage({ layers: [2 * MiB, 1 * MiB], seed: `${tag}-second-${i}` });
-      cleanups.push(() => second.cleanup());
+      const candidate = await buildImage({ layers: [2 * MiB, 1 * MiB], seed: `${tag}-second-${i}` });
+      // Each candidate's own cleanup: a closure over `second` would remove only the last one.
+      cleanups.push(() => candidate.cleanup());
+      second = candidate;
       if (firstNodes(second).includes(doomed)) break;
     }
     await pushImage(reg.url, 'library/app', 'second', second);
