@@ -10,13 +10,21 @@ import { startRegistry } from '../../test/fixtures/registry.js';
 import { metric } from '../../test/helpers/cluster.js';
 import { Cleanups, loopbackIp, REPO_ROOT, scrape, startBin, type Daemon } from '../../test/helpers/e2e.js';
 import { pushBenchBlob, writeBlob } from './blob.js';
-import { connectedPids, median, memoryOf, timedGet, type Transfer } from './measure.js';
+import { connectedPids, cpuDuring, median, memoryOf, timedGet, type Transfer } from './measure.js';
 import { report } from './report.js';
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.BLOB_MB ?? 1024) * MiB;
 const RUNS = Number(process.env.RUNS ?? 3);
 const PEERS = 4;
+
+/** Per process, the median CPU seconds over the runs, and their sum. */
+function cpuMedians(runs: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(runs[0])) out[k] = +median(runs.map((r) => r[k])).toFixed(2);
+  out.total = +median(runs.map((r) => Object.values(r).reduce((a, b) => a + b, 0))).toFixed(2);
+  return out;
+}
 
 async function main(): Promise<void> {
   const loadAtStart = +loadavg()[0].toFixed(2);
@@ -65,11 +73,20 @@ async function main(): Promise<void> {
     const direct: Transfer[] = [];
     const p2p: Transfer[] = [];
     const local: Transfer[] = [];
+    // CPU seconds per path, every process on it: on two cores, the sum over 2 bounds the time.
+    const cpu: Record<'direct' | 'cdnWarm' | 'local', Record<string, number>[]> = { direct: [], cdnWarm: [], local: [] };
     for (let i = 0; i < RUNS; i++) {
-      direct.push(check(await timedGet(url), 'direct'));
+      const dr = await cpuDuring({ registry: reg.proc.pid }, () => timedGet(url));
+      direct.push(check(dr.value, 'direct'));
+      cpu.direct.push(dr.cpu);
       const d = await startDf();
-      p2p.push(check(await through(d), 'dfdaemon, CDN warm'));
-      local.push(check(await through(d), 'dfdaemon, local cache'));
+      const pids = { registry: reg.proc.pid, supernode: sn.proc.pid, dfdaemon: d.proc.pid };
+      const pr = await cpuDuring(pids, () => through(d));
+      p2p.push(check(pr.value, 'dfdaemon, CDN warm'));
+      cpu.cdnWarm.push(pr.cpu);
+      const lr = await cpuDuring(pids, () => through(d));
+      local.push(check(lr.value, 'dfdaemon, local cache'));
+      cpu.local.push(lr.cpu);
       await d.stop();
     }
 
@@ -109,6 +126,11 @@ async function main(): Promise<void> {
       dfdaemonCdnWarm: { MBps: +(p2pRate / 1e6).toFixed(1), ttfbMs: +median(p2p.map((x) => x.ttfbMs)).toFixed(1) },
       dfdaemonLocal: { MBps: +(median(local.map((x) => x.rate)) / 1e6).toFixed(1), ttfbMs: +median(local.map((x) => x.ttfbMs)).toFixed(1) },
       ratio: +(p2pRate / directRate).toFixed(3),
+      cpuSec: {
+        direct: cpuMedians(cpu.direct),
+        cdnWarm: cpuMedians(cpu.cdnWarm),
+        local: cpuMedians(cpu.local),
+      },
       ratioLocal: +(median(local.map((x) => x.rate)) / directRate).toFixed(3),
       loadavg: [loadAtStart, +loadavg()[0].toFixed(2)],
       rss: {

@@ -66,3 +66,26 @@ export function connectedPids(ip: string, port: number): number[] {
   }
   return pids;
 }
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * Run `fn` and return the CPU seconds each named process used meanwhile, the client (this
+ * process) included. Read from /proc, so it counts every thread, GC and hashing included.
+ */
+export async function cpuDuring<T>(pids: Record<string, number>, fn: () => Promise<T>): Promise<{ value: T; cpu: Record<string, number> }> {
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSecondsOf(pid)]));
+  const self0 = process.cpuUsage();
+  const value = await fn();
+  const selfD = process.cpuUsage(self0);
+  const cpu: Record<string, number> = { client: (selfD.user + selfD.system) / 1e6 };
+  for (const [k, pid] of Object.entries(pids)) cpu[k] = cpuSecondsOf(pid) - before[k];
+  return { value, cpu };
+}
