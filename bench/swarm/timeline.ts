@@ -1,6 +1,8 @@
-// node dist/bench/swarm/timeline.js <kept run dir> [--pieces]
+// node dist/bench/swarm/timeline.js <kept run dir> [--pieces | --spread]
 // Reads one run's traces (kept with --keep) and prints, per peer, when each piece of the big
-// blob was fetched and from whom, so a slow run can be read piece by piece.
+// blob was fetched and from whom, so a slow run can be read piece by piece. --spread prints how
+// far the peers trail the CDN: pieces held against pieces fetched from the origin at a few
+// moments, and per piece how long after the CDN had it its first, median and last peer did.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -8,7 +10,7 @@ interface Rec { k: string; p?: string; o?: string; range?: string; pn?: string; 
 
 const [dir, flag] = process.argv.slice(2);
 if (!dir) {
-  process.stderr.write('usage: timeline.js <kept run dir> [--pieces]\n');
+  process.stderr.write('usage: timeline.js <kept run dir> [--pieces | --spread]\n');
   process.exit(2);
 }
 const load = (f: string): Rec[] => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Rec).filter((r) => r.k !== 'sec');
@@ -47,5 +49,31 @@ for (const p of peers) {
     for (const r of big.sort((a, b) => a.t0 - b.t0)) {
       process.stdout.write(`  piece ${(r.pn ?? r.range ?? '?').padStart(4)} from ${hostOf(r.o).padEnd(4)} ${s(r.t0)}–${s(r.t1)} s\n`);
     }
+  }
+}
+
+if (flag === '--spread' && origin) {
+  // "Has it" is the peer's success report reaching the supernode (what the scheduler sees); the
+  // CDN is taken to get the blob's bytes evenly over its origin fetch (it runs at line rate).
+  const task = /([0-9a-f]{64})/.exec(
+    [...sn.filter((r) => r.k === 'in' && (r.p ?? '').startsWith('/download/'))].sort((a, b) => a.t0 - b.t0)[0]?.p ?? '',
+  )?.[1];
+  const reports = sn
+    .filter((r) => r.k === 'in' && task && (r.p ?? '').includes(task) && (r.p ?? '').includes('result='))
+    .map((r) => ({ peer: (r.ra ?? '').replace(/^::ffff:/, ''), start: Number(new URL(`http://x${r.p}`).searchParams.get('range')?.split('-')[0]), t: r.t0 }));
+  const pieceLen = Math.min(...reports.map((r) => r.start).filter((x) => x > 0));
+  const count = Math.max(...reports.map((r) => r.start)) / pieceLen + 1;
+  const at = (n: number) => origin.t0 + ((origin.t1 - origin.t0) * (n + 1)) / count;
+  const ips = [...new Set(reports.map((r) => r.peer))].sort();
+  for (const f of [0.25, 0.5, 0.75, 1]) {
+    const t = origin.t0 + f * (origin.t1 - origin.t0);
+    const held = ips.map((ip) => reports.filter((r) => r.peer === ip && r.t <= t).length);
+    process.stdout.write(`at ${s(t)} s the CDN has ${Math.floor(f * count)} of ${count} pieces; peers hold ${held.join(' ')}\n`);
+  }
+  for (let n = 0; n < count; n++) {
+    if (n % 8 !== 0 && n < count - 3) continue;
+    const ts = reports.filter((r) => r.start === n * pieceLen).map((r) => r.t).sort((a, b) => a - b);
+    const after = (t: number | undefined) => (t === undefined ? '–' : `+${((t - at(n)) / 1000).toFixed(2)}`);
+    process.stdout.write(`piece ${String(n).padStart(4)}: CDN ${s(at(n))} s; first peer ${after(ts[0])}, median ${after(ts[Math.floor(ts.length / 2)])}, last ${after(ts[ts.length - 1])} s\n`);
   }
 }
