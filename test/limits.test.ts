@@ -78,6 +78,37 @@ describe('scheduling limits hold exactly under concurrent peers (real supernode 
   });
 });
 
+describe('a long-poll whose peer hung up (real supernode over HTTP)', () => {
+  const ctx = useOrigin('hangup', '');
+
+  it('is not handed the piece it was waiting for', async () => {
+    const { origin, api } = ctx;
+    // 8 MiB in 256 KiB pieces at 1 MiB/s: the first piece exists only after ~0.25 s.
+    const d = origin.add(randomBlob(8 * MiB));
+    origin.rate = MiB;
+    try {
+      const reg = (cid: string) => registerPeer(api, { rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.15', port: 0, dfdaemon: true });
+      const { taskId } = await reg('gone');
+      await reg('stays');
+      const poll = (cid: string, signal?: AbortSignal) => request(`${api}/peer/task?srcCid=${cid}&taskId=${taskId}&status=700&wait=5000`, { signal });
+      // 'gone' parks first, so it would be asked first when piece 0 arrives; it hangs up before.
+      const ac = new AbortController();
+      const gone = poll('gone', ac.signal).catch((err: Error) => err);
+      await sleep(50);
+      ac.abort();
+      assert.ok((await gone) instanceof Error);
+      const j = (await (await poll('stays')).body.json()) as { code: number; data?: Piece[] };
+      // Had 'gone' been assigned piece 0, the CDN would count a copy on its way to it and hold
+      // piece 0 back from 'stays' for its grace period; 'stays' would get a later piece first.
+      assert.equal(j.code, 601);
+      assert.deepEqual(j.data?.map((p) => p.pieceNum), [0]);
+      assert.ok(j.data?.[0].cid.startsWith('cdnnode:'));
+    } finally {
+      origin.rate = 0;
+    }
+  });
+});
+
 describe('failure knobs (pure scheduler)', () => {
   const limits: SchedulerLimits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 2, failureCountLimit: 2, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000 };
   const ctx = { limits, now: 0, rand: () => 0.5 };

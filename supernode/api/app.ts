@@ -24,6 +24,9 @@ export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; lo
     // Request logs would drown the piece traffic; errors are logged by errorHandler.
     logger: false,
     bodyLimit: 1024 * 1024,
+    // On shutdown, end every connection: a parked long-poll or a client that connected and never
+    // sent a request would otherwise hold close() until fastify's 72 s keep-alive timeout.
+    forceCloseConnections: true,
     // Every route also answers under /v<version>, as Dragonfly's router does.
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/v\d+(?:\.\d+)*(?=\/)/, ''),
   });

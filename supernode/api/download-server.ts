@@ -7,6 +7,8 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
 
+const PEER_GONE = new Error('the peer hung up');
+
 /**
  * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
  * (/download/<id[0:3]>/<id>) and the same wrapped byte ranges, and only ranges made of pieces
@@ -46,7 +48,9 @@ export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: Tok
       return res.end();
     }
     const ac = new AbortController();
-    res.once('close', () => ac.abort());
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort(PEER_GONE);
+    });
     let sent = 0;
     const counted = async function* (src: AsyncIterable<Buffer>) {
       for await (const c of src) {

@@ -7,6 +7,8 @@ import type { ReportIn } from '../service/types.js';
 import { parseRegistration } from './parse-registration.js';
 
 const MAX_WAIT_MS = 30_000;
+/** One reason for every hung-up request: an abort without one builds a DOMException each time. */
+const PEER_GONE = new Error('the peer hung up');
 
 function params(req: FastifyRequest): Params {
   return new Params(req.query, req.method === 'GET' ? undefined : req.body);
@@ -28,7 +30,7 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
     }
   });
 
-  app.get('/peer/task', async (req) => {
+  app.get('/peer/task', async (req, reply) => {
     const p = params(req);
     const taskId = p.str('taskId', { required: true, max: 128 });
     const cid = p.str('srcCid', { required: true, max: 256 });
@@ -44,7 +46,11 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
     }
     const waitMs = status === PeerStatus.Finished ? 0 : Math.min(p.int('wait', { min: 0, def: 0 }), MAX_WAIT_MS);
     const ac = new AbortController();
-    req.raw.once('close', () => ac.abort());
+    // 'close' also follows every normal answer; aborting then would build a DOMException with a
+    // stack per request (4% of the supernode's CPU at N=16 in the swarm benchmark's profile).
+    req.raw.once('close', () => {
+      if (!reply.raw.writableFinished) ac.abort(PEER_GONE);
+    });
     return svc.next(taskId, cid, report, waitMs, ac.signal);
   });
 
