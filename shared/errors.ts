@@ -35,6 +35,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   PIECE_MD5_MISMATCH: { status: 502, description: 'A piece does not match its expected md5.' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body exceeds the accepted size.' },
   UNSUPPORTED_MEDIA: { status: 415, description: 'The request body has an unsupported content type.' },
+  HOME_DIR_IN_USE: { status: 500, description: "Another running supernode holds this homeDir's metadata store." },
   INTERNAL: { status: 500, description: 'An unexpected internal error.' },
 } satisfies Record<string, ErrorSpec>);
 

@@ -40,6 +40,21 @@ async function blobFromDownloadPort(dl: string, id: string, fileLength: number, 
 describe('supernode persistence', () => {
   const ctx = useOrigin('persist');
 
+  it('refuses to start on a homeDir another running supernode holds, and says so', async () => {
+    const sn = await supernodeAt(ctx.dir, '127.0.0.2');
+    try {
+      await assert.rejects(supernodeAt(ctx.dir, '127.0.0.2'), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'HOME_DIR_IN_USE');
+        assert.match(err.message, /sn-home-127\.0\.0\.2 is in use by another running supernode/);
+        return true;
+      });
+    } finally {
+      await sn.close();
+    }
+    // Once the first one is gone the homeDir is free again.
+    await (await supernodeAt(ctx.dir, '127.0.0.2')).close();
+  });
+
   it('serves a cached blob after a restart with 0 bytes from the origin', async () => {
     const { dir, origin } = ctx;
     const d = origin.add(randomBlob(9 * MiB));

@@ -1,5 +1,6 @@
 import { Level } from 'level';
 import { join } from 'node:path';
+import { DfError } from '../../shared/errors.js';
 import type { PieceRecord } from './cutter.js';
 
 /**
@@ -44,11 +45,20 @@ export class LevelMetaStore implements MetaStore {
   private readonly pending = new Set<Promise<unknown>>();
   private closing = false;
 
-  constructor(homeDir: string) {
+  constructor(private readonly homeDir: string) {
     this.db = new Level<string, string>(join(homeDir, 'meta'));
   }
 
   async load(): Promise<Map<string, Restored>> {
+    try {
+      await this.db.open();
+    } catch (err) {
+      // Otherwise the first read fails with "Iterator is not open", which names nothing.
+      if ((err as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED') {
+        throw new DfError('HOME_DIR_IN_USE', `homeDir ${this.homeDir} is in use by another running supernode; give each one its own`, { cause: err });
+      }
+      throw err;
+    }
     const out = new Map<string, Restored>();
     for await (const [key, value] of this.db.iterator({ gte: 't:', lt: 't;' })) {
       const task = JSON.parse(value) as PersistedTask;

@@ -23,10 +23,17 @@ export function e2eSkip(): string | false {
   return missing.length > 0 ? `missing ${missing.join(', ')} (run scripts/install-deps.sh)` : false;
 }
 
+const handedOut = new Set<string>();
+
 /** A random 127.0.0.x address (x in 20..249) with a free port, so parallel tests do not clash. */
 export async function loopbackIp(): Promise<string> {
+  // Never the same address twice in one test process: helpers derive state dirs from it (a
+  // supernode's homeDir), and two live supernodes on one LevelDB fail to open it.
+  if (handedOut.size >= 200) handedOut.clear();
   for (;;) {
     const ip = `127.0.0.${20 + Math.floor(Math.random() * 230)}`;
+    if (handedOut.has(ip)) continue;
+    handedOut.add(ip);
     try {
       await freePort(ip);
       return ip;

@@ -60,7 +60,8 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
       off += chunk.length;
       count(chunk.length);
       // Honour backpressure, so `served` tracks what the client actually takes.
-      const next = () => setTimeout(tick, (step / origin.rate) * 1000);
+      // A test may lift the limit (rate 0) mid-body: send the rest at full speed.
+      const next = () => (origin.rate ? setTimeout(tick, (step / origin.rate) * 1000) : setImmediate(tick));
       if (res.write(chunk)) next();
       else res.once('drain', next);
     };
