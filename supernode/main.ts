@@ -3,7 +3,7 @@ import { DfError } from '../shared/errors.js';
 import { ioGc } from '../shared/mem/gc-pacer.js';
 import { startSupernode } from './server.js';
 
-/** Entry point: config errors are printed with the key they name, then exit 2. */
+/** Entry point: config errors are printed with the key they name, then exit 2; start-up errors exit 1. */
 async function main(): Promise<void> {
   let cfg;
   try {
@@ -16,7 +16,17 @@ async function main(): Promise<void> {
     throw err;
   }
   ioGc.enable();
-  const sn = await startSupernode(cfg);
+  let sn;
+  try {
+    sn = await startSupernode(cfg);
+  } catch (err) {
+    // A known start-up failure (e.g. HOME_DIR_IN_USE) is a message for the operator, not a crash.
+    if (err instanceof DfError) {
+      process.stderr.write(`supernode: ${err.code}: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
   const stop = () => {
     sn.close().then(
       () => process.exit(0),

@@ -4,9 +4,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
-import { freePort, waitFor } from './fixtures/proc.js';
+import { freePort, run, waitFor } from './fixtures/proc.js';
 import { supernodeAt } from './helpers/cluster.js';
-import { startBin, type Daemon } from './helpers/e2e.js';
+import { REPO_ROOT, startBin, type Daemon } from './helpers/e2e.js';
 import { randomBlob } from './helpers/origin.js';
 import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
@@ -53,6 +53,21 @@ describe('supernode persistence', () => {
     }
     // Once the first one is gone the homeDir is free again.
     await (await supernodeAt(ctx.dir, '127.0.0.2')).close();
+  });
+
+  it('./bin/supernode on a homeDir in use exits 1 with the code, not a stack trace', async () => {
+    const cfg = join(ctx.dir, 'in-use.yml');
+    writeFileSync(cfg, `base:\n  homeDir: ${join(ctx.dir, 'in-use')}\n  listenIP: 127.0.0.3\n`);
+    const port = await freePort('127.0.0.3');
+    const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0'], '127.0.0.3', port);
+    try {
+      const r = await run(join(REPO_ROOT, 'bin', 'supernode'), ['--config', cfg, '--port', String(await freePort('127.0.0.3')), '--download-port=0'], { timeoutMs: 20_000 });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^supernode: HOME_DIR_IN_USE: homeDir .*in-use is in use by another running supernode/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    } finally {
+      await sn.stop();
+    }
   });
 
   it('serves a cached blob after a restart with 0 bytes from the origin', async () => {
