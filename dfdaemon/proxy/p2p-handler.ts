@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isDfError } from '../../shared/errors.js';
+import { hangUpSignal } from '../../shared/http/hang-up.js';
 import type { Logger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
 import type { DfdaemonMetrics } from '../metrics.js';
@@ -66,15 +67,12 @@ export async function serveP2P(
     'content-length': tf.layout.fileLength,
     ...(expect ? { 'docker-content-digest': `sha256:${expect}` } : {}),
   });
-  const ac = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) ac.abort();
-  });
+  const signal = hangUpSignal(res);
   try {
-    await pumpBlob(tf, res, { expectSha256: expect, signal: ac.signal });
+    await pumpBlob(tf, res, { expectSha256: expect, signal });
   } catch (err) {
     const mismatch = isDfError(err, 'DIGEST_MISMATCH');
-    d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : ac.signal.aborted ? 'client' : 'download' });
+    d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : signal.aborted ? 'client' : 'download' });
     d.log.warn({ url, taskId: tf.taskId, err: (err as Error).message }, 'blob stream aborted');
     res.destroy();
     // A blob that failed its digest must not be served to anyone, local or peer.

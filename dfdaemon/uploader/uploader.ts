@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
@@ -64,14 +65,11 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
   o.active++;
   tf.busy++;
-  const ac = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) ac.abort();
-  });
+  const signal = hangUpSignal(res);
   const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
     const send = async (chunk: Buffer) => {
-      await o.bucket?.take(chunk.length, ac.signal);
+      await o.bucket?.take(chunk.length, signal);
       o.onBytes?.(chunk.length);
       ring.write(chunk);
     };
@@ -80,7 +78,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
       const buf = await ring.take();
       const got = await tf.readAt(buf.subarray(0, Math.min(CHUNK, end - pos)), pos);
       if (got <= 0) throw new Error(`short read at ${pos} of ${tf.path}`);
-      ac.signal.throwIfAborted();
+      signal.throwIfAborted();
       await send(buf.subarray(0, got));
       pos += got;
     }

@@ -1,13 +1,12 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { parseRange } from '../../shared/protocol/pieces.js';
 import { throttle } from '../../shared/ratelimit/throttle.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
-
-const PEER_GONE = new Error('the peer hung up');
 
 /**
  * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
@@ -47,10 +46,7 @@ export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: Tok
       await fh.close();
       return res.end();
     }
-    const ac = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) ac.abort(PEER_GONE);
-    });
+    const signal = hangUpSignal(res);
     let sent = 0;
     const counted = async function* (src: AsyncIterable<Buffer>) {
       for await (const c of src) {
@@ -58,7 +54,7 @@ export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: Tok
         yield c;
       }
     };
-    await pipeline(fh.createReadStream({ start: r.start, end: r.end }), throttle([opts.bucket], ac.signal), counted, res, { signal: ac.signal }).catch((err: Error) => {
+    await pipeline(fh.createReadStream({ start: r.start, end: r.end }), throttle([opts.bucket], signal), counted, res, { signal }).catch((err: Error) => {
       log.debug({ err: err.message, taskId: task.taskId }, 'piece upload aborted');
       // Headers are out: a short body must end the connection, not leave the client waiting.
       res.destroy();
