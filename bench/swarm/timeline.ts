@@ -55,9 +55,13 @@ for (const p of peers) {
 if (flag === '--spread' && origin) {
   // "Has it" is the peer's success report reaching the supernode (what the scheduler sees); the
   // CDN is taken to get the blob's bytes evenly over its origin fetch (it runs at line rate).
-  const task = /([0-9a-f]{64})/.exec(
-    [...sn.filter((r) => r.k === 'in' && (r.p ?? '').startsWith('/download/'))].sort((a, b) => a.t0 - b.t0)[0]?.p ?? '',
-  )?.[1];
+  // The big blob, as above: the task with the most piece reports.
+  const perTask = new Map<string, number>();
+  for (const r of sn) {
+    const id = r.k === 'in' && (r.p ?? '').includes('result=') ? /taskId=([0-9a-f]{64})/.exec(r.p!)?.[1] : undefined;
+    if (id) perTask.set(id, (perTask.get(id) ?? 0) + 1);
+  }
+  const task = [...perTask].sort((a, b) => b[1] - a[1])[0]?.[0];
   const reports = sn
     .filter((r) => r.k === 'in' && task && (r.p ?? '').includes(task) && (r.p ?? '').includes('result='))
     .map((r) => ({ peer: (r.ra ?? '').replace(/^::ffff:/, ''), start: Number(new URL(`http://x${r.p}`).searchParams.get('range')?.split('-')[0]), t: r.t0 }));
