@@ -96,18 +96,7 @@ export class Downloader {
         const reg = await this.o.client.register(id, (node) => this.registration(req, node));
         if (reg.fileLength >= 0) {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
-          tf.node = reg.node;
-          const done = p2pDownload({
-            client: this.o.client,
-            node: reg.node,
-            taskId: reg.taskId,
-            cid: this.o.cid,
-            tf,
-            pieces: this.pieces,
-            bucket,
-            counters: this.o.counters,
-            log,
-          }).catch(async (err: Error) => {
+          const done = this.swarm(reg.node, tf, bucket, log).catch(async (err: Error) => {
             this.o.client.markFailed(reg.node);
             if (err instanceof SupernodeLost && (await this.failover(req, tf, reg.node, bucket, log))) return;
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
@@ -122,6 +111,12 @@ export class Downloader {
       }
     }
     return this.fromSource(req, id, bucket);
+  }
+
+  /** Fetch the task's missing pieces through the swarm of `node`, where it is registered. */
+  private swarm(node: string, tf: TaskFile, bucket: TokenBucket, log: Logger): Promise<void> {
+    tf.node = node;
+    return p2pDownload({ client: this.o.client, node, taskId: tf.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
   }
 
   private async registration(req: DownloadRequest, node: string): Promise<RegisterBody> {
@@ -156,8 +151,7 @@ export class Downloader {
       const same = reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
       if (reg.node === lost || !same) return false;
       log.warn({ from: lost, to: reg.node, held: tf.completedPieces }, 'supernode lost, continuing with the next');
-      tf.node = reg.node;
-      await p2pDownload({ client: this.o.client, node: reg.node, taskId: reg.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
+      await this.swarm(reg.node, tf, bucket, log);
       return true;
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'no other supernode finished the download');
