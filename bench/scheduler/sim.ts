@@ -108,7 +108,9 @@ export function simulate(o: SimOptions): SimResult {
   let calls = 0;
   let fromCdn = 0;
   let now = 0;
-  let finished = 0;
+  // A set, not a counter: a polling peer can have several asks queued when it completes, and
+  // each is answered 'finish'; counting answers ended the run before every peer was done.
+  const finished = new Set<string>();
   // Waiting peers park like a long-poll on our supernode: woken FIFO by a change, or they ask
   // again when the poll times out.
   const parked = new Map<string, number>();
@@ -124,7 +126,7 @@ export function simulate(o: SimOptions): SimResult {
     calls++;
     const d = o.naive ? naive(task, cid, o.limits) : schedule(task, cid, { limits: o.limits, now, rand });
     if (d.kind === 'finish') {
-      finished++;
+      finished.add(cid);
       return;
     }
     kinds[d.kind] = (kinds[d.kind] ?? 0) + 1;
@@ -146,7 +148,7 @@ export function simulate(o: SimOptions): SimResult {
     }
   };
 
-  while (events.size > 0 && finished < o.peers) {
+  while (events.size > 0 && finished.size < o.peers) {
     const { k, v } = events.pop();
     now = k;
     if (v.kind === 'timeout') {
