@@ -123,6 +123,27 @@ describe('scheduler core (pure)', () => {
     assert.ok(again.kind === 'pieces' && again.pieces.every((p) => p.src !== 'bad'), 'never the blacklisted peer again');
   });
 
+  it('while fetching, the CDN stands in when every live holder is one the requester blacklisted, busy or not', () => {
+    const t = fetching(1);
+    addPeer(t, 'bad', 0);
+    markHeld(t, t.peers.get('bad')!, 0);
+    addPeer(t, 'r', 0);
+    const first = schedule(t, 'r', ctx());
+    assert.ok(first.kind === 'pieces' && first.pieces[0].src === 'bad');
+    applyReport(t, { cid: 'r', pieceNum: 0, src: 'bad', ok: false }, limits, 1);
+    // Fill the holder's upload slots: it is live but has none free.
+    for (let i = 0; i < limits.peerUpLimit; i++) {
+      addPeer(t, `o${i}`, 1);
+      const d = schedule(t, `o${i}`, ctx(1));
+      assert.ok(d.kind === 'pieces' && d.pieces[0].src === 'bad');
+    }
+    const d = schedule(t, 'r', ctx(3));
+    assert.deepEqual(d, { kind: 'pieces', pieces: [{ pieceNum: 0, src: 'cdn' }] }, 'r may never use bad, so waiting for its slot gains nothing');
+    // Someone who has not blacklisted it still waits for the holder instead of spending the CDN.
+    addPeer(t, 'fresh', 3);
+    assert.equal(schedule(t, 'fresh', ctx(3)).kind, 'wait');
+  });
+
   it('never uses a peer marked down', () => {
     const t = task(1);
     addPeer(t, 'gone', 0);

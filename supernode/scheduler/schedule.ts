@@ -54,9 +54,25 @@ const RARE = 16384;
  * its way; after that the piece spreads peer to peer. A client past failureCountLimit may not
  * use peers and gets everything from the CDN. Once the fetch is done, see pickSource.
  */
-function cdnMay(task: TaskState, n: number, peersOk: boolean, now: number, limits: SchedulerLimits): boolean {
+function cdnMay(task: TaskState, peer: PeerState, n: number, peersOk: boolean, now: number, limits: SchedulerLimits): boolean {
   if (!task.cdnPieces.has(n)) return false;
-  return !peersOk || task.cdnStatus === 'success' || ((task.liveHolders[n] ?? 0) === 0 && !cdnCopyOnItsWay(task, n, now, limits));
+  return !peersOk || task.cdnStatus === 'success' || (noUsableHolder(task, peer, n) && !cdnCopyOnItsWay(task, n, now, limits));
+}
+
+/**
+ * No live holder of n is one this requester may fetch from: there is none, or it blacklisted
+ * them all. The same rule as pickSource's, so such a piece is offered from the CDN even while
+ * its holders are busy; waiting for their slots would gain the requester nothing. Holders are
+ * only walked for a requester with a blacklist, which is rare.
+ */
+function noUsableHolder(task: TaskState, peer: PeerState, n: number): boolean {
+  if ((task.liveHolders[n] ?? 0) === 0) return true;
+  if (peer.blacklist.size === 0) return false;
+  for (const cid of task.holders.get(n) ?? []) {
+    const h = task.peers.get(cid);
+    if (h && h !== peer && h.isLive && (peer.blacklist.get(cid) ?? 0) === 0) return false;
+  }
+  return true;
 }
 
 /**
@@ -95,7 +111,7 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
   // The requester itself is never one of the free holders of a piece it lacks.
   for (const n of task.avail) {
     if (have[n]) continue;
-    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, n, peersOk, ctx.now, ctx.limits))) continue;
+    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, peer, n, peersOk, ctx.now, ctx.limits))) continue;
     const prio = useWindow && n < head + window ? 0 : 1;
     // Copies on their way count as holders-to-be, so peers asking at the same moment spread over
     // different pieces instead of all queueing on the newest one's first holder.
