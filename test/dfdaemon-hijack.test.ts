@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
@@ -38,6 +38,42 @@ function peerCertVia(proxyPort: number, proxyHost: string, target: string, ca: s
         resolve(cert);
       });
       t.once('error', reject);
+    });
+    req.end();
+  });
+}
+
+/** Write raw bytes to host:port and collect everything until the server closes. */
+function rawExchange(port: number, host: string, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ port, host }, () => s.write(bytes));
+    let got = '';
+    s.setEncoding('utf8');
+    s.on('data', (c) => (got += c));
+    s.once('error', reject);
+    s.once('close', () => resolve(got));
+    s.setTimeout(10_000, () => s.destroy(new Error(`no close; got ${JSON.stringify(got)}`)));
+  });
+}
+
+/** Through a hijacked CONNECT, send one raw request inside TLS and return the raw answer. */
+function hijackedExchange(proxyPort: number, proxyHost: string, target: string, ca: string, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: target });
+    req.once('error', reject);
+    req.once('connect', (res, socket) => {
+      if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
+      const t = tlsConnect({ socket, ca, host: target.replace(/:\d+$/, '') }, () => t.write(bytes));
+      let got = '';
+      t.setEncoding('utf8');
+      t.on('data', (c) => {
+        got += c;
+        // One answer with a body is all these requests get; stop once it is complete.
+        const m = /content-length: (\d+)\r\n[\s\S]*?\r\n\r\n([\s\S]*)$/i.exec(got);
+        if (m && Buffer.byteLength(m[2]) >= Number(m[1])) t.destroy();
+      });
+      t.once('error', reject);
+      t.once('close', () => resolve(got));
     });
     req.end();
   });
@@ -215,6 +251,56 @@ describe('HTTPS hijack through dfdaemon (in-process)', () => {
       assert.equal(origin.requests.get(d), 1, 'the supernode skipped verification, as the registration asked');
     } finally {
       await mirror.close();
+    }
+  });
+
+  it('answers hostile CONNECTs and odd hijacked request-targets with a coded 4xx/5xx and keeps running', async () => {
+    const ping = async () => (await request(`http://${dfIp}:${df.port}/_ping`)).statusCode;
+    const bad = await rawExchange(df.port, dfIp, 'CONNECT 127.0.0.1:99999 HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.match(bad, /^HTTP\/1\.1 400 /);
+    assert.match(bad, /"code":"BAD_REQUEST"/);
+    // Connection refused upstream: the client gets the reason, not a bare reset.
+    const refused = await rawExchange(df.port, dfIp, 'CONNECT 127.0.0.46:1 HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.match(refused, /^HTTP\/1\.1 502 /);
+    assert.match(refused, /"code":"SOURCE_UNREACHABLE"/);
+    for (const line of ['OPTIONS * HTTP/1.1', 'GET https://other.test/v2/ HTTP/1.1']) {
+      const got = await hijackedExchange(df.port, dfIp, `${originIp}:${httpsPort}`, dfCa, `${line}\r\nHost: x\r\n\r\n`);
+      assert.match(got, /^HTTP\/1\.1 400 /, line);
+      assert.match(got, /"code":"BAD_REQUEST"/, line);
+    }
+    // Clients that reset while the 400 is on its way.
+    await Promise.all(Array.from({ length: 60 }, () => new Promise<void>((resolve) => {
+      const s = netConnect({ port: df.port, host: dfIp }, () => {
+        s.write('CONNECT foo HTTP/1.1\r\nHost: foo\r\n\r\n');
+        setImmediate(() => s.resetAndDestroy());
+      });
+      s.once('error', () => undefined);
+      s.once('close', () => resolve());
+    })));
+    assert.equal(await ping(), 200, 'the daemon is still up');
+  });
+
+  it('pass-through: Host is the target URL\'s authority and hop-by-hop headers stop at the proxy, both ways', async () => {
+    let seen: Record<string, string | string[] | undefined> = {};
+    const echo = createHttpServer((req, res) => {
+      seen = req.headers;
+      res.writeHead(200, { connection: 'X-Hop', 'x-hop': 'up', 'keep-alive': 'timeout=1', 'proxy-authenticate': 'Basic realm=up', 'x-end': 'kept' }).end('ok');
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.47', () => r()));
+    try {
+      const port = (echo.address() as AddressInfo).port;
+      const raw = await rawExchange(df.port, dfIp, [
+        `GET http://127.0.0.47:${port}/x HTTP/1.1`, 'Host: internal-admin.example', 'Connection: close, X-Client-Hop',
+        'X-Client-Hop: secret', 'Keep-Alive: timeout=99', 'TE: trailers', 'X-End: sent', '', ''].join('\r\n'));
+      assert.match(raw, /^HTTP\/1\.1 200 /);
+      assert.equal(seen.host, `127.0.0.47:${port}`);
+      assert.equal(seen['x-end'], 'sent');
+      for (const h of ['x-client-hop', 'keep-alive', 'te']) assert.equal(seen[h], undefined, `${h} reached the upstream`);
+      assert.match(raw, /x-end: kept/i);
+      for (const h of ['x-hop', 'keep-alive', 'proxy-authenticate']) assert.doesNotMatch(raw, new RegExp(`^${h}:`, 'im'), `${h} reached the client`);
+    } finally {
+      echo.closeAllConnections();
+      await new Promise((r) => echo.close(r));
     }
   });
 

@@ -2,7 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { internal } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
+import { socketError } from './errors.js';
 import type { HijackCerts } from './hijack-certs.js';
 import type { HostRule } from './upstream-tls.js';
 
@@ -40,8 +42,7 @@ export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, l
       ctx = await certs.contextFor(target.host);
     } catch (err) {
       log.error({ host: target.host, err: (err as Error).message }, 'cannot issue a certificate for hijacked host');
-      client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
-      return;
+      return socketError(client, internal(`cannot issue a certificate for ${target.host}`));
     }
     if (client.destroyed) return;
     // The client sends its ClientHello only after this line, so no byte can be missed.

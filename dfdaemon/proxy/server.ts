@@ -1,11 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { DfdaemonConfig } from '../../shared/config/dfdaemon.js';
+import { badRequest, internal } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
 import type { PieceStore } from '../store/piece-store.js';
 import { handleUpload, type Uploader } from '../uploader/uploader.js';
+import { sendError, socketError } from './errors.js';
 import { createHijacker } from './hijack.js';
 import type { HijackCerts } from './hijack-certs.js';
 import { createPassThrough, type PassOptions } from './passthrough.js';
@@ -43,17 +45,21 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
   const mirror = d.cfg.registryMirror;
   const tunnels = new Set<Duplex>();
 
-  /** A handler's failure becomes a 500, or a cut connection once the body has started. */
-  const guard = (p: Promise<void> | void, res: ServerResponse) => {
-    Promise.resolve(p).catch((err: Error) => {
+  /**
+   * A handler's failure becomes a 500, or a cut connection once the body has started. It takes
+   * a function, not its promise, so a synchronous throw (new URL on an odd request-target) is
+   * caught too instead of ending the process.
+   */
+  const guard = (handler: () => Promise<void> | void, res: ServerResponse) => {
+    new Promise<void>((resolve) => resolve(handler())).catch((err: Error) => {
       d.log.error({ err }, 'proxy request failed');
-      if (!res.headersSent) text(res, 500, 'internal error');
+      if (!res.headersSent) sendError(res, internal('proxy request failed'));
       else res.destroy();
     });
   };
 
   const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, tls: UpstreamTls, label: string) => {
-    const opts: PassOptions = { ...tls, changeOrigin: route.redirected };
+    const opts: PassOptions = { ...tls };
     if (route.kind === 'p2p') {
       d.metrics.requests.inc({ route: 'p2p' });
       return serveP2P(req, res, route.url, opts, p2pDeps);
@@ -65,12 +71,16 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
   const hijack = d.certs
     ? createHijacker(
         d.certs,
-        (req, res, target) => {
-          const authority = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-          const route = routeAbsolute(`https://${authority}${req.url ?? '/'}`, req.method ?? 'GET', d.cfg.proxies);
-          const tls = route.redirected ? upstream.forUrl(route.url) : target.rule;
-          guard(dispatch(req, res, route, tls, 'direct'), res);
-        },
+        (req, res, target) =>
+          guard(() => {
+            // Inside the tunnel the CONNECT target is the authority: only origin-form requests,
+            // so an absolute-form or `*` target cannot point this connection somewhere else.
+            if (!(req.url ?? '').startsWith('/')) return sendError(res, badRequest('a request inside a hijacked tunnel must be origin-form (/path)'));
+            const authority = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+            const route = routeAbsolute(`https://${authority}${req.url}`, req.method ?? 'GET', d.cfg.proxies);
+            const tls = route.redirected ? upstream.forUrl(route.url) : target.rule;
+            return dispatch(req, res, route, tls, 'direct');
+          }, res),
         d.log,
       )
     : undefined;
@@ -94,27 +104,34 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
     try {
       parsed = new URL(url);
     } catch {
-      return text(res, 400, 'malformed request URL');
+      return sendError(res, badRequest('malformed request URL'));
     }
-    if (parsed.protocol !== 'http:') return text(res, 400, 'only http:// URLs are proxied; use CONNECT for https');
+    if (parsed.protocol !== 'http:') return sendError(res, badRequest('only http:// URLs are proxied; use CONNECT for https'));
     const route = routeAbsolute(url, method, d.cfg.proxies);
     return dispatch(req, res, route, upstream.forUrl(route.url), 'direct');
   };
 
-  const server = createServer((req, res) => guard(onRequest(req, res), res));
+  const server = createServer((req, res) => guard(() => onRequest(req, res), res));
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
+    // Node stops listening for errors on a socket it hands to 'connect'; without this, a client
+    // that resets while we answer would be an uncaught exception.
+    socket.on('error', (err) => {
+      d.log.debug({ target: req.url, err: err.message }, 'CONNECT client error');
+      socket.destroy();
+    });
     const target = parseAuthority(req.url ?? '');
-    const rule = target && hijack ? upstream.match(target.host, target.port) : undefined;
-    if (target && rule && hijack) {
+    if (!target) return socketError(socket, badRequest('CONNECT target must be host:port with a port from 1 to 65535'));
+    const rule = hijack ? upstream.match(target.host, target.port) : undefined;
+    if (rule && hijack) {
       d.metrics.requests.inc({ route: 'hijacked' });
       d.log.debug({ target: req.url }, 'hijacking CONNECT');
       void hijack(socket, head, { ...target, rule });
       return;
     }
     d.metrics.requests.inc({ route: 'tunnel' });
-    tunnel(req, socket, head, d.log);
+    tunnel(target, socket, head, d.log);
   });
   return {
     server,

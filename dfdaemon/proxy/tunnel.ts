@@ -1,32 +1,37 @@
 import { connect, type Socket } from 'node:net';
-import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { DfError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
+import { socketError } from './errors.js';
 
-/** CONNECT host:port as a blind TCP tunnel (hosts we do not hijack). */
-export function tunnel(req: IncomingMessage, client: Duplex, head: Buffer, log: Logger): void {
-  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(req.url ?? '');
-  if (!m) {
-    client.end('HTTP/1.1 400 Bad Request\r\n\r\n');
-    return;
+/**
+ * CONNECT host:port as a blind TCP tunnel (hosts we do not hijack). The caller has validated
+ * the target and put an error listener on the client socket.
+ */
+export function tunnel(target: { host: string; port: number }, client: Duplex, head: Buffer, log: Logger): void {
+  const where = `${target.host}:${target.port}`;
+  let upstream: Socket;
+  try {
+    upstream = connect({ host: target.host, port: target.port });
+  } catch (err) {
+    return socketError(client, new DfError('BAD_REQUEST', `cannot tunnel to ${where}: ${(err as Error).message}`));
   }
-  const upstream: Socket = connect({ host: m[1], port: Number(m[2]) });
-  const fail = (err: Error) => {
-    log.debug({ target: req.url, err: err.message }, 'tunnel closed');
-    upstream.destroy();
-    client.destroy();
-  };
+  let established = false;
   upstream.once('connect', () => {
+    established = true;
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length) upstream.write(head);
     upstream.pipe(client);
     client.pipe(upstream);
   });
   upstream.once('error', (err) => {
-    if (!upstream.readyState || upstream.connecting) client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
-    fail(err);
+    log.debug({ target: where, err: err.message }, 'tunnel closed');
+    // Before the tunnel is up the client is still speaking HTTP and gets the reason.
+    if (!established) socketError(client, new DfError('SOURCE_UNREACHABLE', `cannot reach ${where}: ${err.message}`));
+    else client.destroy();
   });
-  client.once('error', fail);
   client.once('close', () => upstream.destroy());
-  upstream.once('close', () => client.destroy());
+  upstream.once('close', () => {
+    if (established) client.destroy();
+  });
 }
