@@ -12,6 +12,7 @@ import { SupernodeClient, type SupernodeClientOptions } from './peer/supernode-c
 import { createProxyServer } from './proxy/server.js';
 import { CacheGc } from './store/cache-gc.js';
 import { PieceStore } from './store/piece-store.js';
+import type { TaskFile } from './store/task-file.js';
 import { createUploader, handleUpload } from './uploader/uploader.js';
 
 export interface Dfdaemon {
@@ -64,13 +65,16 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
       ioGc.account(n);
     },
   });
+  // Tell the supernode not to send peers here for this task any more.
+  const withdraw = (tf: TaskFile) => {
+    if (tf.node) client.notify(tf.node, '/peer/service/down', { taskId: tf.taskId, cid }).catch(() => undefined);
+  };
   const gc = new CacheGc(
     store,
     { expireMs: cfg.dfget.expireTime, limitBytes: cfg.cacheLimit },
     (tf) => {
       metrics.evictions.inc();
-      // Tell the supernode not to send peers here for this task any more.
-      if (tf.node) client.notify(tf.node, '/peer/service/down', { taskId: tf.taskId, cid }).catch(() => undefined);
+      withdraw(tf);
     },
     log,
   );
@@ -109,7 +113,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     },
     log,
   });
-  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs });
+  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw });
   const port = await listen(proxy.server, cfg.port, host);
   downloader.setUploadPort(peerServer ? peerPort : port);
   log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off' }, 'dfdaemon listening');

@@ -75,7 +75,11 @@ export class Downloader {
     const id = this.localTaskId(req);
     const local = this.o.store.get(id);
     if (local && !local.failure && (local.complete || this.inflight.has(id))) {
-      return Promise.resolve({ tf: local, via: 'local', done: local.complete ? Promise.resolve() : this.inflight.get(id)!.then((s) => s.done) });
+      const done = local.complete ? Promise.resolve() : this.inflight.get(id)!.then((s) => s.done);
+      // The proxy streams from the task file and never awaits `done`; unhandled, a failed
+      // download would reject it and end the process.
+      done.catch(() => undefined);
+      return Promise.resolve({ tf: local, via: 'local', done });
     }
     const pending = this.inflight.get(id);
     if (pending) return pending.then((s) => ({ ...s, via: 'local' as const }));
@@ -97,8 +101,12 @@ export class Downloader {
         if (reg.fileLength >= 0) {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
           const done = this.swarm(reg.node, tf, bucket, log).catch(async (err: Error) => {
-            this.o.client.markFailed(reg.node);
-            if (err instanceof SupernodeLost && (await this.failover(req, tf, reg.node, bucket, log))) return;
+            // Only a lost supernode moves down the order: a swarm stalled by bad peers says
+            // nothing about it, and demoting it would split the next tasks' swarms.
+            if (err instanceof SupernodeLost) {
+              this.o.client.markFailed(reg.node);
+              if (await this.failover(req, tf, reg.node, bucket, log)) return;
+            }
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
             await this.completeFromSource(req, tf, bucket);
           });

@@ -7,6 +7,7 @@ import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
 import { pumpBlob } from '../peer/ordered-stream.js';
 import type { PieceStore } from '../store/piece-store.js';
+import type { TaskFile } from '../store/task-file.js';
 import type { PassOptions, PassThrough } from './passthrough.js';
 import { mayPull } from './pull-check.js';
 
@@ -29,6 +30,8 @@ export interface P2PHandlerDeps {
   passThrough: PassThrough;
   metrics: DfdaemonMetrics;
   log: Logger;
+  /** A task file was thrown away: tell its supernode this peer no longer serves it. */
+  onDiscard?: (tf: TaskFile) => void;
 }
 
 /**
@@ -75,7 +78,11 @@ export async function serveP2P(
     d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : signal.aborted ? 'client' : 'download' });
     d.log.warn({ url, taskId: tf.taskId, err: (err as Error).message }, 'blob stream aborted');
     res.destroy();
-    // A blob that failed its digest must not be served to anyone, local or peer.
-    if (mismatch) await d.store.remove(tf.taskId);
+    // A blob that failed its digest must not be served to anyone, local or peer. Only this
+    // file: a newer download under the same ID may already have replaced it.
+    if (mismatch && d.store.get(tf.taskId) === tf) {
+      await d.store.remove(tf.taskId);
+      d.onDiscard?.(tf);
+    }
   }
 }

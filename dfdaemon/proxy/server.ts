@@ -6,6 +6,7 @@ import type { Logger } from '../../shared/log/index.js';
 import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
 import type { PieceStore } from '../store/piece-store.js';
+import type { TaskFile } from '../store/task-file.js';
 import { handleUpload, type Uploader } from '../uploader/uploader.js';
 import { sendError, socketError } from './errors.js';
 import { createHijacker } from './hijack.js';
@@ -27,6 +28,8 @@ export interface ProxyDeps {
   servesPeers: boolean;
   /** Set when hijack_https has a cert and key. */
   certs?: HijackCerts;
+  /** A task file was thrown away (failed its digest): withdraw it from its supernode. */
+  onDiscard?: (tf: TaskFile) => void;
 }
 
 export interface ProxyServer {
@@ -40,7 +43,7 @@ const text = (res: ServerResponse, status: number, msg: string) => void res.writ
 /** Docker's HTTP(S)_PROXY endpoint, the registry mirror, and (by default) the peer uploader. */
 export function createProxyServer(d: ProxyDeps): ProxyServer {
   const passThrough = createPassThrough(d.log);
-  const p2pDeps = { downloader: d.downloader, store: d.store, passThrough, metrics: d.metrics, log: d.log };
+  const p2pDeps = { downloader: d.downloader, store: d.store, passThrough, metrics: d.metrics, log: d.log, onDiscard: d.onDiscard };
   const upstream = new UpstreamRules(d.cfg);
   const mirror = d.cfg.registryMirror;
   const tunnels = new Set<Duplex>();

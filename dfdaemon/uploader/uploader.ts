@@ -17,8 +17,12 @@ export interface UploaderOptions {
   bucket?: TokenBucket;
   /** Uploads served at once; more get 503. The supernode's peerUpLimit normally keeps below it. */
   maxConcurrent?: number;
+  /** An upload whose peer takes no bytes for this long is cut, freeing its slot (default 30 s). */
+  idleMs?: number;
   onBytes?: (n: number) => void;
 }
+
+const UPLOAD_IDLE_MS = 30_000;
 
 /** Uploader state: the options plus the uploads in flight. */
 export interface Uploader extends UploaderOptions {
@@ -65,6 +69,9 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
   o.active++;
   tf.busy++;
+  // A peer that stops reading would otherwise hold an upload slot, and keep the file from
+  // eviction, for as long as it keeps the connection open.
+  res.setTimeout(o.idleMs ?? UPLOAD_IDLE_MS, () => res.destroy());
   const signal = hangUpSignal(res);
   const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
@@ -88,6 +95,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     o.log.debug({ taskId: tf.taskId, err: (err as Error).message }, 'upload aborted');
     res.destroy();
   } finally {
+    res.socket?.setTimeout(0);
     o.active--;
     tf.busy--;
     tf.touch();
