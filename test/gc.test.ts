@@ -99,6 +99,38 @@ describe('GC on a running supernode, driven by an injected clock and disk', () =
     }
   });
 
+  it('a peer silent for peerExpireTime stops pinning its task; idle peers and old 404s are forgotten', async () => {
+    const { dir, origin } = ctx;
+    let clock = 9_000_000;
+    const sn = await supernodeAt(dir, '127.0.0.3', '', [], { now: () => clock, freeBytes: async () => 500 * G });
+    const api = `http://127.0.0.3:${sn.apiPort}`;
+    try {
+      const d = origin.add(randomBlob(300_000));
+      const body = (cid: string) => ({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.13', port: 0 });
+      const id = (await registerPeer(api, body('ghost'))).taskId;
+      await registerPeer(api, body('seed'));
+      await waitFor(() => sn.cdn.get(id)?.status === 'SUCCESS');
+      // 'seed' completes and then has no reason to call again; 'ghost' never calls again.
+      const e = sn.svc.tasks.get(id)!;
+      for (let n = 0; n < e.sched.pieceCount; n++) {
+        const p = e.cdn.layout!.piece(n);
+        sn.svc.report(id, 'seed', { range: `${p.start}-${p.end}`, result: 501, dstCid: e.sched.cdnCid });
+      }
+      assert.notEqual((await registerPeer(api, { rawUrl: origin.blobUrl('f'.repeat(64)), cid: 'x', ip: '127.0.0.13', port: 0 })).code, 200);
+      assert.equal(sn.cdn.rememberedFailures, 1);
+      clock += 2 * 60_000;
+      sn.gc.runMeta();
+      assert.equal(e.sched.peers.get('ghost')?.down, true, 'silent and incomplete: marked down');
+      assert.equal(e.sched.peers.get('seed')?.down, false, 'silent but complete: left alone');
+      clock += 2 * 60_000;
+      assert.ok(sn.gc.runMeta().expire.includes(id), 'no longer pinned by the vanished peer');
+      assert.equal(sn.svc.peers.get('ghost'), undefined, 'a peer with no task, idle past taskExpireTime, is forgotten');
+      assert.equal(sn.cdn.rememberedFailures, 0, 'the 404 is forgotten after failAccessInterval');
+    } finally {
+      await sn.close();
+    }
+  });
+
   it('meta GC forgets an idle swarm but keeps its file, which a later request reuses', async () => {
     const { dir, origin } = ctx;
     let clock = 5_000_000;

@@ -95,6 +95,33 @@ describe('supernode persistence', () => {
     }
   });
 
+  it('a graceful stop keeps a half-download, and the next run resumes it with a Range request', async () => {
+    const { dir, origin } = ctx;
+    const size = 24 * MiB;
+    const d = origin.add(randomBlob(size));
+    const url = origin.blobUrl(d);
+    origin.rate = 6 * MiB;
+    let sn = await supernodeAt(dir, '127.0.0.4');
+    try {
+      const api = `http://127.0.0.4:${sn.apiPort}`;
+      const reg = await register(api, url, 's1');
+      await waitFor(async () => (await taskInfo(api, reg.taskId)).piecesReady >= 2, { timeoutMs: 20_000 });
+      await sn.close();
+      origin.rate = 0;
+      sn = await supernodeAt(dir, '127.0.0.4');
+      const api2 = `http://127.0.0.4:${sn.apiPort}`;
+      await register(api2, url, 's2');
+      await waitFor(async () => (await taskInfo(api2, reg.taskId)).cdnStatus === 'SUCCESS', { timeoutMs: 20_000 });
+      const info = await taskInfo(api2, reg.taskId);
+      assert.ok(info.resumedFrom > 0, 'resumed, not started over');
+      assert.equal(origin.log.filter((l) => l.digest === d).at(-1)!.range, `bytes=${info.resumedFrom}-`);
+      assert.equal(info.sha256, d);
+    } finally {
+      origin.rate = 0;
+      await sn.close();
+    }
+  });
+
   it('resumes a killed half-download with a Range request instead of starting over', async () => {
     const { dir, origin } = ctx;
     const size = 24 * MiB;

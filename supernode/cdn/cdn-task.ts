@@ -114,6 +114,7 @@ export class CdnTask extends EventEmitter {
   }
 
   cancel(): void {
+    this.cancelled = true;
     this.abort.abort();
   }
 
@@ -194,11 +195,18 @@ export class CdnTask extends EventEmitter {
     return open(part, 'w+');
   }
 
-  async run(): Promise<void> {
+  /** Set by cancel(): whoever cancelled owns the files (delete removes them, shutdown keeps them). */
+  cancelled = false;
+
+  /** `after`: file work of an earlier task with this ID (a deletion) that must finish first. */
+  async run(after?: Promise<unknown>): Promise<void> {
     this.status = 'RUNNING';
     const r = this.d.restored;
-    const fh = await this.openFile(r);
+    let fh: FileHandle | undefined;
     try {
+      await after?.catch(() => undefined);
+      if (this.cancelled) throw new Error('cancelled');
+      fh = await this.openFile(r);
       let start = 0;
       let hashes: { md5: Hash; sha256: Hash } | undefined;
       if (r) {
@@ -212,9 +220,14 @@ export class CdnTask extends EventEmitter {
       if (!this.layout || start < this.layout.count) await this.fetch(fh, start, hashes);
       else await this.finish(fh, hashes!.md5.digest('hex'), hashes!.sha256.digest('hex'), this.fileLength);
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      await rm(partFile(this.d.homeDir, this.taskId), { force: true });
-      await this.d.store?.delete(this.taskId).catch(() => undefined);
+      await fh?.close().catch(() => undefined);
+      // A cancelled task leaves its files to the canceller: a deletion removes them in order with
+      // any new task for this ID, and a shutdown keeps them so the next run resumes.
+      if (!this.cancelled) {
+        // The disk may be the reason this failed; cleaning up must not throw past run().
+        await rm(partFile(this.d.homeDir, this.taskId), { force: true }).catch(() => undefined);
+        await this.d.store?.delete(this.taskId).catch(() => undefined);
+      }
       this.failure = isFailure(err) ? err : fail('SOURCE_UNREACHABLE', 607, `source stream failed: ${(err as Error).message}`);
       this.status = this.failure.dfCode === 500 ? 'FAILED' : 'SOURCE_ERROR';
       this.d.log.warn({ taskId: this.taskId, url: this.req.url, failure: this.failure }, 'cdn task failed');

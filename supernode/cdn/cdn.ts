@@ -34,6 +34,8 @@ export interface DiskEntry {
 export class Cdn {
   private readonly tasks = new Map<string, CdnTask>();
   private readonly failures = new Map<string, { at: number; failure: SourceFailure }>();
+  /** Deletions still removing files, by task ID: a new task for the ID opens its file after. */
+  private readonly deleting = new Map<string, Promise<void>>();
   private persisted = new Map<string, Restored>();
 
   constructor(private readonly opts: CdnOptions) {}
@@ -74,13 +76,14 @@ export class Cdn {
     if (count) task.on('piece', (n: number, fromSource: boolean) => fromSource && count(task.pieces[n].contentLen));
     this.tasks.set(req.taskId, task);
     task.once('end', (ok: boolean) => {
-      // An auth failure belongs to the requester's credentials, not to the URL: remembering it
-      // would refuse the next peer, which may hold a valid token.
-      if (!ok && task.failure && task.failure.code !== 'SOURCE_CORRUPT' && task.failure.code !== 'SOURCE_AUTH') {
+      // Only a 404 is a fact about the URL (Dragonfly's failAccessInterval). A 503, a reset or
+      // a bad header says something about that moment or that requester; remembering it would
+      // refuse every peer for minutes while the origin is fine again.
+      if (!ok && !task.cancelled && task.failure?.code === 'SOURCE_NOT_FOUND') {
         this.failures.set(req.url, { at: this.opts.now(), failure: task.failure });
       }
     });
-    void task.run();
+    void task.run(this.deleting.get(req.taskId));
     return task;
   }
 
@@ -107,15 +110,48 @@ export class Cdn {
     if (task && t.status === 'SUCCESS') this.persisted.set(taskId, { task, pieces: t.pieces });
   }
 
-  /** Remove a task everywhere: memory, files and metadata. */
+  /**
+   * Remove a task everywhere: memory, files and metadata. A task registered for the same ID
+   * meanwhile starts at once but opens its file only after this has removed the old one.
+   */
   async delete(taskId: string): Promise<void> {
     const t = this.tasks.get(taskId);
     if (t) t.cancel();
     this.tasks.delete(taskId);
     this.persisted.delete(taskId);
-    await rm(dataFile(this.opts.homeDir, taskId), { force: true });
-    await rm(partFile(this.opts.homeDir, taskId), { force: true });
-    await this.opts.store?.delete(taskId);
+    const before = this.deleting.get(taskId);
+    const ended = t && (t.status === 'RUNNING' || t.status === 'WAITING') ? new Promise((r) => t.once('end', r)) : undefined;
+    const work = (async () => {
+      await before;
+      // The cancelled task still holds its .part open until it has wound down.
+      await ended;
+      await rm(dataFile(this.opts.homeDir, taskId), { force: true });
+      await rm(partFile(this.opts.homeDir, taskId), { force: true });
+      await this.opts.store?.delete(taskId);
+    })();
+    this.deleting.set(taskId, work);
+    try {
+      await work;
+    } finally {
+      if (this.deleting.get(taskId) === work) this.deleting.delete(taskId);
+    }
+  }
+
+  /** Source failures held against their URL right now (or until the next sweep). */
+  get rememberedFailures(): number {
+    return this.failures.size;
+  }
+
+  /** Forget failures older than failAccessInterval, so URLs nobody asks for again do not pile up. */
+  sweepFailures(): number {
+    let n = 0;
+    for (const [url, f] of this.failures) {
+      if (this.opts.now() - f.at >= this.opts.failAccessIntervalMs) {
+        this.failures.delete(url);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Stop every download and let each one finish its bookkeeping before the store closes. */

@@ -45,18 +45,34 @@ export class GcRunner {
     this.timers = [];
   }
 
+  /**
+   * A peer that still lacks pieces and has not asked the supernode anything for peerExpireTime
+   * is gone (its host died, or dfget was killed without service/down): it neither holds a task
+   * in use nor serves anyone. A complete peer is left alone: it has no reason to call.
+   */
+  private silent(e: { sched: Parameters<typeof isComplete>[0] }, p: Parameters<typeof isComplete>[1], now: number): boolean {
+    return this.cfg.peerExpireTime > 0 && !p.down && !isComplete(e.sched, p) && now - p.lastSeen >= this.cfg.peerExpireTime;
+  }
+
   /** A task is in use while the CDN fetches it or any live peer still lacks pieces. */
-  private inUse(taskId: string): boolean {
+  private inUse(taskId: string, now = this.now()): boolean {
     const t = this.cdn.get(taskId);
     if (t && (t.status === 'RUNNING' || t.status === 'WAITING')) return true;
     const e = this.svc.tasks.get(taskId);
     if (!e) return false;
-    for (const p of e.sched.peers.values()) if (!p.down && !isComplete(e.sched, p)) return true;
+    for (const p of e.sched.peers.values()) if (!p.down && !isComplete(e.sched, p) && !this.silent(e, p, now)) return true;
     return false;
   }
 
   runMeta(): MetaDecision {
     const now = this.now();
+    for (const e of this.svc.tasks.values()) {
+      for (const p of [...e.sched.peers.values()]) {
+        if (!this.silent(e, p, now)) continue;
+        this.log.info({ taskId: e.id, cid: p.cid }, 'peer silent for peerExpireTime: marked down');
+        this.svc.serviceDown(e.id, p.cid);
+      }
+    }
     const tasks = [...this.svc.tasks.values()].map((e) => ({
       taskId: e.id,
       accessedAt: e.accessedAt,
@@ -75,6 +91,9 @@ export class GcRunner {
         e.peers.delete(cid);
       }
     }
+    const sweptPeers = this.svc.peers.sweep(now, this.cfg.taskExpireTime);
+    const sweptFailures = this.cdn.sweepFailures();
+    if (sweptPeers.length || sweptFailures) this.log.debug({ sweptPeers: sweptPeers.length, sweptFailures }, 'meta gc sweep');
     this.metrics.gcRuns.inc({ kind: 'meta' });
     if (d.expire.length || d.removePeers.length) this.log.info({ expired: d.expire, removedPeers: d.removePeers.length }, 'meta gc');
     return d;

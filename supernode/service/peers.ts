@@ -35,9 +35,24 @@ export class PeerRegistry {
     return p;
   }
 
-  /** A task is gone: forget it on every peer, and peers left with no task and long idle. */
+  /** A task is gone: forget it on every peer. */
   dropTask(taskId: string): void {
     for (const p of this.peers.values()) p.tasks.delete(taskId);
+  }
+
+  /**
+   * Forget peers with no task left that have not registered for idleMs. Stock dfget takes a new
+   * cid every run, so without this the list only grows.
+   */
+  sweep(now: number, idleMs: number): string[] {
+    const gone: string[] = [];
+    for (const [id, p] of this.peers) {
+      if (p.tasks.size === 0 && now - p.lastSeen >= idleMs) {
+        this.peers.delete(id);
+        gone.push(id);
+      }
+    }
+    return gone;
   }
 }
 

@@ -1,0 +1,110 @@
+// The supernode's CDN under faults: an origin that fails once, a disk it cannot write, and a
+// task deleted while a peer registers it again.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { request } from 'undici';
+import { waitFor } from './fixtures/proc.js';
+import { supernodeAt } from './helpers/cluster.js';
+import { randomBlob } from './helpers/origin.js';
+import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
+
+const MiB = 1024 * 1024;
+
+async function cdnStatus(api: string, id: string): Promise<string> {
+  const res = await request(`${api}/api/v1/tasks/${id}`);
+  return ((await res.body.json()) as { cdnStatus: string }).cdnStatus;
+}
+
+describe('supernode CDN under faults', () => {
+  const ctx = useOrigin('sn-robust');
+
+  it('remembers a 404 for failAccessInterval, but not a 503: the next peer gets the blob', async () => {
+    const blob = randomBlob(300_000);
+    let gets = 0;
+    const origin = createServer((req, res) => {
+      if (req.url?.includes('missing')) return void res.writeHead(404).end();
+      gets++;
+      if (gets === 1) return void res.writeHead(503).end('busy');
+      res.writeHead(200, { 'content-length': blob.length }).end(blob);
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+    const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+    const sn = await supernodeAt(ctx.dir, '127.0.0.4');
+    const api = `http://127.0.0.4:${sn.apiPort}`;
+    try {
+      const reg = (cid: string, path: string) => registerPeer(api, { rawUrl: `${base}${path}`, cid, ip: '127.0.0.14', port: 0 });
+      assert.notEqual((await reg('a', '/blob')).code, 200, 'the 503 fails this registration');
+      const ok = await reg('b', '/blob');
+      assert.equal(ok.code, 200, 'a 503 is not held against the URL');
+      await waitFor(async () => (await cdnStatus(api, ok.taskId)) === 'SUCCESS');
+      assert.equal(gets, 2);
+      const miss1 = await reg('c', '/missing');
+      const miss2 = await reg('d', '/missing');
+      assert.notEqual(miss1.code, 200);
+      assert.equal(miss2.code, miss1.code, 'the remembered 404 answers the same');
+    } finally {
+      await sn.close();
+      origin.closeAllConnections();
+      await new Promise((r) => origin.close(r));
+    }
+  });
+
+  it('a download file it cannot create fails the registration with a code and the supernode keeps serving', async () => {
+    const { dir, origin } = ctx;
+    const sn = await supernodeAt(dir, '127.0.0.5');
+    const api = `http://127.0.0.5:${sn.apiPort}`;
+    const download = join(dir, 'sn-home-127.0.0.5', 'repo', 'download');
+    try {
+      rmSync(download, { recursive: true, force: true });
+      mkdirSync(join(download, '..'), { recursive: true });
+      writeFileSync(download, 'not a directory');
+      const d = origin.add(randomBlob(100_000));
+      const r = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'e', ip: '127.0.0.15', port: 0 });
+      assert.notEqual(r.code, 200);
+      assert.equal((await request(`${api}/_ping`)).statusCode, 200, 'still up');
+      rmSync(download, { force: true });
+      const again = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'f', ip: '127.0.0.15', port: 0 });
+      assert.equal(again.code, 200, 'a disk error is not remembered against the URL');
+      await waitFor(async () => (await cdnStatus(api, again.taskId)) === 'SUCCESS');
+    } finally {
+      await sn.close();
+    }
+  });
+
+  it('a task deleted while a peer registers it again is fetched again, whole and verified', async () => {
+    const { dir, origin } = ctx;
+    const sn = await supernodeAt(dir, '127.0.0.6');
+    const api = `http://127.0.0.6:${sn.apiPort}`;
+    try {
+      const d = origin.add(randomBlob(8 * MiB));
+      const body = (cid: string) => ({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.16', port: 0 });
+      for (const pause of [0, 50]) {
+        const first = await registerPeer(api, body(`g${pause}`));
+        const del = request(`${api}/api/v1/tasks/${first.taskId}?full=true`, { method: 'DELETE' });
+        if (pause) await new Promise((r) => setTimeout(r, pause));
+        const [, again] = await Promise.all([del, registerPeer(api, body(`h${pause}`))]);
+        assert.equal(again.code, 200);
+        await waitFor(async () => ['SUCCESS', 'FAILED', 'SOURCE_ERROR'].includes(await cdnStatus(api, again.taskId)), { timeoutMs: 20_000 });
+        assert.equal(await cdnStatus(api, again.taskId), 'SUCCESS', `pause ${pause} ms`);
+        const t = sn.cdn.get(again.taskId)!;
+        assert.equal(t.sha256, d);
+        // The file on disk is the new one, whole.
+        const h = createHash('sha256');
+        for (let n = 0; n < t.pieces.length; n++) {
+          const p = t.layout!.piece(n);
+          const res = await request(`http://127.0.0.6:${sn.downloadPort}/download/${t.taskId.slice(0, 3)}/${t.taskId}`, { headers: { range: `bytes=${p.start}-${p.end}` } });
+          const buf = Buffer.from(await res.body.arrayBuffer());
+          h.update(buf.subarray(4, buf.length - 1));
+        }
+        assert.equal(h.digest('hex'), d);
+      }
+    } finally {
+      await sn.close();
+    }
+  });
+});
