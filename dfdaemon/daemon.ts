@@ -48,6 +48,8 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   const now = deps.now ?? Date.now;
   const metrics = createDfdaemonMetrics();
   const store = new PieceStore(cfg.localrepo, now);
+  const leftovers = await store.ready();
+  if (leftovers > 0) log.info({ removed: leftovers, dir: cfg.localrepo }, 'removed task files an earlier run left behind');
   const client = new SupernodeClient(cfg.nodes, log, { now, ...deps.supernode });
   const cid = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   // node-forge is loaded only when hijacking: a few MB that a plain proxy need not carry.

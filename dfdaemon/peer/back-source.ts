@@ -1,8 +1,20 @@
 import type { Readable } from 'node:stream';
+import { DfError } from '../../shared/errors.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 import { agentFor } from '../../shared/http/agents.js';
 import { entityLength, getFollowing } from '../../shared/http/client.js';
+
+/** As the supernode's CDN: an origin silent this long mid-body has stalled, and the task fails. */
+export const BODY_IDLE_MS = 60_000;
+
+export interface FillOptions {
+  bucket?: TokenBucket;
+  signal?: AbortSignal;
+  onBytes?: (n: number) => void;
+  /** Fail when the origin sends no body bytes for this long (default BODY_IDLE_MS). */
+  idleMs?: number;
+}
 
 export interface SourceAnswer {
   status: number;
@@ -34,37 +46,56 @@ export async function openOrigin(
  * failed half-way as well as a download that never reached a supernode. Source pieces carry no
  * md5; the whole-blob sha256 check at the end of the stream covers them.
  */
-export async function fillFromSource(
-  tf: TaskFile,
-  src: SourceAnswer,
-  from: number,
-  opts: { bucket?: TokenBucket; signal?: AbortSignal; onBytes?: (n: number) => void },
-): Promise<void> {
+export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: number, opts: FillOptions): Promise<void> {
   const { layout } = tf;
   // An origin that ignores Range sends everything from 0: then walk (and skip) from piece 0.
-  let num = src.status === 206 ? Math.floor(from / layout.contentSize) : 0;
-  const buf = Buffer.allocUnsafe(layout.contentSize);
-  let fill = 0;
-  for await (const chunk of src.body as AsyncIterable<Buffer>) {
-    if (opts.bucket) await opts.bucket.take(chunk.length, opts.signal);
-    opts.onBytes?.(chunk.length);
-    let off = 0;
-    while (off < chunk.length) {
-      if (num >= layout.count) throw new Error(`origin sent more than ${layout.fileLength} bytes`);
-      const p = layout.piece(num);
-      const n = Math.min(p.contentLen - fill, chunk.length - off);
-      chunk.copy(buf, fill, off, off + n);
-      fill += n;
-      off += n;
-      if (fill === p.contentLen) {
-        if (!tf.has(num)) {
-          await tf.writeAt(buf.subarray(0, fill), p.rawStart);
-          tf.markDone(num);
-        }
-        num++;
-        fill = 0;
+  const cut = { num: src.status === 206 ? Math.floor(from / layout.contentSize) : 0, fill: 0, buf: Buffer.allocUnsafe(layout.contentSize) };
+  // The head timeout is over once headers arrive: without this, a stalled socket hangs the
+  // task and every request joined to it. Armed only while waiting on the origin, so a slow
+  // rate limit or disk is not taken for a stall.
+  const idleMs = opts.idleMs ?? BODY_IDLE_MS;
+  let idle: NodeJS.Timeout | undefined;
+  const arm = () => {
+    idle = setTimeout(() => src.body.destroy(new DfError('SOURCE_TIMEOUT', `origin sent nothing for ${idleMs} ms mid-body`, { details: { timeoutMs: idleMs } })), idleMs);
+  };
+  arm();
+  try {
+    for await (const chunk of src.body as AsyncIterable<Buffer>) {
+      clearTimeout(idle);
+      await take(tf, chunk, cut, opts);
+      arm();
+    }
+  } finally {
+    clearTimeout(idle);
+  }
+  // An empty blob is one empty piece, and no chunk ever comes to complete it.
+  if (layout.fileLength === 0 && cut.num === 0) {
+    tf.markDone(0);
+    cut.num = 1;
+  }
+  if (cut.num !== layout.count) throw new Error(`origin stopped at piece ${cut.num} of ${layout.count}`);
+}
+
+/** Cut one chunk into pieces, writing each piece the file still lacks as it fills. */
+async function take(tf: TaskFile, chunk: Buffer, cut: { num: number; fill: number; buf: Buffer }, opts: FillOptions): Promise<void> {
+  const { layout } = tf;
+  if (opts.bucket) await opts.bucket.take(chunk.length, opts.signal);
+  opts.onBytes?.(chunk.length);
+  let off = 0;
+  while (off < chunk.length) {
+    if (cut.num >= layout.count) throw new Error(`origin sent more than ${layout.fileLength} bytes`);
+    const p = layout.piece(cut.num);
+    const n = Math.min(p.contentLen - cut.fill, chunk.length - off);
+    chunk.copy(cut.buf, cut.fill, off, off + n);
+    cut.fill += n;
+    off += n;
+    if (cut.fill === p.contentLen) {
+      if (!tf.has(cut.num)) {
+        await tf.writeAt(cut.buf.subarray(0, cut.fill), p.rawStart);
+        tf.markDone(cut.num);
       }
+      cut.num++;
+      cut.fill = 0;
     }
   }
-  if (num !== layout.count) throw new Error(`origin stopped at piece ${num} of ${layout.count}`);
 }

@@ -55,17 +55,27 @@ export class CacheGc {
 
   /** Evict what the policy says, making room for `incoming` bytes; runs one sweep at a time. */
   sweep(incoming = 0): Promise<void> {
-    this.running = this.running.then(async () => {
-      const victims = chooseEvictions([...this.store.all()], this.store.now(), this.policy, incoming);
-      for (const tf of victims) {
-        // Re-check: a reader may have arrived while an earlier removal awaited.
-        if (!idle(tf) || this.store.get(tf.taskId) !== tf) continue;
+    // Chained on a settled tail: one failed sweep must not fail every later reserve().
+    const run = this.running.then(() => this.evict(incoming));
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private async evict(incoming: number): Promise<void> {
+    const victims = chooseEvictions([...this.store.all()], this.store.now(), this.policy, incoming);
+    for (const tf of victims) {
+      // Re-check: a reader may have arrived while an earlier removal awaited.
+      if (!idle(tf) || this.store.get(tf.taskId) !== tf) continue;
+      try {
         await this.store.remove(tf.taskId);
         this.log.info({ taskId: tf.taskId, bytes: tf.layout.fileLength, failed: tf.failure !== undefined }, 'evicted task file');
-        this.onEvict(tf);
+      } catch (err) {
+        // The other victims must still free their space. The store has let go of this file
+        // anyway (it serves it no more), so the supernode is told all the same.
+        this.log.warn({ taskId: tf.taskId, path: tf.path, err: (err as Error).message }, 'could not remove evicted task file');
       }
-    });
-    return this.running;
+      this.onEvict(tf);
+    }
   }
 
   start(intervalMs: number): void {

@@ -1,7 +1,11 @@
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layout } from '../../shared/protocol/pieces.js';
 import { TaskFile } from './task-file.js';
+
+const SUFFIX = '.service';
+/** Only names open() writes (a sha256 task ID): whatever else shares the directory stays. */
+const OWN_FILE = /^[0-9a-f]{64}\.service$/;
 
 /**
  * The one piece store of a dfdaemon process: every task's file lives here, and the streamer,
@@ -10,10 +14,35 @@ import { TaskFile } from './task-file.js';
 export class PieceStore {
   private readonly files = new Map<string, TaskFile>();
 
+  /** Files an earlier process left; settled before this one creates any. */
+  private readonly leftovers: Promise<number>;
+
   constructor(
     readonly dir: string,
     readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.leftovers = this.removeLeftovers();
+  }
+
+  /**
+   * Resolves with how many task files of an earlier process (killed before it could close the
+   * store) were removed. Their piece bitmaps lived only in memory, so they cannot be reused,
+   * and the cache bound would never count them.
+   */
+  ready(): Promise<number> {
+    return this.leftovers;
+  }
+
+  private async removeLeftovers(): Promise<number> {
+    const entries = await readdir(this.dir, { withFileTypes: true }).catch(() => []);
+    let removed = 0;
+    for (const e of entries) {
+      if (!e.isFile() || !OWN_FILE.test(e.name)) continue;
+      // A file that will not go is skipped: open() truncates it if its task comes again.
+      if (await rm(join(this.dir, e.name), { force: true }).then(() => true, () => false)) removed++;
+    }
+    return removed;
+  }
 
   get size(): number {
     return this.files.size;
@@ -40,14 +69,16 @@ export class PieceStore {
       return existing;
     }
     if (existing) await this.remove(taskId);
+    await this.leftovers;
     await mkdir(this.dir, { recursive: true });
-    const path = join(this.dir, `${taskId}.service`);
+    const path = join(this.dir, `${taskId}${SUFFIX}`);
     const fh = await open(path, 'w+');
     const tf = new TaskFile(taskId, layout, path, fh, this.now);
     this.files.set(taskId, tf);
     return tf;
   }
 
+  /** Forgets the task before touching the disk, so a failed rm never leaves a closed file served. */
   async remove(taskId: string): Promise<void> {
     const tf = this.files.get(taskId);
     if (!tf) return;
@@ -57,6 +88,7 @@ export class PieceStore {
   }
 
   async close(): Promise<void> {
+    await this.leftovers;
     for (const id of [...this.files.keys()]) await this.remove(id);
   }
 }
