@@ -54,6 +54,44 @@ describe('supernode CDN under faults', () => {
     }
   });
 
+  it('an origin that sends no length: peers are told to wait, not a 500, and get every piece once it is in', async () => {
+    // Unknown length means Dragonfly's default 4 MiB pieces: three here, the first one whole
+    // before the origin pauses.
+    const size = 9 * MiB + 123;
+    const blob = randomBlob(size);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const origin = createServer((req, res) => {
+      // No content-length: Node sends it chunked.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write(blob.subarray(0, 5 * MiB));
+      void gate.then(() => res.end(blob.subarray(5 * MiB)));
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/file`;
+    const sn = await supernodeAt(ctx.dir, '127.0.0.7');
+    const api = `http://127.0.0.7:${sn.apiPort}`;
+    const ask = async () => (await (await request(`${api}/peer/task?taskId=${id}&srcCid=p1`)).body.json()) as { code: number; data?: { pieceNum: number }[] };
+    let id = '';
+    try {
+      const reg = await registerPeer(api, { rawUrl: url, cid: 'p1', ip: '127.0.0.17', port: 0 });
+      assert.equal(reg.code, 200);
+      id = reg.taskId;
+      await waitFor(() => (sn.cdn.get(id)?.pieces.length ?? 0) > 0);
+      assert.equal((await ask()).code, 602, 'pieces exist but their ranges are not known yet');
+      release();
+      await waitFor(async () => (await cdnStatus(api, id)) === 'SUCCESS');
+      const got = await ask();
+      assert.equal(got.code, 601);
+      assert.deepEqual(got.data!.map((p) => p.pieceNum).sort(), [0, 1, 2], 'nothing was handed out and lost while waiting');
+    } finally {
+      release();
+      await sn.close();
+      origin.closeAllConnections();
+      await new Promise((r) => origin.close(r));
+    }
+  });
+
   it('a download file it cannot create fails the registration with a code and the supernode keeps serving', async () => {
     const { dir, origin } = ctx;
     const sn = await supernodeAt(dir, '127.0.0.5');

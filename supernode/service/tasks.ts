@@ -237,6 +237,9 @@ export class TaskService {
   }
 
   private decide(entry: TaskEntry, cid: string): Decision {
+    // An origin that sent no length (chunked) gives piece ranges only once the CDN has it all:
+    // until then there is nothing a peer could be told to fetch, so nothing is assigned.
+    if (!entry.cdn.layout && entry.sched.cdnStatus === 'running') return { kind: 'wait' };
     return schedule(entry.sched, cid, { limits: this.o.limits, now: this.o.now(), rand: this.o.rand ?? Math.random });
   }
 
