@@ -248,6 +248,13 @@ describe('preheat API: auth, bad input and failing jobs', { timeout: 60_000 }, (
     const del = await call(slowSn, 'DELETE', `/oapi/v1/jobs/${String(created.body.id)}`);
     assert.equal(del.status, 200);
     assert.equal((await call(slowSn, 'GET', `/oapi/v1/jobs/${String(created.body.id)}`)).status, 404);
+
+    // 35 days is past what a Node timer holds (24.8 days); it must not become "fail now".
+    const long = await call(slowSn, 'POST', '/oapi/v1/jobs', { type: 'preheat', args: { type: 'image', url: `${reg.url}/v2/slow/manifests/v1`, timeout: 3e15 } });
+    await new Promise((r) => setTimeout(r, 500));
+    const still = await call(slowSn, 'GET', `/oapi/v1/jobs/${String(long.body.id)}`);
+    assert.notEqual(still.body.state, 'FAILURE', String(JSON.stringify(still.body)));
+    assert.equal((await call(slowSn, 'DELETE', `/oapi/v1/jobs/${String(long.body.id)}`)).status, 200);
   });
 
   it('fetches at most preheat.concurrency blobs at once', async () => {

@@ -84,10 +84,13 @@ export interface RunDeps {
   now: () => number;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Runs a job to SUCCESS or FAILED; never rejects and never outlives req.timeoutMs. */
 export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
   const signal = job.controller.signal;
-  const timer = setTimeout(() => job.controller.abort(new Timeout()), job.req.timeoutMs);
+  // A Node timer past 2^31-1 ms (24.8 days) fires at once; longer than that is as good as none.
+  const timer = setTimeout(() => job.controller.abort(new Timeout()), Math.min(job.req.timeoutMs, MAX_TIMER_MS));
   const log = d.log.child({ preheat: job.id });
   try {
     job.state = 'RUNNING';
