@@ -60,10 +60,20 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const restored = await cdn.restore();
   if (restored > 0) log.info({ tasks: restored }, 'restored cdn tasks from homeDir');
 
-  const download = createDownloadServer({ cdn, log, bucket: serveBucket, onServed: (b) => {
-    metrics.servedBytes.inc(b);
-    ioGc.account(b);
-  } });
+  const download = createDownloadServer({
+    cdn,
+    log,
+    bucket: serveBucket,
+    onServed: (b) => {
+      metrics.servedBytes.inc(b);
+      ioGc.account(b);
+    },
+    onLost: (taskId) => {
+      log.warn({ taskId }, 'task file missing from disk: task dropped, the next registration fetches it again');
+      svc.drop(taskId);
+      cdn.delete(taskId).catch((err: Error) => log.warn({ taskId, err: err.message }, 'cannot delete lost task'));
+    },
+  });
   await new Promise<void>((res, rej) => {
     download.once('error', rej);
     download.listen(cfg.downloadPort, host, () => res());

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dataFile } from '../supernode/cdn/paths.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -109,6 +110,31 @@ describe('supernode CDN under faults', () => {
       const again = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'f', ip: '127.0.0.15', port: 0 });
       assert.equal(again.code, 200, 'a disk error is not remembered against the URL');
       await waitFor(async () => (await cdnStatus(api, again.taskId)) === 'SUCCESS');
+    } finally {
+      await sn.close();
+    }
+  });
+
+  it('a finished task whose file vanished from disk is dropped at the first miss and fetched again', async () => {
+    const { dir, origin } = ctx;
+    const sn = await supernodeAt(dir, '127.0.0.8');
+    const api = `http://127.0.0.8:${sn.apiPort}`;
+    try {
+      const d = origin.add(randomBlob(600_000));
+      const body = (cid: string) => ({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.18', port: 0 });
+      const reg = await registerPeer(api, body('i'));
+      await waitFor(async () => (await cdnStatus(api, reg.taskId)) === 'SUCCESS');
+      rmSync(dataFile(join(dir, 'sn-home-127.0.0.8'), reg.taskId));
+      const miss = await request(`http://127.0.0.8:${sn.downloadPort}/download/${reg.taskId.slice(0, 3)}/${reg.taskId}`, { headers: { range: 'bytes=0-99' } });
+      await miss.body.dump();
+      assert.equal(miss.statusCode, 404);
+      const again = await registerPeer(api, body('j'));
+      assert.equal(again.code, 200);
+      await waitFor(async () => (await cdnStatus(api, again.taskId)) === 'SUCCESS');
+      assert.equal(origin.requests.get(d), 2, 'fetched from the origin again');
+      const ok = await request(`http://127.0.0.8:${sn.downloadPort}/download/${reg.taskId.slice(0, 3)}/${reg.taskId}`, { headers: { range: 'bytes=0-99' } });
+      await ok.body.dump();
+      assert.equal(ok.statusCode, 206);
     } finally {
       await sn.close();
     }

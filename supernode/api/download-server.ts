@@ -13,7 +13,14 @@ import type { Cdn } from '../cdn/cdn.js';
  * (/download/<id[0:3]>/<id>) and the same wrapped byte ranges, and only ranges made of pieces
  * the CDN has finished writing, so a half-written piece is never served.
  */
-export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: TokenBucket; onServed?: (bytes: number) => void }): Server {
+export function createDownloadServer(opts: {
+  cdn: Cdn;
+  log: Logger;
+  bucket?: TokenBucket;
+  onServed?: (bytes: number) => void;
+  /** A finished task's file is gone from disk (removed by hand, lost disk): forget the task. */
+  onLost?: (taskId: string) => void;
+}): Server {
   const { cdn, log } = opts;
   const send = (res: ServerResponse, status: number, msg: string) => {
     res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
@@ -36,7 +43,12 @@ export function createDownloadServer(opts: { cdn: Cdn; log: Logger; bucket?: Tok
     // Open before answering: the file moves from .part to its final name when the task
     // completes, which is exactly when its last piece is first asked for.
     const fh = await openTaskFile(() => task.path);
-    if (!fh) return send(res, 404, 'task file not found');
+    if (!fh) {
+      // Without this the CDN would keep offering pieces of a file it no longer has, and every
+      // peer would fail on them until the task expired (Dragonfly GCs the task here too).
+      if (task.status === 'SUCCESS') opts.onLost?.(task.taskId);
+      return send(res, 404, 'task file not found');
+    }
     res.writeHead(206, {
       'content-type': 'application/octet-stream',
       'content-length': len,
