@@ -13,7 +13,8 @@ import { createUploader, handleUpload } from '../dfdaemon/uploader/uploader.js';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
 import { createLogger } from '../shared/log/index.js';
 import { Layout, MiB, WRAP_OVERHEAD } from '../shared/protocol/pieces.js';
-import { dfdaemonAt } from './helpers/cluster.js';
+import { dfdaemonAt, metric } from './helpers/cluster.js';
+import { randomBlob, startOrigin } from './helpers/origin.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 
@@ -66,6 +67,32 @@ describe('dfdaemon under faults', () => {
       await df.close();
       origin.closeAllConnections();
       await new Promise((r) => origin.close(r));
+    }
+  });
+
+  it('a blob GET with Range (Docker resuming a layer) gets the registry\'s 206 slice, not a whole-blob task', async () => {
+    const origin = await startOrigin('127.0.0.1');
+    const df = await dfdaemonAt(dir, '127.0.0.1', ['127.0.0.1:1']);
+    try {
+      const blob = randomBlob(300_000);
+      const d = origin.add(blob);
+      const res = await new Promise<{ status: number; range: string; body: Buffer }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: df.port, path: origin.blobUrl(d), headers: { range: 'bytes=1000-' } }, (r) => {
+          const parts: Buffer[] = [];
+          r.on('data', (c: Buffer) => parts.push(c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, range: String(r.headers['content-range']), body: Buffer.concat(parts) }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(res.status, 206);
+      assert.equal(res.range, `bytes 1000-${blob.length - 1}/${blob.length}`);
+      assert.ok(res.body.equals(blob.subarray(1000)));
+      assert.equal(df.store.size, 0, 'no task file for a slice');
+      assert.equal(metric(await df.metrics.registry.metrics(), 'dfdaemon_requests_total', { route: 'direct' }), 1);
+    } finally {
+      await df.close();
+      await origin.close();
     }
   });
 

@@ -46,6 +46,13 @@ export async function serveP2P(
   tls: PassOptions,
   d: P2PHandlerDeps,
 ): Promise<void> {
+  if (req.headers.range !== undefined) {
+    // Docker resumes a broken layer download with Range and insists on a 206. A slice cannot
+    // be checked against the blob's digest, and a ranged task would cache a second copy under
+    // another ID, so the registry answers resumes itself.
+    d.metrics.requests.inc({ route: 'direct' });
+    return d.passThrough(req, res, url, tls);
+  }
   const headers = forwardHeaders(req.headers);
   const check = await mayPull(url, headers, tls).catch((err: Error) => ({ ok: false, status: 0, err }));
   if (!check.ok) {
