@@ -13,7 +13,7 @@ import { createUploader, handleUpload } from '../dfdaemon/uploader/uploader.js';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
 import { createLogger } from '../shared/log/index.js';
 import { Layout, MiB, WRAP_OVERHEAD } from '../shared/protocol/pieces.js';
-import { dfdaemonAt, metric } from './helpers/cluster.js';
+import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin } from './helpers/origin.js';
 
 const quiet = createLogger('test', { level: 'silent' });
@@ -72,7 +72,8 @@ describe('dfdaemon under faults', () => {
 
   it('a blob GET with Range (Docker resuming a layer) gets the registry\'s 206 slice, not a whole-blob task', async () => {
     const origin = await startOrigin('127.0.0.1');
-    const df = await dfdaemonAt(dir, '127.0.0.1', ['127.0.0.1:1']);
+    const sn = await supernodeAt(dir, '127.0.0.9');
+    const df = await dfdaemonAt(dir, '127.0.0.1', [`127.0.0.9:${sn.apiPort}`]);
     try {
       const blob = randomBlob(300_000);
       const d = origin.add(blob);
@@ -90,8 +91,10 @@ describe('dfdaemon under faults', () => {
       assert.ok(res.body.equals(blob.subarray(1000)));
       assert.equal(df.store.size, 0, 'no task file for a slice');
       assert.equal(metric(await df.metrics.registry.metrics(), 'dfdaemon_requests_total', { route: 'direct' }), 1);
+      assert.equal(sn.svc.tasks.size, 0, 'no ranged task at the supernode');
     } finally {
       await df.close();
+      await sn.close();
       await origin.close();
     }
   });
