@@ -93,6 +93,32 @@ describe('supernode CDN under faults', () => {
     }
   });
 
+  it('a ranged registration caches the slice it names; a header Node would refuse is a 400, not a poisoned URL', async () => {
+    const { dir, origin } = ctx;
+    const sn = await supernodeAt(dir, '127.0.0.9');
+    const api = `http://127.0.0.9:${sn.apiPort}`;
+    try {
+      const blob = randomBlob(700_000);
+      const d = origin.add(blob);
+      const reg = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'k', ip: '127.0.0.19', port: 0, headers: ['Range:bytes=1000-'] });
+      assert.equal(reg.code, 200);
+      assert.equal(reg.fileLength, blob.length - 1000);
+      await waitFor(async () => (await cdnStatus(api, reg.taskId)) === 'SUCCESS');
+      assert.equal(sn.cdn.get(reg.taskId)!.sha256, createHash('sha256').update(blob.subarray(1000)).digest('hex'));
+      assert.equal(origin.log.filter((l) => l.digest === d).at(-1)!.range, 'bytes=1000-');
+      for (const bad of [['X-Foo:a\u0001b'], ['Range:bytes=5-3'], ['Range:bytes=0-1,5-6']]) {
+        const res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rawUrl: origin.blobUrl(d), cid: 'l', ip: '127.0.0.19', port: 0, headers: bad }) });
+        await res.body.dump();
+        assert.equal(res.statusCode, 400, JSON.stringify(bad));
+      }
+      const whole = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'm', ip: '127.0.0.19', port: 0 });
+      assert.equal(whole.code, 200, 'the URL is not held against anyone');
+      assert.equal(whole.fileLength, blob.length);
+    } finally {
+      await sn.close();
+    }
+  });
+
   it('a download file it cannot create fails the registration with a code and the supernode keeps serving', async () => {
     const { dir, origin } = ctx;
     const sn = await supernodeAt(dir, '127.0.0.5');

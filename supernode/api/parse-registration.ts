@@ -1,6 +1,8 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { isIP } from 'node:net';
 import { badRequest } from '../../shared/errors.js';
 import { Params } from '../../shared/protocol/params.js';
+import { requestedRange } from '../cdn/source.js';
 import type { Registration } from '../service/types.js';
 
 function httpUrl(p: Params, key: string, required: boolean): string {
@@ -16,8 +18,27 @@ function httpUrl(p: Params, key: string, required: boolean): string {
   return s;
 }
 
-/** Headers arrive as Dragonfly's ["K:V", ...] or as an object. */
+/**
+ * Headers go to the origin with every CDN fetch of the task, so one Node would refuse (a
+ * control character, a bad name) or a Range we cannot serve as one slice is a 400 here, not a
+ * failed fetch for everybody.
+ */
 function headers(p: Params): Record<string, string> {
+  const out = rawHeaders(p);
+  for (const [k, v] of Object.entries(out)) {
+    try {
+      validateHeaderName(k);
+      validateHeaderValue(k, v);
+    } catch {
+      throw badRequest(`parameter headers has an invalid header ${JSON.stringify(k.slice(0, 60))}`);
+    }
+    if (k === 'Range' && !requestedRange({ Range: v })) throw badRequest('a Range header must be one byte range, bytes=a-b or bytes=a-');
+  }
+  return out;
+}
+
+/** Headers arrive as Dragonfly's ["K:V", ...] or as an object. */
+function rawHeaders(p: Params): Record<string, string> {
   const raw = p.raw('headers');
   const out: Record<string, string> = {};
   if (raw && typeof raw === 'object' && !Array.isArray(raw)) {

@@ -8,7 +8,7 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { cutPieces, type PieceRecord } from './cutter.js';
 import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
-import { openSource } from './source.js';
+import { contentRange, openSource, requestedRange } from './source.js';
 
 export type CdnStatus = 'WAITING' | 'RUNNING' | 'SUCCESS' | 'FAILED' | 'SOURCE_ERROR';
 
@@ -238,14 +238,25 @@ export class CdnTask extends EventEmitter {
 
   private async fetch(fh: FileHandle, start: number, hashes: { md5: Hash; sha256: Hash } | undefined): Promise<void> {
     const from = start > 0 && this.layout ? this.layout.piece(start).rawStart : 0;
-    const src = await openSource(this.req.url, { ...this.req, from, signal: this.abort.signal }).catch((err: Error) => {
+    const range = requestedRange(this.req.headers);
+    const src = await openSource(this.req.url, { ...this.req, from, range, signal: this.abort.signal }).catch((err: Error) => {
       throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${this.req.url}: ${err.message}`);
     });
     if (src.status < 200 || src.status >= 300) {
       src.body.resume();
       throw statusFailure(src.status, this.req.url);
     }
-    if (from > 0 && (src.status !== 206 || src.length !== this.fileLength)) {
+    let length = src.length;
+    if (range) {
+      // A ranged task holds the slice, not the file: the origin must answer from where we asked.
+      const cr = contentRange(src.headers);
+      if (src.status !== 206 || !cr || cr.start !== range.start + from) {
+        src.body.resume();
+        throw fail('SOURCE_BAD_STATUS', 500, `source did not honour Range bytes=${range.start + from}- (status ${src.status})`, src.status);
+      }
+      length = Math.min(range.end ?? cr.total - 1, cr.total - 1) - range.start + 1;
+    }
+    if (from > 0 && (src.status !== 206 || length !== this.fileLength)) {
       // The origin ignored the Range or the content changed: start over from nothing.
       src.body.destroy();
       this.pieces.length = 0;
@@ -253,7 +264,7 @@ export class CdnTask extends EventEmitter {
     }
     this.resumedFrom = from;
     if (!this.layout) {
-      this.setLayout(src.length, pieceSizeFor(src.length));
+      this.setLayout(length, pieceSizeFor(length));
       this.resolveReady();
     }
     this.persist();

@@ -7,8 +7,10 @@ export interface SourceOptions {
   insecure: boolean;
   /** Extra trusted CAs, PEM. */
   rootCAs: string[];
-  /** Resume from this raw byte offset (Range: bytes=n-). */
+  /** Resume from this raw byte offset (Range: bytes=n-), counted from the start of `range`. */
   from?: number;
+  /** A ranged task's slice of the origin's file (the registrant's Range). */
+  range?: ByteRange;
   signal?: AbortSignal;
 }
 
@@ -35,7 +37,9 @@ export function forwardableHeaders(h: Record<string, string>): Record<string, st
 /** GET the origin (following registries' redirects to storage), from a raw offset if resuming. */
 export async function openSource(url: string, opts: SourceOptions): Promise<SourceResponse> {
   const headers = forwardableHeaders(opts.headers);
-  if (opts.from && opts.from > 0) headers.range = `bytes=${opts.from}-`;
+  const from = opts.from ?? 0;
+  if (opts.range) headers.range = `bytes=${opts.range.start + from}-${opts.range.end ?? ''}`;
+  else if (from > 0) headers.range = `bytes=${from}-`;
   const res = await getFollowing(url, {
     headers,
     signal: opts.signal,
@@ -54,4 +58,29 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
     });
   }
   return { status: res.status, length: entityLength(res), headers: res.headers, body: res.body };
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive; open-ended when absent. */
+  end?: number;
+}
+
+/**
+ * The one byte range a ranged registration asks for (`Range: bytes=a-b` or `bytes=a-`). The
+ * name is matched exactly, as for the task ID (Dragonfly's rule): another spelling is dropped
+ * like any other range header, so the task is the whole file it is named after.
+ */
+export function requestedRange(h: Record<string, string>): ByteRange | undefined {
+  const v = h['Range'];
+  if (v === undefined) return undefined;
+  const m = /^bytes=(\d{1,15})-(\d{1,15})?$/.exec(v.trim());
+  if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) return undefined;
+  return { start: Number(m[1]), end: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+/** `Content-Range: bytes s-e/total` of a 206. */
+export function contentRange(h: Record<string, string | string[] | undefined>): { start: number; end: number; total: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(h['content-range'] ?? ''));
+  return m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : undefined;
 }
