@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { waitFor } from './fixtures/proc.js';
+import type { Supernode } from '../supernode/server.js';
 import { supernodeAt } from './helpers/cluster.js';
 import { randomBlob } from './helpers/origin.js';
 import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
@@ -23,6 +24,16 @@ async function cdnStatus(api: string, id: string): Promise<string> {
 
 describe('supernode CDN under faults', () => {
   const ctx = useOrigin('sn-robust');
+  /** A supernode on `ip` for one test; `piece` GETs a wrapped range from its download port. */
+  const withSupernode = async (ip: string, fn: (sn: Supernode, api: string, piece: (id: string, range: string) => ReturnType<typeof request>) => Promise<void>) => {
+    const sn = await supernodeAt(ctx.dir, ip);
+    const piece = (id: string, range: string) => request(`http://${ip}:${sn.downloadPort}/download/${id.slice(0, 3)}/${id}`, { headers: { range } });
+    try {
+      await fn(sn, `http://${ip}:${sn.apiPort}`, piece);
+    } finally {
+      await sn.close();
+    }
+  };
 
   it('remembers a 404 for failAccessInterval, but not a 503: the next peer gets the blob', async () => {
     const blob = randomBlob(300_000);
@@ -35,21 +46,20 @@ describe('supernode CDN under faults', () => {
     });
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
     const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-    const sn = await supernodeAt(ctx.dir, '127.0.0.4');
-    const api = `http://127.0.0.4:${sn.apiPort}`;
     try {
-      const reg = (cid: string, path: string) => registerPeer(api, { rawUrl: `${base}${path}`, cid, ip: '127.0.0.14', port: 0 });
-      assert.notEqual((await reg('a', '/blob')).code, 200, 'the 503 fails this registration');
-      const ok = await reg('b', '/blob');
-      assert.equal(ok.code, 200, 'a 503 is not held against the URL');
-      await waitFor(async () => (await cdnStatus(api, ok.taskId)) === 'SUCCESS');
-      assert.equal(gets, 2);
-      const miss1 = await reg('c', '/missing');
-      const miss2 = await reg('d', '/missing');
-      assert.notEqual(miss1.code, 200);
-      assert.equal(miss2.code, miss1.code, 'the remembered 404 answers the same');
+      await withSupernode('127.0.0.4', async (_sn, api) => {
+        const reg = (cid: string, path: string) => registerPeer(api, { rawUrl: `${base}${path}`, cid, ip: '127.0.0.14', port: 0 });
+        assert.notEqual((await reg('a', '/blob')).code, 200, 'the 503 fails this registration');
+        const ok = await reg('b', '/blob');
+        assert.equal(ok.code, 200, 'a 503 is not held against the URL');
+        await waitFor(async () => (await cdnStatus(api, ok.taskId)) === 'SUCCESS');
+        assert.equal(gets, 2);
+        const miss1 = await reg('c', '/missing');
+        const miss2 = await reg('d', '/missing');
+        assert.notEqual(miss1.code, 200);
+        assert.equal(miss2.code, miss1.code, 'the remembered 404 answers the same');
+      });
     } finally {
-      await sn.close();
       origin.closeAllConnections();
       await new Promise((r) => origin.close(r));
     }
@@ -70,34 +80,31 @@ describe('supernode CDN under faults', () => {
     });
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
     const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/file`;
-    const sn = await supernodeAt(ctx.dir, '127.0.0.7');
-    const api = `http://127.0.0.7:${sn.apiPort}`;
-    const ask = async () => (await (await request(`${api}/peer/task?taskId=${id}&srcCid=p1`)).body.json()) as { code: number; data?: { pieceNum: number }[] };
     let id = '';
     try {
-      const reg = await registerPeer(api, { rawUrl: url, cid: 'p1', ip: '127.0.0.17', port: 0 });
-      assert.equal(reg.code, 200);
-      id = reg.taskId;
-      await waitFor(() => (sn.cdn.get(id)?.pieces.length ?? 0) > 0);
-      assert.equal((await ask()).code, 602, 'pieces exist but their ranges are not known yet');
-      release();
-      await waitFor(async () => (await cdnStatus(api, id)) === 'SUCCESS');
-      const got = await ask();
-      assert.equal(got.code, 601);
-      assert.deepEqual(got.data!.map((p) => p.pieceNum).sort(), [0, 1, 2], 'nothing was handed out and lost while waiting');
+      await withSupernode('127.0.0.7', async (sn, api) => {
+        const ask = async () => (await (await request(`${api}/peer/task?taskId=${id}&srcCid=p1`)).body.json()) as { code: number; data?: { pieceNum: number }[] };
+        const reg = await registerPeer(api, { rawUrl: url, cid: 'p1', ip: '127.0.0.17', port: 0 });
+        assert.equal(reg.code, 200);
+        id = reg.taskId;
+        await waitFor(() => (sn.cdn.get(id)?.pieces.length ?? 0) > 0);
+        assert.equal((await ask()).code, 602, 'pieces exist but their ranges are not known yet');
+        release();
+        await waitFor(async () => (await cdnStatus(api, id)) === 'SUCCESS');
+        const got = await ask();
+        assert.equal(got.code, 601);
+        assert.deepEqual(got.data!.map((p) => p.pieceNum).sort(), [0, 1, 2], 'nothing was handed out and lost while waiting');
+      });
     } finally {
       release();
-      await sn.close();
       origin.closeAllConnections();
       await new Promise((r) => origin.close(r));
     }
   });
 
   it('a ranged registration caches the slice it names; a header Node would refuse is a 400, not a poisoned URL', async () => {
-    const { dir, origin } = ctx;
-    const sn = await supernodeAt(dir, '127.0.0.9');
-    const api = `http://127.0.0.9:${sn.apiPort}`;
-    try {
+    const { origin } = ctx;
+    await withSupernode('127.0.0.9', async (sn, api) => {
       const blob = randomBlob(700_000);
       const d = origin.add(blob);
       const reg = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'k', ip: '127.0.0.19', port: 0, headers: ['Range:bytes=1000-'] });
@@ -114,17 +121,13 @@ describe('supernode CDN under faults', () => {
       const whole = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'm', ip: '127.0.0.19', port: 0 });
       assert.equal(whole.code, 200, 'the URL is not held against anyone');
       assert.equal(whole.fileLength, blob.length);
-    } finally {
-      await sn.close();
-    }
+    });
   });
 
   it('a download file it cannot create fails the registration with a code and the supernode keeps serving', async () => {
     const { dir, origin } = ctx;
-    const sn = await supernodeAt(dir, '127.0.0.5');
-    const api = `http://127.0.0.5:${sn.apiPort}`;
     const download = join(dir, 'sn-home-127.0.0.5', 'repo', 'download');
-    try {
+    await withSupernode('127.0.0.5', async (_sn, api) => {
       rmSync(download, { recursive: true, force: true });
       mkdirSync(join(download, '..'), { recursive: true });
       writeFileSync(download, 'not a directory');
@@ -136,41 +139,33 @@ describe('supernode CDN under faults', () => {
       const again = await registerPeer(api, { rawUrl: origin.blobUrl(d), cid: 'f', ip: '127.0.0.15', port: 0 });
       assert.equal(again.code, 200, 'a disk error is not remembered against the URL');
       await waitFor(async () => (await cdnStatus(api, again.taskId)) === 'SUCCESS');
-    } finally {
-      await sn.close();
-    }
+    });
   });
 
   it('a finished task whose file vanished from disk is dropped at the first miss and fetched again', async () => {
     const { dir, origin } = ctx;
-    const sn = await supernodeAt(dir, '127.0.0.8');
-    const api = `http://127.0.0.8:${sn.apiPort}`;
-    try {
+    await withSupernode('127.0.0.8', async (sn, api, piece) => {
       const d = origin.add(randomBlob(600_000));
       const body = (cid: string) => ({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.18', port: 0 });
       const reg = await registerPeer(api, body('i'));
       await waitFor(async () => (await cdnStatus(api, reg.taskId)) === 'SUCCESS');
       rmSync(dataFile(join(dir, 'sn-home-127.0.0.8'), reg.taskId));
-      const miss = await request(`http://127.0.0.8:${sn.downloadPort}/download/${reg.taskId.slice(0, 3)}/${reg.taskId}`, { headers: { range: 'bytes=0-99' } });
+      const miss = await piece(reg.taskId, 'bytes=0-99');
       await miss.body.dump();
       assert.equal(miss.statusCode, 404);
       const again = await registerPeer(api, body('j'));
       assert.equal(again.code, 200);
       await waitFor(async () => (await cdnStatus(api, again.taskId)) === 'SUCCESS');
       assert.equal(origin.requests.get(d), 2, 'fetched from the origin again');
-      const ok = await request(`http://127.0.0.8:${sn.downloadPort}/download/${reg.taskId.slice(0, 3)}/${reg.taskId}`, { headers: { range: 'bytes=0-99' } });
+      const ok = await piece(reg.taskId, 'bytes=0-99');
       await ok.body.dump();
       assert.equal(ok.statusCode, 206);
-    } finally {
-      await sn.close();
-    }
+    });
   });
 
   it('a task deleted while a peer registers it again is fetched again, whole and verified', async () => {
-    const { dir, origin } = ctx;
-    const sn = await supernodeAt(dir, '127.0.0.6');
-    const api = `http://127.0.0.6:${sn.apiPort}`;
-    try {
+    const { origin } = ctx;
+    await withSupernode('127.0.0.6', async (sn, api, piece) => {
       const d = origin.add(randomBlob(8 * MiB));
       const body = (cid: string) => ({ rawUrl: origin.blobUrl(d), cid, ip: '127.0.0.16', port: 0 });
       for (const pause of [0, 50]) {
@@ -187,14 +182,12 @@ describe('supernode CDN under faults', () => {
         const h = createHash('sha256');
         for (let n = 0; n < t.pieces.length; n++) {
           const p = t.layout!.piece(n);
-          const res = await request(`http://127.0.0.6:${sn.downloadPort}/download/${t.taskId.slice(0, 3)}/${t.taskId}`, { headers: { range: `bytes=${p.start}-${p.end}` } });
+          const res = await piece(t.taskId, `bytes=${p.start}-${p.end}`);
           const buf = Buffer.from(await res.body.arrayBuffer());
           h.update(buf.subarray(4, buf.length - 1));
         }
         assert.equal(h.digest('hex'), d);
       }
-    } finally {
-      await sn.close();
-    }
+    });
   });
 });
