@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,12 +13,14 @@ import { supernodeAt } from './helpers/cluster.js';
 import { REPO_ROOT } from './helpers/e2e.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 
-function dfget(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run bin/dfget; `interruptAfterMs` sends it SIGINT that long after start. */
+function dfget(args: string[], interruptAfterMs?: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(join(REPO_ROOT, 'bin', 'dfget'), args, { timeout: 60_000 }, (err, stdout, stderr) => {
+    const child = execFile(join(REPO_ROOT, 'bin', 'dfget'), args, { timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    if (interruptAfterMs !== undefined) setTimeout(() => child.kill('SIGINT'), interruptAfterMs);
   });
 }
 
@@ -57,6 +60,53 @@ describe('dfget CLI and the download port', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /md5/);
     assert.equal(existsSync(out), false);
+  });
+
+  it('Ctrl-C and -e end a download with no output, temp file or piece cache left; exit 130 and 1', async () => {
+    const d = origin.add(randomBlob(8 * 1024 * 1024));
+    const node = `127.0.0.1:${sn.apiPort}`;
+    origin.rate = 1024 * 1024;
+    try {
+      for (const [args, wait, code, msg] of [
+        [[], 1500, 130, /interrupted \(SIGINT\)/],
+        [['-e', '1s'], undefined, 1, /timed out after 1000 ms/],
+      ] as const) {
+        const home = join(dir, `home-${code}`);
+        mkdirSync(home);
+        const out = join(dir, `partial-${code}`);
+        const r = await dfget(['-u', origin.blobUrl(d), '-o', out, '--node', node, '--home', home, ...args], wait);
+        assert.equal(r.code, code, r.stderr);
+        assert.match(r.stderr, msg);
+        assert.equal(existsSync(out), false);
+        assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith(`partial-${code}`)), [], 'no temp file');
+        assert.deepEqual(readdirSync(home), [], 'no piece cache');
+      }
+    } finally {
+      origin.rate = 0;
+    }
+  });
+
+  it('creates the output directory, refuses a directory as output, and reports a busy --port in one line', async () => {
+    const d = origin.add(randomBlob(50_000));
+    const node = `127.0.0.1:${sn.apiPort}`;
+    const nested = join(dir, 'a', 'b', 'out');
+    const ok = await dfget(['-u', origin.blobUrl(d), '-o', nested, '--node', node]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(createHash('sha256').update(readFileSync(nested)).digest('hex'), d);
+    const isDir = await dfget(['-u', origin.blobUrl(d), '-o', join(dir, 'a'), '--node', node]);
+    assert.equal(isDir.code, 2);
+    assert.match(isDir.stderr, /^dfget: BAD_REQUEST: --output .* is a directory/);
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (busy.address() as { port: number }).port;
+      const r = await dfget(['-u', origin.blobUrl(d), '-o', join(dir, 'busy'), '--node', node, '--ip', '127.0.0.1', '--port', String(port)]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^dfget: download FAILED: listen EADDRINUSE/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    } finally {
+      busy.close();
+    }
   });
 
   it('exits 2 with usage on bad arguments', async () => {

@@ -1,8 +1,8 @@
 import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
@@ -19,41 +19,55 @@ import { createUploader, handleUpload } from '../uploader/uploader.js';
 
 const USAGE = 'usage: dfget -u URL -o FILE [--node host[:port][=weight],...] [-f k1&k2] [--header "K: V"] [-m md5] [-s rate] [--notbs]';
 
+/** Exit status for a run ended by a signal, as shells report it (128 + number). */
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
 /**
  * One download through P2P. While it runs it also serves its pieces to other peers, as
- * Dragonfly's dfget server does. The output appears only after verification (temp + rename).
+ * Dragonfly's dfget server does. The output appears only after verification (temp + rename);
+ * a failure, a timeout (-e) or Ctrl-C removes the temp file and the piece cache.
  */
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], stop: AbortSignal): Promise<number> {
   const flags = parseDfgetFlags(argv);
   if (!flags.url || !flags.output) {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
+  const output = resolve(flags.output);
+  if ((await stat(output).catch(() => undefined))?.isDirectory()) throw new DfError('BAD_REQUEST', `--output ${flags.output} is a directory; name the file to write`);
+  // Dragonfly creates the output's directory.
+  await mkdir(dirname(output), { recursive: true });
   const log = createLogger('dfget', { level: flags.verbose ? 'debug' : 'warn' });
+  const tmp = `${output}.dfget-${process.pid}.tmp`;
+  const signal = flags.timeout ? AbortSignal.any([stop, AbortSignal.timeout(flags.timeout)]) : stop;
   const work = await mkdtemp(join(flags.home ?? tmpdir(), 'dfget-'));
   const store = new PieceStore(work);
-  const client = new SupernodeClient(flags.nodes, log);
+  // -p source: straight from the origin, no supernode.
+  const client = new SupernodeClient(flags.pattern === 'source' ? [] : flags.nodes, log);
   const uploader = createUploader({ store, log });
   const server = createServer((req, res) => void handleUpload(req, res, uploader));
-  await new Promise<void>((r) => server.listen(flags.port, flags.ip || '0.0.0.0', () => r()));
   const cid = `${hostname()}-${process.pid}-${Date.now()}`;
-  const dl = new Downloader({
-    store,
-    client,
-    cid,
-    uploadPort: (server.address() as AddressInfo).port,
-    localIP: flags.ip,
-    filter: flags.filter,
-    rate: flags.localLimit ?? DFGET_DEFAULTS.localLimit,
-    notbs: flags.notbs,
-    log,
-  });
-  const headers: Record<string, string> = {};
-  for (const h of flags.headers) headers[h.name] = h.value;
-  const tmp = `${flags.output}.dfget-${process.pid}.tmp`;
+  let dl: Downloader | undefined;
   try {
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(flags.port, flags.ip || '0.0.0.0', () => ok());
+    });
+    dl = new Downloader({
+      store,
+      client,
+      cid,
+      uploadPort: (server.address() as AddressInfo).port,
+      localIP: flags.ip,
+      filter: flags.filter,
+      rate: flags.localLimit ?? DFGET_DEFAULTS.localLimit,
+      notbs: flags.notbs,
+      log,
+    });
+    const headers: Record<string, string> = {};
+    for (const h of flags.headers) headers[h.name] = h.value;
     const ca = flags.cacerts.map((f) => readFileSync(f, 'utf8'));
-    const { tf } = await dl.start({ url: flags.url, headers, insecure: flags.insecure, ca });
+    const { tf } = await untilAborted(dl.start({ url: flags.url, headers, insecure: flags.insecure, ca, md5: flags.md5, identifier: flags.identifier }), signal);
     const md5 = createHash('md5');
     const tap = new Transform({
       transform(chunk: Buffer, _e, cb) {
@@ -61,20 +75,21 @@ async function main(argv: string[]): Promise<number> {
         cb(null, chunk);
       },
     });
-    await pipeline(orderedStream(tf, { expectSha256: blobDigestOf(flags.url) }), tap, createWriteStream(tmp));
+    await pipeline(orderedStream(tf, { expectSha256: blobDigestOf(flags.url) }), tap, createWriteStream(tmp), { signal });
     const real = md5.digest('hex');
     if (flags.md5 && flags.md5 !== real) throw new Error(`md5 ${real} does not match --md5 ${flags.md5}`);
-    await rename(tmp, flags.output);
+    await rename(tmp, output);
     process.stdout.write(`download SUCCESS: ${flags.output} (${tf.layout.fileLength} bytes, md5 ${real})\n`);
     return 0;
   } catch (err) {
     await rm(tmp, { force: true });
-    process.stderr.write(`dfget: download FAILED: ${(err as Error).message}\n`);
-    return 1;
+    const why = stop.aborted ? `interrupted (${String(stop.reason)})` : signal.aborted ? `timed out after ${flags.timeout} ms (-e)` : (err as Error).message;
+    process.stderr.write(`dfget: download FAILED: ${why}\n`);
+    return stop.aborted ? (SIGNAL_EXIT[String(stop.reason)] ?? 1) : 1;
   } finally {
     server.closeAllConnections();
     server.close();
-    await dl.close();
+    await dl?.close();
     await client.leave(store.all(), cid);
     await client.close();
     await store.close();
@@ -82,10 +97,26 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+/** Registration can wait on a slow origin; a signal or -e must not wait for it. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return Promise.race([p, new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))]);
+}
+
+// The first SIGINT/SIGTERM stops the download and cleans up; a second one ends at once.
+const stop = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stop.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
+    stop.abort(sig);
+  });
+}
+
+main(process.argv.slice(2), stop.signal).then(
   (code) => process.exit(code),
-  (err: Error) => {
-    process.stderr.write(`dfget: ${err instanceof DfError ? err.message : err.stack}\n`);
+  (err: Error & { code?: string }) => {
+    // Start-up failures (a busy --port, a missing --home) are one line, not a stack trace.
+    process.stderr.write(`dfget: ${err instanceof DfError ? `${err.code}: ${err.message}` : err.message}\n`);
     process.exit(2);
   },
 );

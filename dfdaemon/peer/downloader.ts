@@ -17,6 +17,9 @@ export interface DownloadRequest {
   insecure?: boolean;
   /** Extra CA PEMs trusted for this origin. */
   ca?: string[];
+  /** dfget -m / -i: part of the task ID, as in Dragonfly (md5 wins over identifier). */
+  md5?: string;
+  identifier?: string;
 }
 
 export interface Started {
@@ -68,7 +71,7 @@ export class Downloader {
   }
 
   localTaskId(req: DownloadRequest): string {
-    return computeTaskId(filterUrl(req.url, this.o.filter), { range: req.headers['Range'] });
+    return computeTaskId(filterUrl(req.url, this.o.filter), { range: req.headers['Range'], md5: req.md5, identifier: req.identifier });
   }
 
   start(req: DownloadRequest): Promise<Started> {
@@ -136,7 +139,7 @@ export class Downloader {
       cid: this.o.cid,
       ip: this.o.localIP || addr.local,
       port: this.o.uploadPort,
-      path: `/peer/file/${computeTaskId(taskUrl, { range: req.headers['Range'] })}`,
+      path: `/peer/file/${this.localTaskId(req)}`,
       hostName: hostname(),
       version: '1.0.6-ts',
       superNodeIp: addr.remote,
@@ -144,6 +147,8 @@ export class Downloader {
       dfdaemon: true,
       insecure: req.insecure ?? false,
       rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
+      ...(req.md5 ? { md5: req.md5 } : {}),
+      ...(req.identifier ? { identifier: req.identifier } : {}),
     };
   }
 
