@@ -177,15 +177,23 @@ export function parsePort(v: unknown, key: string, allowZero = false): number {
   return parseInteger(v, key, { min: allowZero ? 0 : 1, max: 65535 });
 }
 
-/** Booleans from YAML or flag text (`true`/`false`/`1`/`0`, as pflag). */
+/**
+ * Spellings accepted as booleans: pflag's (`t`, `1`) plus YAML 1.1's (`yes`, `on`, `y`),
+ * because Dragonfly's files were read by Go's yaml.v2 and our YAML 1.2 parser hands
+ * those through as strings.
+ */
+const TRUE_WORDS = new Set(['true', 't', '1', 'yes', 'y', 'on']);
+const FALSE_WORDS = new Set(['false', 'f', '0', 'no', 'n', 'off']);
+
+/** Booleans from YAML or flag text, any case. */
 export function parseBool(v: unknown, key: string): boolean {
   if (typeof v === 'boolean') return v;
   if (typeof v === 'string') {
     const s = v.trim().toLowerCase();
-    if (s === 'true' || s === '1' || s === 't') return true;
-    if (s === 'false' || s === '0' || s === 'f') return false;
+    if (TRUE_WORDS.has(s)) return true;
+    if (FALSE_WORDS.has(s)) return false;
   }
-  throw new ConfigError(key, `expected true or false, got ${describe(v)}`, v);
+  throw new ConfigError(key, `expected true or false (or yes/no, on/off), got ${describe(v)}`, v);
 }
 
 /** A string; YAML null means empty. Numbers are not coerced (write `"8002"` if you mean text). */

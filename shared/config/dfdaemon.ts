@@ -80,7 +80,7 @@ export interface DfdaemonConfig {
   readonly hijackHttps: HijackHttps | null;
   /** `dfget_flags` as written. */
   readonly dfgetFlags: readonly string[];
-  /** `dfget_flags` parsed. */
+  /** `dfget_flags` parsed, then --urlfilter, --notbs and --callsystem on top. */
   readonly dfget: DfgetFlags;
   /** `supernodes` as written plus `--node` values. */
   readonly supernodes: readonly string[];
@@ -129,6 +129,8 @@ interface Draft {
   proxies: ProxyRule[];
   hijackHttps: HijackHttps | null;
   dfgetFlags: string[];
+  /** Dragonfly 0.4-era dfdaemon flags that set dfget options; they win over dfget_flags. */
+  dfgetOverrides: Partial<Mutable<Pick<DfgetFlags, 'filter' | 'notbs' | 'callSystem'>>>;
   supernodes: string[];
   ratelimit: number;
   cacheLimit: number;
@@ -155,6 +157,7 @@ function defaults(env: NodeJS.ProcessEnv): Draft {
     proxies: [],
     hijackHttps: null,
     dfgetFlags: [],
+    dfgetOverrides: {},
     supernodes: [],
     ratelimit: 20 * 1024 * 1024,
     cacheLimit: DEFAULT_CACHE_LIMIT,
@@ -339,6 +342,10 @@ const FLAG_RULES: readonly FlagRule[] = [
   { name: 'certpem', apply: (d, v, k, cwd) => { d.certpem = optionalFile(cwd, 'cert')(v, k); } },
   { name: 'keypem', apply: (d, v, k, cwd) => { d.keypem = optionalFile(cwd, 'key')(v, k); } },
   { name: 'dfpath', apply: (d, v, k) => { d.dfpath = parseString(v, k).trim(); } },
+  // Dragonfly's dfdaemon passed these three to every dfget it ran (`-f`, `--notbs`, `--callsystem`).
+  { name: 'urlfilter', apply: (d, v) => { d.dfgetOverrides.filter = v.split('&').filter((q) => q !== ''); } },
+  { name: 'notbs', bool: true, apply: (d, v, k) => { d.dfgetOverrides.notbs = parseBool(v, k); } },
+  { name: 'callsystem', apply: (d, v) => { d.dfgetOverrides.callSystem = v; } },
 ];
 
 const splitComma = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -399,7 +406,7 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
   if (d.ratelimit <= 0) throw new ConfigError('ratelimit', `expected a positive rate, got ${d.ratelimit}`, d.ratelimit);
   if (d.cacheLimit <= 0) throw new ConfigError('cacheLimit', `expected a positive size, got ${d.cacheLimit}`, d.cacheLimit);
 
-  const dfget = parseDfgetFlags(d.dfgetFlags, { keyPrefix: 'dfget_flags' });
+  const dfget: DfgetFlags = { ...parseDfgetFlags(d.dfgetFlags, { keyPrefix: 'dfget_flags' }), ...d.dfgetOverrides };
   const fromSupernodes = d.supernodes.flatMap((n, i) => parseNodeList(n, `supernodes[${i}]`));
   const config: DfdaemonConfig = {
     port: d.port,

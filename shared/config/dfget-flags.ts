@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
-import { describe, parseDuration, parseEnum, parseHttpUrl, parseIP, parsePort, parsePositiveInt, parseSize } from '../units.js';
+import { describe, parseBool, parseDuration, parseEnum, parseHttpUrl, parseIP, parsePort, parsePositiveInt, parseSize } from '../units.js';
 
 // ---------------------------------------------------------------------------
 // Tokenizer
@@ -292,18 +292,18 @@ export function parseDfgetFlags(argv: readonly string[], options: ParseDfgetOpti
       case 'minrate': r.minRate = parseSize(v, key); break;
       case 'timeout': r.timeout = parseDuration(v, key); break;
       case 'pattern': r.pattern = parseEnum(v, key, ['p2p', 'cdn', 'source'] as const); break;
-      case 'notbs': r.notbs = flagBool(v, key); break;
-      case 'dfdaemon': r.dfdaemon = flagBool(v, key); break;
-      case 'insecure': r.insecure = flagBool(v, key); break;
+      case 'notbs': r.notbs = parseBool(v, key); break;
+      case 'dfdaemon': r.dfdaemon = parseBool(v, key); break;
+      case 'insecure': r.insecure = parseBool(v, key); break;
       case 'cacerts': cacerts.push(...v.split(',').map((c) => c.trim()).filter((c) => c !== '')); break;
       case 'ip': r.ip = parseIP(v, key); break;
       case 'port': r.port = parsePort(v, key, true); break;
       case 'expiretime': r.expireTime = parseDuration(v, key); break;
       case 'alivetime': r.aliveTime = parseDuration(v, key); break;
       case 'home': r.home = nonEmpty(v, key); break;
-      case 'verbose': r.verbose = flagBool(v, key); break;
-      case 'showbar': r.showBar = flagBool(v, key); break;
-      case 'console': r.console = flagBool(v, key); break;
+      case 'verbose': r.verbose = parseBool(v, key); break;
+      case 'showbar': r.showBar = parseBool(v, key); break;
+      case 'console': r.console = parseBool(v, key); break;
       case 'clientqueue': r.clientQueue = parsePositiveInt(v, key); break;
       default: throw new ConfigError(key, 'unknown flag', v);
     }
@@ -325,12 +325,6 @@ export function parseHeader(v: string, key: string): DfgetHeader {
     throw new ConfigError(key, `expected a header "Name: value", got ${describe(v)}`, v);
   }
   return { name, value: v.slice(colon + 1).trim() };
-}
-
-function flagBool(v: string, key: string): boolean {
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new ConfigError(key, `expected true or false, got ${describe(v)}`, v);
 }
 
 function nonEmpty(v: string, key: string): string {

@@ -189,8 +189,12 @@ const TOP_LEVEL: Readonly<Record<string, (raw: unknown, key: string, draft: Draf
   },
 };
 
-/** Flags: name -> the base key they set (parsed by that key's rule) or a custom setter. */
-const FLAGS: Readonly<Record<string, { readonly bool?: boolean; readonly field?: string }>> = {
+/**
+ * Flags: name -> the base key they set (parsed by that key's rule). Dragonfly 1.0.x spells
+ * some differently from ours (`--up-limit`, `--pool-size`); both are kept so its
+ * docker-compose `command:` lines run unchanged. A flag without a field is read elsewhere.
+ */
+const FLAGS: Readonly<Record<string, { readonly bool?: boolean; readonly short?: string; readonly field?: string }>> = {
   config: {},
   port: { field: 'listenPort' },
   'download-port': { field: 'downloadPort' },
@@ -201,11 +205,19 @@ const FLAGS: Readonly<Record<string, { readonly bool?: boolean; readonly field?:
   'max-bandwidth': { field: 'maxBandwidth' },
   'system-bandwidth': { field: 'systemReservedBandwidth' },
   'peer-up-limit': { field: 'peerUpLimit' },
+  'up-limit': { field: 'peerUpLimit' },
   'peer-down-limit': { field: 'peerDownLimit' },
-  debug: { bool: true, field: 'debug' },
+  'down-limit': { field: 'peerDownLimit' },
+  'pool-size': { field: 'schedulerCorePoolSize' },
+  'fail-access-interval': { field: 'failAccessInterval' },
+  'gc-initial-delay': { field: 'gcInitialDelay' },
+  'gc-meta-interval': { field: 'gcMetaInterval' },
+  'task-expire-time': { field: 'taskExpireTime' },
+  'peer-gc-delay': { field: 'peerGCDelay' },
+  debug: { bool: true, short: 'D', field: 'debug' },
   profiler: { bool: true, field: 'enableProfiler' },
 };
-const FLAG_SPECS: readonly FlagSpec[] = Object.entries(FLAGS).map(([name, f]) => ({ name, bool: f.bool }));
+const FLAG_SPECS: readonly FlagSpec[] = Object.entries(FLAGS).map(([name, f]) => ({ name, bool: f.bool, short: f.short }));
 
 /**
  * Applies a parsed YAML document to a draft (exported for tests and for callers that
