@@ -1,6 +1,7 @@
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
-import { DfError } from '../shared/errors.js';
+import { DfError, startupError } from '../shared/errors.js';
 import { ioGc } from '../shared/mem/gc-pacer.js';
+import { answerInfoFlags } from '../shared/protocol/version.js';
 import { startDfdaemon } from './daemon.js';
 
 async function runGenCa(argv: string[]): Promise<void> {
@@ -14,9 +15,16 @@ async function runGenCa(argv: string[]): Promise<void> {
   }
 }
 
+const USAGE = `usage: dfdaemon [--config FILE] [--port N] [--node host[:port][=weight],...] [flags]
+       dfdaemon gen-ca [--out DIR] [--cn NAME] [--days N] [--force]
+
+Flags and dfdaemon.yml keys follow Dragonfly 1.x (README, "Configuration"); a bad one is named
+in the error. Default config: /etc/dragonfly/dfdaemon.yml.`;
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'gen-ca') return runGenCa(argv.slice(1));
+  if (answerInfoFlags('dfdaemon', argv, USAGE)) return;
   let cfg;
   try {
     cfg = loadDfdaemonConfig({ argv });
@@ -28,7 +36,13 @@ async function main(): Promise<void> {
     throw err;
   }
   ioGc.enable();
-  const d = await startDfdaemon(cfg);
+  let d;
+  try {
+    d = await startDfdaemon(cfg);
+  } catch (err) {
+    process.stderr.write(`dfdaemon: ${startupError(err)}\n`);
+    process.exit(1);
+  }
   const stop = () => {
     d.close().then(
       () => process.exit(0),

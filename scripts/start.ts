@@ -3,16 +3,28 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadSupernodeConfig } from '../shared/config/supernode.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const extra = process.argv.slice(2);
 const children: ChildProcess[] = [];
+/** How long a daemon gets to stop after SIGTERM before it is killed. */
+const GRACE_MS = 5_000;
+
+// The dfdaemon must reach the supernode wherever its flags or supernode.yml put it.
+let apiPort = 8002;
+try {
+  apiPort = loadSupernodeConfig({ argv: extra }).listenPort || apiPort;
+} catch {
+  // The supernode will print the config error itself and exit 2.
+}
 
 function run(bin: string, args: string[]): ChildProcess {
   const child = spawn(join(root, 'bin', bin), args, { stdio: 'inherit' });
   child.once('exit', (code, signal) => {
-    process.stderr.write(`${bin} exited (${signal ?? code})\n`);
-    stop(code ?? 1);
+    if (!stopping) process.stderr.write(`${bin} exited (${signal ?? code})\n`);
+    // A daemon that fails on its own fails `npm start`; one stopped by us does not.
+    stop(stopping ? 0 : code || 1);
   });
   children.push(child);
   return child;
@@ -20,13 +32,22 @@ function run(bin: string, args: string[]): ChildProcess {
 
 let stopping = false;
 function stop(code: number): void {
-  if (stopping) return;
+  if (code !== 0 && !process.exitCode) process.exitCode = code;
+  if (stopping) return maybeExit();
   stopping = true;
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 2000).unref();
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  // Not unref'd: this process stays until its children are gone or killed.
+  setTimeout(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }, GRACE_MS);
+  maybeExit();
+}
+
+function maybeExit(): void {
+  if (children.every((c) => c.exitCode !== null || c.signalCode !== null)) process.exit();
 }
 
 process.once('SIGINT', () => stop(0));
 process.once('SIGTERM', () => stop(0));
 run('supernode', extra);
-run('dfdaemon', ['--node', '127.0.0.1:8002']);
+run('dfdaemon', ['--node', `127.0.0.1:${apiPort}`]);

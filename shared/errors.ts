@@ -167,3 +167,14 @@ export function redactUrl(url: string): string {
     return url;
   }
 }
+
+/**
+ * One line for a daemon that could not start: the stable code of a DfError, else the message of
+ * the error and of its cause (LevelDB's "failed to open" hides the EACCES that explains it).
+ */
+export function startupError(err: unknown): string {
+  if (err instanceof DfError) return `${err.code}: ${err.message}`;
+  const e = err as Error & { cause?: unknown };
+  const cause = e?.cause instanceof Error && !e.message.includes(e.cause.message) ? `: ${e.cause.message}` : '';
+  return `${e?.message ?? String(err)}${cause}`;
+}

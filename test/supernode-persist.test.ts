@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
@@ -68,6 +69,25 @@ describe('supernode persistence', () => {
     } finally {
       await sn.stop();
     }
+  });
+
+  it('./bin/supernode on a busy port, or a homeDir it cannot create, exits 1 with one line; --version answers', async () => {
+    const port = await freePort('127.0.0.3');
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.3', () => r()));
+    try {
+      const busy = await run(join(REPO_ROOT, 'bin', 'supernode'), ['--home-dir', join(ctx.dir, 'busy'), '--listen-ip', '127.0.0.3', '--port', String(port), '--download-port=0'], { timeoutMs: 20_000 });
+      assert.equal(busy.code, 1, busy.stderr);
+      assert.match(busy.stderr, /^supernode: listen EADDRINUSE: address already in use 127\.0\.0\.3:\d+\n$/);
+    } finally {
+      blocker.close();
+    }
+    const bad = await run(join(REPO_ROOT, 'bin', 'supernode'), ['--home-dir', '/dev/null/x', '--listen-ip', '127.0.0.3', '--port=0', '--download-port=0'], { timeoutMs: 20_000 });
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /^supernode: ENOTDIR: not a directory, mkdir '\/dev\/null\/x'\n$/);
+    const v = await run(join(REPO_ROOT, 'bin', 'supernode'), ['--version'], { timeoutMs: 20_000 });
+    assert.equal(v.code, 0);
+    assert.match(v.stdout, /^supernode 1\.0\.6-ts /);
   });
 
   it('serves a cached blob after a restart with 0 bytes from the origin', async () => {

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Logger } from '../../shared/log/index.js';
 import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
+import { VERSION } from '../../shared/protocol/version.js';
 import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
@@ -141,7 +142,7 @@ export class Downloader {
       port: this.o.uploadPort,
       path: `/peer/file/${this.localTaskId(req)}`,
       hostName: hostname(),
-      version: '1.0.6-ts',
+      version: VERSION,
       superNodeIp: addr.remote,
       headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
       dfdaemon: true,

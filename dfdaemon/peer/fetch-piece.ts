@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { WRAP_OVERHEAD, WRAP_TAIL } from '../../shared/protocol/pieces.js';
+import { VERSION } from '../../shared/protocol/version.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 import { READ_BUFFER, type PieceClient } from './piece-client.js';
@@ -61,7 +62,7 @@ export async function fetchPiece(
       p.peerIp,
       p.peerPort,
       p.path,
-      { Range: `bytes=${p.range}`, pieceNum: String(p.pieceNum), pieceSize: String(p.pieceSize), 'User-Agent': 'dfget/1.0.6-ts' },
+      { Range: `bytes=${p.range}`, pieceNum: String(p.pieceNum), pieceSize: String(p.pieceSize), 'User-Agent': `dfget/${VERSION}` },
       {
         head(status, length) {
           if (status < 200 || status >= 300) throw new PieceFetchError('FILE_NOT_EXIST', `${who}: HTTP ${status}`);

@@ -1,12 +1,12 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { badRequest } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
+import { VERSION } from '../../shared/protocol/version.js';
 import type { SupernodeMetrics } from '../metrics.js';
 import type { TaskService } from '../service/tasks.js';
 import { errorHandler } from './errors.js';
 import { peerRoutes } from './peer-routes.js';
 
-export const VERSION = '1.0.6-ts';
 
 /** Form bodies: repeated keys become arrays, as Go's r.Form gives them. */
 function parseForm(body: string): Record<string, string | string[]> {
