@@ -33,6 +33,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   SOURCE_TIMEOUT: { status: 504, description: 'The origin or a peer did not answer in time.' },
   DIGEST_MISMATCH: { status: 502, description: 'Downloaded content does not match its expected digest (sha256 or file md5).' },
   PIECE_MD5_MISMATCH: { status: 502, description: 'A piece does not match its expected md5.' },
+  TOO_MANY_REQUESTS: { status: 429, description: 'Too much unfinished work of this kind (e.g. preheat jobs); retry later.' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body exceeds the accepted size.' },
   UNSUPPORTED_MEDIA: { status: 415, description: 'The request body has an unsupported content type.' },
   HOME_DIR_IN_USE: { status: 500, description: "Another running supernode holds this homeDir's metadata store." },

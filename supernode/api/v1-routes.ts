@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { badRequest, peerNotFound, taskNotFound } from '../../shared/errors.js';
+import { badRequest, peerNotFound, redactUrl, taskNotFound } from '../../shared/errors.js';
 import { Params } from '../../shared/protocol/params.js';
 import type { Cdn } from '../cdn/cdn.js';
 import { peerJson } from '../service/peers.js';
@@ -54,7 +54,7 @@ export function v1Routes(app: FastifyInstance, svc: TaskService, cdn: Cdn, now: 
     return {
       ID: id,
       cdnStatus: t.status,
-      rawURL: t.req.url,
+      rawURL: redactUrl(t.req.url),
       fileLength: t.fileLength,
       httpFileLength: t.fileLength,
       pieceSize: t.pieceSize,

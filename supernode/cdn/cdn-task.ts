@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { redactUrl } from '../../shared/errors.js';
 import { pieceSizeFor, Layout, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { cutPieces, type PieceRecord } from './cutter.js';
@@ -230,7 +231,7 @@ export class CdnTask extends EventEmitter {
       }
       this.failure = isFailure(err) ? err : fail('SOURCE_UNREACHABLE', 607, `source stream failed: ${(err as Error).message}`);
       this.status = this.failure.dfCode === 500 ? 'FAILED' : 'SOURCE_ERROR';
-      this.d.log.warn({ taskId: this.taskId, url: this.req.url, failure: this.failure }, 'cdn task failed');
+      this.d.log.warn({ taskId: this.taskId, url: redactUrl(this.req.url), failure: this.failure }, 'cdn task failed');
       this.rejectReady(this.failure);
       this.emit('end', false);
     }
@@ -240,7 +241,7 @@ export class CdnTask extends EventEmitter {
     const from = start > 0 && this.layout ? this.layout.piece(start).rawStart : 0;
     const range = requestedRange(this.req.headers);
     const src = await openSource(this.req.url, { ...this.req, from, range, signal: this.abort.signal }).catch((err: Error) => {
-      throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${this.req.url}: ${err.message}`);
+      throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${redactUrl(this.req.url)}: ${err.message}`);
     });
     if (src.status < 200 || src.status >= 300) {
       src.body.resume();
@@ -308,7 +309,9 @@ function isFailure(e: unknown): e is SourceFailure {
   return typeof e === 'object' && e !== null && 'dfCode' in e && 'code' in e;
 }
 
-function statusFailure(status: number, url: string): SourceFailure {
+/** Messages reach peers, job views and logs: a signed URL's query or userinfo must not. */
+function statusFailure(status: number, fullUrl: string): SourceFailure {
+  const url = redactUrl(fullUrl);
   if (status === 404) return fail('SOURCE_NOT_FOUND', 607, `source answered 404 for ${url}`, status);
   if (status === 401 || status === 403 || status === 407) {
     return fail('SOURCE_AUTH', 609, `source answered ${status} for ${url}: authentication required`, status);

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { RegistryCredentials } from '../../shared/config/preheat.js';
 import type { Logger } from '../../shared/log/index.js';
+import { redactUrl } from '../../shared/errors.js';
 import { blobDigestOf, filterUrl, taskId } from '../../shared/protocol/taskid.js';
 import { formatDuration } from '../../shared/units.js';
 import type { Cdn } from '../cdn/cdn.js';
@@ -57,7 +58,7 @@ export class PreheatJob {
 
   constructor(readonly id: number, readonly req: JobRequest, readonly createdAt: number) {
     this.updatedAt = createdAt;
-    // One abort listener per blob waiting on the CDN: more than Node's warning threshold of 10.
+    // One abort listener per worker and per blob a worker waits on: past Node's warning at 10.
     setMaxListeners(0, this.controller.signal);
   }
 
@@ -98,15 +99,25 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
     const { blobs, auth } = await listBlobs(job, d, signal);
     job.blobs = blobs.map((b) => ({ ...b, taskId: blobTaskId(job, b.url), state: 'WAITING', error: '', bytes: 0 }));
     job.updatedAt = d.now();
-    log.info({ url: job.req.url, blobs: blobs.length }, 'preheat resolved');
-    await Promise.all(job.blobs.map((b) => d.limiter.run(() => cacheBlob(b, auth, d, signal), signal).then(
-      () => undefined,
-      (err: unknown) => {
-        if (signal.aborted) return;
-        b.state = 'FAILED';
-        b.error = (err as Error).message;
-      },
-    ).finally(() => (job.updatedAt = d.now()))));
+    log.info({ url: redactUrl(job.req.url), blobs: blobs.length }, 'preheat resolved');
+    // A few workers per job, not a promise (and an abort listener) per blob: an index listing
+    // thousands of blobs must not cost the event loop quadratic time.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < job.blobs.length && !signal.aborted) {
+        const b = job.blobs[next++];
+        await d.limiter.run(() => cacheBlob(b, auth, d, signal), signal).then(
+          () => undefined,
+          (err: unknown) => {
+            if (signal.aborted) return;
+            b.state = 'FAILED';
+            b.error = (err as Error).message;
+          },
+        );
+        job.updatedAt = d.now();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(d.limiter.max, job.blobs.length) }, worker));
     signal.throwIfAborted();
     const failed = job.blobs.filter((b) => b.state === 'FAILED');
     if (failed.length > 0) {
@@ -142,7 +153,8 @@ async function listBlobs(job: PreheatJob, d: RunDeps, signal: AbortSignal): Prom
   // Loaded on the first job: undici costs the supernode ~20 MB of RSS it needs nowhere else.
   const { RegistryClient } = await import('./registry-client.js');
   const client = new RegistryClient(job.req.headers, { tls: d.tls, credentials: job.req.credentials, signal });
-  const image = await resolveImage(client, target, job.req.platforms);
+  // Reading manifests holds a slot too: a burst of jobs must not open a connection each at once.
+  const image = await d.limiter.run(() => resolveImage(client, target, job.req.platforms, job.req.digest), signal);
   if (image.blobs.length === 0) throw new PreheatFailure(`manifest ${job.req.url} lists no blobs the registry serves`);
   return { blobs: image.blobs, auth: { headers: () => client.headers, renew: () => client.renew(job.req.url, target.repo) } };
 }

@@ -1,9 +1,15 @@
+import { DfError } from '../../shared/errors.js';
 import type { Cdn } from '../cdn/cdn.js';
 import { jobKey, runJob, PreheatJob, type JobRequest, type RunDeps } from './job.js';
 import { parseManifestUrl, PreheatFailure } from './manifest.js';
 
 /** Finished jobs kept for status queries; older ones are forgotten first. */
 const MAX_FINISHED = 1000;
+/**
+ * Unfinished jobs at once. Each holds a timer, its blob list and, while it waits, a place in the
+ * limiter; a registry that never answers would otherwise let a burst pile up until jobTimeout.
+ */
+export const MAX_UNFINISHED = 256;
 
 /**
  * Every preheat job, whichever API or webhook created it, under one numeric ID sequence: v1
@@ -22,6 +28,9 @@ export class JobStore {
     for (const j of this.jobs.values()) {
       if (!j.finished && j.key === key) return { job: j, joined: true };
     }
+    let unfinished = 0;
+    for (const j of this.jobs.values()) if (!j.finished) unfinished++;
+    if (unfinished >= MAX_UNFINISHED) throw new DfError('TOO_MANY_REQUESTS', `${unfinished} preheat jobs are still running; retry once some finish`);
     const candidate = new PreheatJob(++this.seq, req, this.d.now());
     this.jobs.set(candidate.id, candidate);
     this.prune();

@@ -3,7 +3,7 @@ export class Limiter {
   private active = 0;
   private readonly waiting: Array<() => void> = [];
 
-  constructor(private readonly max: number) {}
+  constructor(readonly max: number) {}
 
   async run<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
     await this.acquire(signal);

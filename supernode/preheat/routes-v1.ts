@@ -37,7 +37,7 @@ function parseV1(body: unknown, cfg: PreheatConfig): JobRequest {
     platforms: cfg.platforms,
     timeoutMs: cfg.jobTimeout,
     trigger: 'v1',
-    digest: optionalString(b, 'digest'),
+    digest: manifestDigest(optionalString(b, 'digest')),
     credentials: registryCredentials(cfg),
   };
 }
@@ -73,4 +73,10 @@ export function v1Routes(app: FastifyInstance, store: JobStore, cfg: PreheatConf
       return v1View(j, cfg);
     });
   }
+}
+
+/** Harbor's v1 `digest`: checked against what the tag serves, so it must be one we can compute. */
+function manifestDigest(d: string): string {
+  if (d !== '' && !/^sha256:[0-9a-f]{64}$/.test(d)) throw badRequest(`digest must be sha256:<64 hex digits>, got ${JSON.stringify(d.slice(0, 80))}`);
+  return d;
 }

@@ -75,8 +75,17 @@ function parseV2(body: unknown, cfg: PreheatConfig): JobRequest {
     trigger: 'v2',
     digest: '',
     credentials: registryCredentials(cfg),
-    args: b,
+    // What the job view echoes: the request rebuilt from the fields read above. Never the raw
+    // body (its size and depth are the caller's, and args.headers carry registry tokens).
+    args: {
+      scheduler_cluster_ids: clusterIds(b.scheduler_cluster_ids),
+      args: { type, url, ...(platform !== '' ? { platform } : {}), ...(a.filtered_query_params ? { filtered_query_params: optionalString(a, 'filtered_query_params', 'args.') } : {}) },
+    },
   };
+}
+
+function clusterIds(v: unknown): number[] {
+  return Array.isArray(v) ? v.filter((x): x is number => Number.isSafeInteger(x)).slice(0, 16) : [];
 }
 
 export function v2Routes(app: FastifyInstance, store: JobStore, cfg: PreheatConfig): void {

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { PreheatConfig } from '../../shared/config/preheat.js';
 import { DfError } from '../../shared/errors.js';
 import type { JobStore } from './jobs.js';
+import { parseManifestUrl } from './manifest.js';
 import { sameSecret } from './provider-auth.js';
 import { findRule, manifestUrlFor, parseHarborEvent, parseRegistryEvents, type Ignored, type Parsed } from './webhook-events.js';
 
@@ -48,19 +49,26 @@ export function webhookRoutes(app: FastifyInstance, store: JobStore, cfg: Prehea
         ignored.push({ ...who, reason: 'the event names no registry host and the matching rule has no registry' });
         continue;
       }
-      const { job } = store.submit({
-        type: 'image',
-        url,
-        headers: {},
-        filter: [],
-        identifier: '',
-        platforms: cfg.platforms,
-        timeoutMs: cfg.jobTimeout,
-        trigger: 'webhook',
-        digest: e.digest,
-        credentials: w.registryAuth,
-      });
-      accepted.push({ id: job.id, ...who, url });
+      // An event whose repository or tag cannot form a manifest URL would only make a failed
+      // job; one past the cap on running jobs is reported, not thrown at the whole delivery.
+      try {
+        parseManifestUrl(url);
+        const { job } = store.submit({
+          type: 'image',
+          url,
+          headers: {},
+          filter: [],
+          identifier: '',
+          platforms: cfg.platforms,
+          timeoutMs: cfg.jobTimeout,
+          trigger: 'webhook',
+          digest: e.digest,
+          credentials: w.registryAuth,
+        });
+        accepted.push({ id: job.id, ...who, url });
+      } catch (err) {
+        ignored.push({ ...who, reason: (err as Error).message });
+      }
     }
     return reply.status(accepted.length > 0 ? 202 : 200).send({ accepted, ignored });
   };
