@@ -68,7 +68,10 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
       metrics.servedBytes.inc(b);
       ioGc.account(b);
     },
-    onLost: (taskId) => {
+    onLost: (task) => {
+      const { taskId } = task;
+      // A request that began before a re-registration must not drop the task that replaced it.
+      if (cdn.get(taskId) !== task) return;
       log.warn({ taskId }, 'task file missing from disk: task dropped, the next registration fetches it again');
       svc.drop(taskId);
       cdn.delete(taskId).catch((err: Error) => log.warn({ taskId, err: err.message }, 'cannot delete lost task'));

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
@@ -128,6 +130,38 @@ describe('GC on a running supernode, driven by an injected clock and disk', () =
       assert.equal(sn.cdn.rememberedFailures, 0, 'the 404 is forgotten after failAccessInterval');
     } finally {
       await sn.close();
+    }
+  });
+
+  it('a peer polling a task whose length is not known yet is alive, not silent', async () => {
+    const { dir } = ctx;
+    let clock = 20_000_000;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // No content-length: the CDN learns the length only at the end, and peers are told to wait.
+    const origin = createServer((_req, res) => {
+      res.writeHead(200);
+      res.write(Buffer.alloc(5 * 1024 * 1024, 1));
+      void gate.then(() => res.end());
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+    const sn = await supernodeAt(dir, '127.0.0.4', '', [], { now: () => clock, freeBytes: async () => 500 * G });
+    const api = `http://127.0.0.4:${sn.apiPort}`;
+    try {
+      const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/chunked`;
+      const id = (await registerPeer(api, { rawUrl: url, cid: 'poller', ip: '127.0.0.14', port: 0 })).taskId;
+      for (let i = 0; i < 5; i++) {
+        clock += 30_000;
+        const res = await request(`${api}/peer/task?taskId=${id}&srcCid=poller`);
+        assert.equal(((await res.body.json()) as { code: number }).code, 602);
+        sn.gc.runMeta();
+      }
+      assert.equal(sn.svc.tasks.get(id)!.sched.peers.get('poller')!.down, false, 'it called every 30 s');
+    } finally {
+      release();
+      await sn.close();
+      origin.closeAllConnections();
+      await new Promise((r) => origin.close(r));
     }
   });
 

@@ -7,6 +7,7 @@ import { throttle } from '../../shared/ratelimit/throttle.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
+import type { CdnTask } from '../cdn/cdn-task.js';
 
 /**
  * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
@@ -19,7 +20,7 @@ export function createDownloadServer(opts: {
   bucket?: TokenBucket;
   onServed?: (bytes: number) => void;
   /** A finished task's file is gone from disk (removed by hand, lost disk): forget the task. */
-  onLost?: (taskId: string) => void;
+  onLost?: (task: CdnTask) => void;
 }): Server {
   const { cdn, log } = opts;
   const send = (res: ServerResponse, status: number, msg: string) => {
@@ -46,7 +47,7 @@ export function createDownloadServer(opts: {
     if (!fh) {
       // Without this the CDN would keep offering pieces of a file it no longer has, and every
       // peer would fail on them until the task expired (Dragonfly GCs the task here too).
-      if (task.status === 'SUCCESS') opts.onLost?.(task.taskId);
+      if (task.status === 'SUCCESS') opts.onLost?.(task);
       return send(res, 404, 'task file not found');
     }
     res.writeHead(206, {
@@ -90,8 +91,10 @@ async function openTaskFile(path: () => string): Promise<FileHandle | undefined>
     for (const candidate of [p, other]) {
       try {
         return await open(candidate, 'r');
-      } catch {
-        /* renamed under us: try the other name */
+      } catch (err) {
+        // ENOENT: renamed under us, try the other name. Anything else (EMFILE under load,
+        // EACCES) is not a lost file and must not drop the task: it becomes a 500.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
     await new Promise((r) => setImmediate(r));

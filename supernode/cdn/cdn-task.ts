@@ -223,8 +223,9 @@ export class CdnTask extends EventEmitter {
     } catch (err) {
       await fh?.close().catch(() => undefined);
       // A cancelled task leaves its files to the canceller: a deletion removes them in order with
-      // any new task for this ID, and a shutdown keeps them so the next run resumes.
-      if (!this.cancelled) {
+      // any new task for this ID, and a shutdown keeps them so the next run resumes. Unless its
+      // length never came: such a task cannot be resumed, so nothing of it is worth keeping.
+      if (!this.cancelled || !this.layout) {
         // The disk may be the reason this failed; cleaning up must not throw past run().
         await rm(partFile(this.d.homeDir, this.taskId), { force: true }).catch(() => undefined);
         await this.d.store?.delete(this.taskId).catch(() => undefined);
@@ -258,9 +259,11 @@ export class CdnTask extends EventEmitter {
       length = Math.min(range.end ?? cr.total - 1, cr.total - 1) - range.start + 1;
     }
     if (from > 0 && (src.status !== 206 || length !== this.fileLength)) {
-      // The origin ignored the Range or the content changed: start over from nothing.
+      // The origin ignored the Range or the content changed: start over from nothing, and forget
+      // the old pieces' records, or a stop mid-refetch would restore old and new content mixed.
       src.body.destroy();
       this.pieces.length = 0;
+      await this.d.store?.delete(this.taskId).catch(() => undefined);
       return this.fetch(fh, 0, undefined);
     }
     this.resumedFrom = from;

@@ -122,7 +122,7 @@ export class Cdn {
     const before = this.deleting.get(taskId);
     const ended = t && (t.status === 'RUNNING' || t.status === 'WAITING') ? new Promise((r) => t.once('end', r)) : undefined;
     const work = (async () => {
-      await before;
+      await before?.catch(() => undefined);
       // The cancelled task still holds its .part open until it has wound down.
       await ended;
       await rm(dataFile(this.opts.homeDir, taskId), { force: true });

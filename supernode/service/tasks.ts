@@ -222,7 +222,11 @@ export class TaskService {
   async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal): Promise<TaskReply> {
     const entry = this.get(taskId);
     entry.accessedAt = this.o.now();
-    if (!entry.sched.peers.has(cid)) return { code: 500, msg: `peer ${cid} is not registered for task ${taskId}` };
+    const peer = entry.sched.peers.get(cid);
+    if (!peer) return { code: 500, msg: `peer ${cid} is not registered for task ${taskId}` };
+    // Every call counts as a sign of life, also one answered before the scheduler runs (meta GC
+    // marks incomplete peers silent for peerExpireTime down).
+    peer.lastSeen = this.o.now();
     if (report) this.report(taskId, cid, report);
     const deadline = Date.now() + waitMs;
     let d = this.decide(entry, cid);
