@@ -53,7 +53,7 @@ describe('preheat limits', { timeout: 120_000 }, () => {
       registry.closeAllConnections();
       await new Promise((r) => registry.close(r));
     });
-    sn = await supernodeAt(t.path, await loopbackIp(), 'preheat:\n  jobTimeout: 2m\n');
+    sn = await supernodeAt(t.path, await loopbackIp(), "preheat:\n  jobTimeout: 2m\n  webhooks:\n    rules: [{ repository: '**' }]\n");
     cleanups.push(() => sn.close());
     root = `http://${(sn.api.server.address() as AddressInfo).address}:${sn.apiPort}`;
   });
@@ -119,14 +119,13 @@ describe('preheat limits', { timeout: 120_000 }, () => {
     assert.equal(v.status, 'SUCCESS', String(v.errorMsg));
   });
 
+  const event = (repo: string, tag: string) => ({
+    type: 'PUSH_ARTIFACT',
+    event_data: { resources: [{ tag, resource_url: `${reg.replace('http://', '')}/${repo}:${tag}`, digest: sha(`${repo}:${tag}`) }], repository: { repo_full_name: repo, namespace: repo.split('/')[0], name: repo.split('/')[1] } },
+  });
+
   it('webhook events that cannot name an image are ignored with the reason', async () => {
-    const event = (repo: string, tag: string) => ({
-      type: 'PUSH_ARTIFACT',
-      event_data: { resources: [{ tag, resource_url: `${reg.replace('http://', '')}/${repo}:${tag}`, digest: sha('x') }], repository: { repo_full_name: repo, namespace: repo.split('/')[0], name: repo.split('/')[1] } },
-    });
-    const hook = await supernodeAt(t.path, await loopbackIp(), `preheat:\n  webhooks:\n    rules: [{ repository: '**' }]\n`);
-    cleanups.push(() => hook.close());
-    const url = `http://${(hook.api.server.address() as AddressInfo).address}:${hook.apiPort}/webhooks/harbor`;
+    const url = `${root}/webhooks/harbor`;
     // Harbor never sends these, but a misconfigured registry endpoint can; the event's digest is
     // what is warmed, so only a repository that cannot form a URL is an error.
     for (const [repo, tag] of [['library/NGINX', 'v1'], ['Library/x', 'latest']]) {
@@ -151,6 +150,10 @@ describe('preheat limits', { timeout: 120_000 }, () => {
       }
     }
     assert.ok(ids.length <= MAX_UNFINISHED && ids.length >= MAX_UNFINISHED - 5, `${ids.length} accepted`);
+    // A push event refused for capacity makes the delivery fail, so the sender tries it again.
+    const hook = await fetch(`${root}/webhooks/harbor`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event('library/busy', 'v1')) });
+    assert.equal(hook.status, 429);
+    assert.match(JSON.stringify(await hook.json()), /still running; retry/);
     for (const id of ids) await call('DELETE', `/preheats/${id}`);
     const again = await call('POST', '/preheats', { type: 'image', url: `${reg}/v2/hang/app/manifests/t0`, headers: {} });
     assert.equal(again.status, 201, 'deleting jobs makes room');

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { PreheatConfig } from '../../shared/config/preheat.js';
-import { DfError } from '../../shared/errors.js';
+import { DfError, isDfError } from '../../shared/errors.js';
 import type { JobStore } from './jobs.js';
 import { parseManifestUrl } from './manifest.js';
 import { sameSecret } from './provider-auth.js';
@@ -33,6 +33,7 @@ export function webhookRoutes(app: FastifyInstance, store: JobStore, cfg: Prehea
   const handle = (parsed: Parsed, reply: FastifyReply) => {
     const accepted: Accepted[] = [];
     const ignored: Ignored[] = [...parsed.ignored];
+    let busy = false;
     for (const e of parsed.pushes) {
       const who = { repository: e.repository, tag: e.tag };
       if (e.tag === '') {
@@ -67,10 +68,13 @@ export function webhookRoutes(app: FastifyInstance, store: JobStore, cfg: Prehea
         });
         accepted.push({ id: job.id, ...who, url });
       } catch (err) {
+        if (isDfError(err, 'TOO_MANY_REQUESTS')) busy = true;
         ignored.push({ ...who, reason: (err as Error).message });
       }
     }
-    return reply.status(accepted.length > 0 ? 202 : 200).send({ accepted, ignored });
+    // Registries and Harbor redeliver only on a non-2xx answer; events already accepted join
+    // their running jobs when the delivery comes again.
+    return reply.status(busy ? 429 : accepted.length > 0 ? 202 : 200).send({ accepted, ignored });
   };
 
   app.post('/webhooks/harbor', { onRequest: checkToken }, async (req, reply) => handle(parseHarborEvent(req.body), reply));
