@@ -297,6 +297,7 @@ describe('HTTPS hijack through dfdaemon (in-process)', () => {
       assert.equal(seen['x-end'], 'sent');
       for (const h of ['x-client-hop', 'keep-alive', 'te']) assert.equal(seen[h], undefined, `${h} reached the upstream`);
       assert.match(raw, /x-end: kept/i);
+      assert.match(raw, /^connection: close\b/im, 'the client asked to close, and the answer says so');
       for (const h of ['x-hop', 'keep-alive', 'proxy-authenticate']) assert.doesNotMatch(raw, new RegExp(`^${h}:`, 'im'), `${h} reached the client`);
     } finally {
       echo.closeAllConnections();

@@ -12,6 +12,7 @@ import { request } from 'undici';
 import { createUploader, handleUpload } from '../dfdaemon/uploader/uploader.js';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
 import { createLogger } from '../shared/log/index.js';
+import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { Layout, MiB, WRAP_OVERHEAD } from '../shared/protocol/pieces.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin } from './helpers/origin.js';
@@ -96,6 +97,28 @@ describe('dfdaemon under faults', () => {
       await df.close();
       await sn.close();
       await origin.close();
+    }
+  });
+
+  it('an upload slowed by the host\'s upload budget is not taken for a stalled peer', async () => {
+    const store = new PieceStore(join(dir, 'slow'), () => Date.now());
+    const pieceSize = MiB;
+    const tf = await store.open('t2', new Layout(pieceSize - WRAP_OVERHEAD, pieceSize));
+    await tf.writeAt(Buffer.alloc(pieceSize - WRAP_OVERHEAD, 5), 0);
+    tf.markDone(0);
+    // 512 KiB/s: each 256 KiB chunk waits ~0.5 s for the bucket, longer than idleMs.
+    const up = createUploader({ store, log: quiet, bucket: new TokenBucket(512 * 1024), idleMs: 300 });
+    const server = createServer((req, res) => void handleUpload(req, res, up));
+    const port = await listen(server);
+    try {
+      const res = await request(`http://127.0.0.1:${port}/peer/file/t2`, { headers: { range: `bytes=0-${pieceSize - 1}`, piecenum: '0', piecesize: String(pieceSize) } });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      assert.equal(res.statusCode, 206);
+      assert.equal(body.length, pieceSize, 'the whole piece, however slowly');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await store.close();
     }
   });
 

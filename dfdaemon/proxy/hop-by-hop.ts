@@ -4,8 +4,13 @@ import type { IncomingHttpHeaders } from 'node:http';
 // to Node, which frames each side itself.
 const HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'];
 
-/** Drop the hop-by-hop headers, and every header the Connection header names, in place. */
-export function stripHopByHop(headers: IncomingHttpHeaders): void {
+/** The hop-by-hop headers of a message: the fixed ones and every one its Connection names. */
+export function hopByHop(headers: IncomingHttpHeaders): string[] {
   const named = String(headers.connection ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
-  for (const h of [...HOP, ...named]) if (h !== 'transfer-encoding') delete headers[h];
+  return [...HOP, ...named].filter((h) => h !== 'transfer-encoding');
+}
+
+/** Drop them in place. */
+export function stripHopByHop(headers: IncomingHttpHeaders): void {
+  for (const h of hopByHop(headers)) delete headers[h];
 }

@@ -4,7 +4,7 @@ import { DfError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import { agentFor } from '../../shared/http/agents.js';
 import { sendError } from './errors.js';
-import { stripHopByHop } from './hop-by-hop.js';
+import { hopByHop, stripHopByHop } from './hop-by-hop.js';
 
 export interface PassOptions {
   insecure?: boolean;
@@ -19,6 +19,11 @@ export interface PassOptions {
  */
 export function createPassThrough(log: Logger) {
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, proxyTimeout: 120_000, changeOrigin: true });
+  // Removed from the outgoing request, not from req.headers: http-proxy answers the client's own
+  // Connection (a 'close' must still close this side).
+  proxy.on('proxyReq', (proxyReq, req) => {
+    for (const h of hopByHop(req.headers)) proxyReq.removeHeader(h);
+  });
   proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
   proxy.on('error', (err: NodeJS.ErrnoException, _req, res) => {
     log.warn({ err: err.message }, 'pass-through failed');
@@ -31,7 +36,6 @@ export function createPassThrough(log: Logger) {
   return (req: IncomingMessage, res: ServerResponse, url: string, opts: PassOptions = {}) => {
     const u = new URL(url);
     req.url = u.pathname + u.search;
-    stripHopByHop(req.headers);
     proxy.web(req, res, {
       target: u.origin,
       secure: !opts.insecure,

@@ -71,12 +71,19 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   tf.busy++;
   // A peer that stops reading would otherwise hold an upload slot, and keep the file from
   // eviction, for as long as it keeps the connection open.
-  res.setTimeout(o.idleMs ?? UPLOAD_IDLE_MS, () => res.destroy());
+  const idleMs = o.idleMs ?? UPLOAD_IDLE_MS;
+  res.setTimeout(idleMs, () => res.destroy());
   const signal = hangUpSignal(res);
   const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
     const send = async (chunk: Buffer) => {
-      await o.bucket?.take(chunk.length, signal);
+      if (o.bucket) {
+        // Waiting for the host's upload budget is not the peer stalling: with many uploads and a
+        // low ratelimit that wait can pass idleMs.
+        res.socket?.setTimeout(0);
+        await o.bucket.take(chunk.length, signal);
+        res.socket?.setTimeout(idleMs);
+      }
       o.onBytes?.(chunk.length);
       ring.write(chunk);
     };
