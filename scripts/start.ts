@@ -12,9 +12,12 @@ const children: ChildProcess[] = [];
 const GRACE_MS = 5_000;
 
 // The dfdaemon must reach the supernode wherever its flags or supernode.yml put it.
-let apiPort = 8002;
+let node = '127.0.0.1:8002';
 try {
-  apiPort = loadSupernodeConfig({ argv: extra }).listenPort || apiPort;
+  const cfg = loadSupernodeConfig({ argv: extra });
+  const ip = !cfg.listenIP || cfg.listenIP === '0.0.0.0' || cfg.listenIP === '::' ? '127.0.0.1' : cfg.listenIP;
+  if (cfg.listenPort === 0) process.stderr.write('npm start: the supernode takes a random port (--port 0); the dfdaemon cannot follow it, so it uses 8002\n');
+  node = `${ip.includes(':') ? `[${ip}]` : ip}:${cfg.listenPort || 8002}`;
 } catch {
   // The supernode will print the config error itself and exit 2.
 }
@@ -23,8 +26,9 @@ function run(bin: string, args: string[]): ChildProcess {
   const child = spawn(join(root, 'bin', bin), args, { stdio: 'inherit' });
   child.once('exit', (code, signal) => {
     if (!stopping) process.stderr.write(`${bin} exited (${signal ?? code})\n`);
-    // A daemon that fails on its own fails `npm start`; one stopped by us does not.
-    stop(stopping ? 0 : code || 1);
+    // A daemon that fails on its own fails `npm start` (one that ends cleanly, as for --version,
+    // does not); one stopped by us does not either.
+    stop(stopping ? 0 : (code ?? 1));
   });
   children.push(child);
   return child;
@@ -50,4 +54,4 @@ function maybeExit(): void {
 process.once('SIGINT', () => stop(0));
 process.once('SIGTERM', () => stop(0));
 run('supernode', extra);
-run('dfdaemon', ['--node', `127.0.0.1:${apiPort}`]);
+run('dfdaemon', ['--node', node]);
