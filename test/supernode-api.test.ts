@@ -88,6 +88,9 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     assert.ok(v.json && 'Version' in v.json);
     const m = await call('GET', '/metrics');
     assert.match(m.text, /supernode_registrations_total/);
+    const bad = await call('GET', '/api/v1/tasks/%ZZ');
+    assert.equal(bad.status, 400);
+    assert.equal((bad.json as { error?: string }).error, 'BAD_REQUEST', 'an undecodable URL gets the usual envelope');
   });
 
   it('answers 607 for a source 404 and remembers it for failAccessInterval', async () => {

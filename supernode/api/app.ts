@@ -1,9 +1,10 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { badRequest } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import type { SupernodeMetrics } from '../metrics.js';
 import type { TaskService } from '../service/tasks.js';
+import { Code } from '../../shared/protocol/codes.js';
 import { errorHandler } from './errors.js';
 import { peerRoutes } from './peer-routes.js';
 
@@ -29,6 +30,10 @@ export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; lo
     forceCloseConnections: true,
     // Every route also answers under /v<version>, as Dragonfly's router does.
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/v\d+(?:\.\d+)*(?=\/)/, ''),
+    // A URL fastify cannot decode (`/preheats/%ZZ`) gets the same envelope as any bad input.
+    frameworkErrors: (err, _req, reply) => {
+      void (reply as FastifyReply).status(400).send({ code: Code.ParamError, msg: err.message, error: 'BAD_REQUEST' });
+    },
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, parseForm(body as string));
