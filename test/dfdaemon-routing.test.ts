@@ -171,6 +171,47 @@ describe('supernode failover', () => {
   });
 });
 
+describe('supernode answers that stall', () => {
+  it('a node that sends its head and stalls fails registration over to the next one; /peer/task gives up too', async () => {
+    const seen: string[] = [];
+    const stall = createServer((req, res) => {
+      req.resume();
+      // A head and half a JSON body, then nothing.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"code":');
+    });
+    await new Promise<void>((r) => stall.listen(0, '127.0.0.1', () => r()));
+    const stalled = `127.0.0.1:${(stall.address() as AddressInfo).port}`;
+    const good = createServer((req, res) => {
+      seen.push(req.url ?? '');
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 200, data: { taskId: 't', fileLength: 1, pieceSize: 4 * 1024 * 1024 } }));
+    });
+    await new Promise<void>((r) => good.listen(0, '127.0.0.1', () => r()));
+    const live = `127.0.0.1:${(good.address() as AddressInfo).port}`;
+    const nodes = parseNodeList(`${stalled}=1,${live}=1`, 'n');
+    let key = 0;
+    while (nodeOrder(nodes, `s${key}`)[0] !== stalled) key++;
+    const client = new SupernodeClient(nodes, quiet, { replyTimeoutMs: 500 });
+    const make = async (): Promise<RegisterBody> => ({ rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, insecure: false, rootCAs: [] });
+    try {
+      const started = Date.now();
+      const r = await client.register(`s${key}`, make);
+      assert.equal(r.node, live);
+      assert.ok(Date.now() - started < 5_000);
+      const t0 = Date.now();
+      await assert.rejects(client.next(stalled, { taskId: 't', srcCid: 'c', status: 0 } as never));
+      assert.ok(Date.now() - t0 < 3_000, 'bounded by replyTimeoutMs');
+    } finally {
+      await client.close();
+      stall.closeAllConnections();
+      good.closeAllConnections();
+      await new Promise((r) => stall.close(r));
+      await new Promise((r) => good.close(r));
+    }
+  });
+});
+
 describe('dfdaemon config keys of ours', () => {
   it('cacheLimit and maxConcurrentUploads: defaults, values, and errors that name the key', () => {
     const d = configFrom('');

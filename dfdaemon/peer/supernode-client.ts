@@ -70,6 +70,12 @@ export class RegisterRefused extends Error {
 export interface SupernodeClientOptions {
   /** A node that failed is tried last for this long, then first again where it ranks first. */
   retryFailedMs?: number;
+  /**
+   * A supernode answer (head and JSON body) must be complete within this long; one that sends a
+   * head and stalls counts as failed, so registration moves on to the next node (default 90 s:
+   * above the supernode's 30 s wait for an origin and its long-poll).
+   */
+  replyTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -84,6 +90,7 @@ export class SupernodeClient {
   private readonly failedAt = new Map<string, number>();
   private readonly localIPs = new Map<string, { local: string; remote: string }>();
   private readonly retryFailedMs: number;
+  private readonly replyTimeoutMs: number;
   private readonly now: () => number;
 
   constructor(
@@ -92,6 +99,7 @@ export class SupernodeClient {
     opts: SupernodeClientOptions = {},
   ) {
     this.retryFailedMs = opts.retryFailedMs ?? 30_000;
+    this.replyTimeoutMs = opts.replyTimeoutMs ?? 90_000;
     this.now = opts.now ?? Date.now;
   }
 
@@ -137,6 +145,7 @@ export class SupernodeClient {
           body: JSON.stringify(body),
           agent: this.agent,
           timeoutMs: 60_000,
+          totalMs: this.replyTimeoutMs,
         });
         const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
         if (json.code === 200 && json.data) {
@@ -159,7 +168,7 @@ export class SupernodeClient {
   async next(node: string, q: TaskQuery, signal?: AbortSignal): Promise<TaskAnswer> {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined) qs.set(k, String(v));
-    const res = await send(`http://${node}/peer/task?${qs}`, { agent: this.agent, signal, timeoutMs: 60_000 });
+    const res = await send(`http://${node}/peer/task?${qs}`, { agent: this.agent, signal, timeoutMs: 60_000, totalMs: this.replyTimeoutMs });
     const json = (await readJson(res.body)) as TaskAnswer;
     if (res.status !== 200) throw new Error(`supernode ${node} /peer/task HTTP ${res.status}: ${json.msg ?? ''}`);
     return json;

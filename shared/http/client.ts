@@ -15,6 +15,11 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** No response head within this long fails the request. */
   timeoutMs?: number;
+  /**
+   * The whole exchange, body included, must end within this long. For small answers (the
+   * supernode's JSON): a server that sends its head and then stalls must not hang the caller.
+   */
+  totalMs?: number;
 }
 
 /**
@@ -30,13 +35,17 @@ export function send(url: string, o: SendOptions = {}): Promise<Answer> {
     signal: o.signal,
   });
   return new Promise((resolve, reject) => {
-    const timer = o.timeoutMs ? setTimeout(() => req.destroy(new Error(`${o.method ?? 'GET'} ${u.origin}${u.pathname}: no answer in ${o.timeoutMs} ms`)), o.timeoutMs) : undefined;
+    const what = `${o.method ?? 'GET'} ${u.origin}${u.pathname}`;
+    const timer = o.timeoutMs ? setTimeout(() => req.destroy(new Error(`${what}: no answer in ${o.timeoutMs} ms`)), o.timeoutMs) : undefined;
+    const total = o.totalMs ? setTimeout(() => req.destroy(new Error(`${what}: not complete in ${o.totalMs} ms`)), o.totalMs) : undefined;
     req.once('error', (err) => {
       clearTimeout(timer);
+      clearTimeout(total);
       reject(err);
     });
     req.once('response', (res: IncomingMessage) => {
       clearTimeout(timer);
+      if (total) res.once('close', () => clearTimeout(total));
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
     });
     req.end(o.body);
@@ -61,11 +70,15 @@ export function discard(res: IncomingMessage): void {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/** Credentials of one origin: never sent to another (Go's client, which Docker uses, does the same). */
+const ORIGIN_BOUND = new Set(['authorization', 'proxy-authorization', 'cookie', 'cookie2']);
+
 /**
- * GET following up to `max` redirects, as registries send blobs to storage. Authorization is
- * not carried to another origin: signed storage URLs refuse a second credential.
+ * GET following up to `max` redirects, as registries send blobs to storage. Credentials and
+ * cookies are not carried to another origin (signed storage URLs also refuse a second
+ * credential), and an https source may not send us to plain http unless `insecure` allows it.
  */
-export async function getFollowing(url: string, o: SendOptions & { agentFor: (url: string) => HttpAgent | HttpsAgent; max?: number }): Promise<Answer> {
+export async function getFollowing(url: string, o: SendOptions & { agentFor: (url: string) => HttpAgent | HttpsAgent; max?: number; insecure?: boolean }): Promise<Answer> {
   let target = url;
   let headers = { ...o.headers };
   for (let hop = 0; ; hop++) {
@@ -74,8 +87,12 @@ export async function getFollowing(url: string, o: SendOptions & { agentFor: (ur
     if (!REDIRECTS.has(res.status) || !loc || hop >= (o.max ?? 5)) return res;
     discard(res.body);
     const next = new URL(loc, target);
-    if (next.origin !== new URL(target).origin) {
-      headers = Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'));
+    const from = new URL(target);
+    if (from.protocol === 'https:' && next.protocol === 'http:' && !o.insecure) {
+      throw new Error(`${from.origin} redirected to plain http (${next.origin}); refused unless insecure is set`);
+    }
+    if (next.origin !== from.origin) {
+      headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !ORIGIN_BOUND.has(k.toLowerCase())));
     }
     target = next.toString();
   }

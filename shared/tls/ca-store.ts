@@ -16,8 +16,9 @@ export function systemCAs(): string[] {
     try {
       cached = [readFileSync(f, 'utf8')];
       return cached;
-    } catch {
-      /* try the next */
+    } catch (err) {
+      // An operator's SSL_CERT_FILE that cannot be read must not pass unnoticed.
+      if (env) process.emitWarning(`SSL_CERT_FILE ${env} cannot be read (${(err as Error).message}); using Node's built-in roots`);
     }
   }
   cached = [...rootCertificates];

@@ -24,17 +24,20 @@ export interface Challenge {
   params: Record<string, string>;
 }
 
-/** Parses `Bearer realm="..",service="..",scope=".."` (the first challenge only). */
+/**
+ * Parses `Bearer realm="..",service="..",scope=".."`. One header may hold several challenges
+ * (RFC 7235): a Bearer one is preferred, else the first; each keeps only its own parameters.
+ */
 export function parseChallenge(header: string | undefined): Challenge | undefined {
   if (header === undefined) return undefined;
-  const m = /^\s*([A-Za-z][\w-]*)\s*(.*)$/.exec(header);
-  if (m === null) return undefined;
-  const params: Record<string, string> = {};
-  const re = /([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?\s*/g;
-  for (let p = re.exec(m[2]); p !== null; p = re.exec(m[2])) {
-    params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : p[3];
+  const challenges: Challenge[] = [];
+  // A scheme is a token not followed by '='; `name=value` pairs after it are its parameters.
+  const re = /\s*(?:([A-Za-z][\w-]*)(?![\w-]*\s*=)|([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))\s*,?/gy;
+  for (let p = re.exec(header); p !== null && p[0] !== ''; p = re.exec(header)) {
+    if (p[1] !== undefined) challenges.push({ scheme: p[1].toLowerCase(), params: {} });
+    else if (challenges.length > 0) challenges[challenges.length - 1].params[p[2].toLowerCase()] = p[3] !== undefined ? p[3].replace(/\\(.)/g, '$1') : p[4];
   }
-  return { scheme: m[1].toLowerCase(), params };
+  return challenges.find((c) => c.scheme === 'bearer') ?? challenges[0];
 }
 
 const agents = new Map<string, Dispatcher>();
@@ -84,12 +87,16 @@ export class RegistryClient {
   headers: Record<string, string>;
   private readonly dispatcher: Dispatcher;
   private renewing: Promise<void> | undefined;
+  /** Harbor's own Basic header, kept: after the first token exchange `headers` holds the Bearer. */
+  private readonly harborBasic: string | undefined;
 
   constructor(
     headers: Record<string, string>,
     private readonly o: { tls: RegistryTls; credentials: RegistryCredentials | null; signal: AbortSignal },
   ) {
     this.headers = { ...headers };
+    const given = findHeader(headers, 'authorization');
+    this.harborBasic = given !== undefined && /^basic\s/i.test(given) ? given : undefined;
     this.dispatcher = agentFor(o.tls);
   }
 
@@ -138,7 +145,7 @@ export class RegistryClient {
       const login = creds !== null && creds.username !== '' ? { auth: basic(creds.username, creds.password), who: creds.username } : undefined;
       if (c?.scheme === 'basic') return login === undefined ? undefined : { auth: login.auth, what: `basic credentials for ${login.who}` };
       if (c?.scheme !== 'bearer' || !c.params.realm) return undefined;
-      const harborBasic = given !== undefined && /^basic\s/i.test(given) ? given : undefined;
+      const harborBasic = this.harborBasic;
       const token = await this.token(c, repo, login?.auth ?? harborBasic);
       const who = login !== undefined ? `for ${login.who}` : harborBasic !== undefined ? 'for the basic credentials sent' : 'for anonymous';
       return { auth: `Bearer ${token}`, what: `a token ${who} from the token service` };
