@@ -90,8 +90,9 @@ describe('dfget CLI and the download port', () => {
     const d = origin.add(randomBlob(50_000));
     const node = `127.0.0.1:${sn.apiPort}`;
     const nested = join(dir, 'a', 'b', 'out');
-    const ok = await dfget(['-u', origin.blobUrl(d), '-o', nested, '--node', node]);
+    const ok = await dfget(['-u', origin.blobUrl(d), '-o', nested, '--node', node, '--minrate', '1M']);
     assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, /^dfget: ignored: --minrate$/m, 'a flag with no effect says so');
     assert.equal(createHash('sha256').update(readFileSync(nested)).digest('hex'), d);
     const isDir = await dfget(['-u', origin.blobUrl(d), '-o', join(dir, 'a'), '--node', node]);
     assert.equal(isDir.code, 2);

@@ -38,6 +38,15 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
   // Dragonfly creates the output's directory.
   await mkdir(dirname(output), { recursive: true });
   const log = createLogger('dfget', { level: flags.verbose ? 'debug' : 'warn' });
+  // Accepted for scripts written for Dragonfly, but with no effect here: say so rather than
+  // let them look honoured.
+  const ignored = [
+    flags.pattern === 'cdn' ? '-p cdn (downloads as p2p)' : '',
+    flags.totalLimit !== undefined ? '--totallimit' : '',
+    flags.minRate !== undefined ? '--minrate' : '',
+    flags.callSystem !== undefined ? '--callsystem' : '',
+  ].filter(Boolean);
+  if (ignored.length > 0) process.stderr.write(`dfget: ignored: ${ignored.join(', ')}\n`);
   const tmp = `${output}.dfget-${process.pid}.tmp`;
   const signal = flags.timeout ? AbortSignal.any([stop, AbortSignal.timeout(flags.timeout)]) : stop;
   const work = await mkdtemp(join(flags.home ?? tmpdir(), 'dfget-'));
