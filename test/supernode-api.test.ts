@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -66,7 +68,8 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     ['task: status out of range', () => call('GET', '/peer/task?srcCid=a&taskId=x&status=9'), 400, /status/],
     ['piece/suc: missing cid', () => call('GET', '/peer/piece/suc?taskId=x&pieceRange=0-1'), 400, /cid/],
     ['piece/suc: unknown task', () => call('GET', '/peer/piece/suc?taskId=x&cid=a&pieceRange=0-1'), 404, /not found/],
-    ['piece/error: missing range', () => call('GET', '/peer/piece/error?taskId=x&srcCid=a'), 400, /range/],
+    // dfget's FILE_NOT_EXIST report has an empty range: accepted, so only the task is unknown here.
+    ['piece/error: empty range, unknown task', () => call('GET', '/peer/piece/error?taskId=x&srcCid=a&range='), 404, /not found/],
     ['service/down: unknown task', () => call('GET', '/peer/service/down?taskId=x&cid=a'), 404, /not found/],
     ['unknown route', () => call('GET', '/nope'), 404, /no route/],
   ];
@@ -104,6 +107,19 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     assert.ok(Date.now() - t0 < 200, 'the remembered failure is answered at once');
   });
 
+  it('answers 608 (need auth) for a source that wants credentials, so dfget goes to the source at once', async () => {
+    const locked = createServer((_req, res) => void res.writeHead(401, { 'www-authenticate': 'Basic realm="x"' }).end());
+    await new Promise<void>((r) => locked.listen(0, '127.0.0.1', () => r()));
+    try {
+      const r = await reg({ ...good, rawUrl: `http://127.0.0.1:${(locked.address() as AddressInfo).port}/private.bin` });
+      assert.equal(r.status, 200);
+      assert.equal(r.json?.code, 608, r.text);
+    } finally {
+      locked.closeAllConnections();
+      await new Promise((res) => locked.close(res));
+    }
+  });
+
   it('accepts dfget-style registration (form or JSON with dfget casing) and hands out pieces', async () => {
     const d = origin.add(randomBlob(5 * 1024 * 1024));
     const url = origin.blobUrl(d);
@@ -123,8 +139,10 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
       t = await call('GET', `/peer/task?srcCid=127.0.0.9-1-1&dstCid=&range=&result=502&status=700&taskId=${data.taskId}`);
     } while (t.json?.code === 602 && Date.now() < deadline);
     assert.equal(t.json?.code, 601, t.text);
-    const pieces = t.json?.data as Array<{ range: string; pieceNum: number; pieceMd5: string; peerIp: string; path: string; cid: string }>;
+    const pieces = t.json?.data as Array<{ range: string; pieceNum: number; pieceMd5: string; peerIp: string; path: string; cid: string; downLink: unknown }>;
     assert.ok(pieces.length >= 1);
+    // Go decodes these into ints: a string there makes stock dfget drop the whole answer.
+    for (const k of ['pieceNum', 'pieceSize', 'peerPort', 'downLink'] as const) assert.equal(typeof (pieces[0] as Record<string, unknown>)[k], 'number', k);
     assert.equal(pieces[0].peerIp, '127.0.0.1', 'the CDN is where this peer reached the supernode');
     assert.match(pieces[0].path, /^\/download\/[0-9a-f]{3}\/[0-9a-f]{64}$/);
     assert.match(pieces[0].pieceMd5, /^[0-9a-f]{32}:\d+$/);

@@ -60,7 +60,7 @@ export interface TaskAnswer {
   data?: WirePiece[] | { md5: string; fileLength: number } | null;
 }
 
-/** A registration the supernode refused for a source reason (607 unreachable, 609 auth). */
+/** A registration the supernode refused for a source reason (607 unreachable, 608 auth). */
 export class RegisterRefused extends Error {
   constructor(readonly dfCode: number, message: string) {
     super(message);
@@ -152,7 +152,7 @@ export class SupernodeClient {
           this.failedAt.delete(node);
           return { node, ...json.data };
         }
-        if (json.code === 607 || json.code === 609) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
+        if (json.code === 607 || json.code === 608) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
         throw new Error(`supernode ${node} answered HTTP ${res.status} code ${json.code}: ${json.msg ?? ''}`);
       } catch (err) {
         if (err instanceof RegisterRefused) throw err;

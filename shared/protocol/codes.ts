@@ -11,9 +11,12 @@ export const Code = {
   PeerContinue: 601,
   PeerWait: 602,
   PeerLimited: 603,
+  TaskConflict: 606,
   URLNotReachable: 607,
-  TaskConflict: 608,
-  AuthenticationRequired: 609,
+  /** The origin wants credentials: dfget stops trying supernodes and goes to the source. */
+  NeedAuth: 608,
+  /** dfget waits 2.5 s and asks the same supernode again, up to 3 times. */
+  WaitAuth: 609,
   PieceSuccess: 611,
   PeerDown: 612,
 } as const;

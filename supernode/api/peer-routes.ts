@@ -24,7 +24,7 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
     } catch (err) {
       if (!(err instanceof RegistrationFailed)) throw err;
       metrics.registrations.inc({ result: err.failure.code });
-      // A source failure is not bad input: Dragonfly answers 200 with 607/609 so dfget migrates.
+      // A source failure is not bad input: Dragonfly answers 200 with 607/608 so dfget migrates.
       return { code: err.failure.dfCode, msg: err.failure.message };
     }
   });
@@ -60,7 +60,9 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
     const taskId = p.str('taskId', { required: true, max: 128 });
     const cid = p.str('srcCid', { required: true, max: 256 });
     const dstCid = p.str('dstCid', { max: 256 });
-    svc.report(taskId, cid, { range: p.str('range', { required: true, max: 64 }), result: 500, dstCid });
+    // dfget's FILE_NOT_EXIST report sends an empty range; the failure reaches us again with its
+    // next /peer/task, so an unknown range is not an error here.
+    svc.report(taskId, cid, { range: p.str('range', { max: 64 }), result: 500, dstCid });
     metrics.pieceFailures.inc({ source: dstCid.startsWith('cdnnode:') ? 'cdn' : 'peer' });
     return { code: Code.Success, msg: 'success' };
   });

@@ -23,7 +23,7 @@ export interface CdnRequest {
   expectSha256?: string;
 }
 
-/** Why a source fetch failed, in Dragonfly's terms: 607 unreachable, 609 auth, 500 other. */
+/** Why a source fetch failed, in Dragonfly's terms: 607 unreachable, 608 needs auth, 500 other. */
 export interface SourceFailure {
   dfCode: number;
   code: 'SOURCE_NOT_FOUND' | 'SOURCE_AUTH' | 'SOURCE_UNREACHABLE' | 'SOURCE_BAD_STATUS' | 'SOURCE_CORRUPT';
@@ -317,7 +317,7 @@ function statusFailure(status: number, fullUrl: string): SourceFailure {
   const url = redactUrl(fullUrl);
   if (status === 404) return fail('SOURCE_NOT_FOUND', 607, `source answered 404 for ${url}`, status);
   if (status === 401 || status === 403 || status === 407) {
-    return fail('SOURCE_AUTH', 609, `source answered ${status} for ${url}: authentication required`, status);
+    return fail('SOURCE_AUTH', 608, `source answered ${status} for ${url}: authentication required`, status);
   }
   return fail('SOURCE_BAD_STATUS', 500, `source answered ${status} for ${url}`, status);
 }

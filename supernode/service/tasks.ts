@@ -253,7 +253,7 @@ export class TaskService {
         // Dragonfly reports the wrapped length here; stock dfget expects that.
         return { code: 600, data: { md5: entry.cdn.md5 ?? '', fileLength: wrappedLength(entry) } };
       case 'fail':
-        return { code: entry.cdn.failure?.dfCode === 609 ? 609 : 500, msg: entry.cdn.failure?.message ?? d.reason };
+        return { code: entry.cdn.failure?.dfCode === 608 ? 608 : 500, msg: entry.cdn.failure?.message ?? d.reason };
       case 'wait':
         return { code: 602, msg: 'wait' };
       case 'limited':
@@ -275,7 +275,8 @@ export class TaskService {
       pieceMd5: rec?.md5 ?? '',
       pieceSha256: rec?.sha256 ?? '',
       cid: src,
-      downLink: '0',
+      // An int in Go's PullPieceTaskResponseContinueData: a string makes stock dfget drop the whole answer.
+      downLink: 0,
     };
     if (fromCdn) {
       // Without an advertised address, the CDN is wherever this peer reached the supernode.

@@ -37,7 +37,7 @@ export interface PieceInfo {
   peerIp: string;
   peerPort: number;
   path: string;
-  downLink: string;
+  downLink: number;
 }
 
 export type TaskReply =
@@ -46,7 +46,7 @@ export type TaskReply =
   /** The peer is at peerDownLimit: Dragonfly sends 601 with no data key. */
   | { code: 601; msg: string }
   | { code: 602; msg: string }
-  | { code: 500 | 607 | 609; msg: string };
+  | { code: 500 | 607 | 608; msg: string };
 
 /** A piece result reported with /peer/task or /peer/piece/suc. */
 export interface ReportIn {
