@@ -44,6 +44,13 @@ describe('GC policy (pure)', () => {
     assert.deepEqual(selectDiskVictims(tasks, 50 * G, { ...limits, cleanRatio: 3 }, now).victims, ['older', 'old']);
   });
 
+  it('young GC leaves a task accessed within youngMinIdleMs; full GC does not', () => {
+    const tasks = [t('just-done', now - 10_000), t('old', now - 10 * H)];
+    const l = { ...limits, cleanRatio: 10, youngMinIdleMs: 180_000 };
+    assert.deepEqual(selectDiskVictims(tasks, 50 * G, l, now).victims, ['old']);
+    assert.deepEqual(selectDiskVictims(tasks, 5 * G, l, now).victims.sort(), ['just-done', 'old']);
+  });
+
   it('meta GC expires idle tasks after taskExpireTime and drops peers down longer than peerGCDelay', () => {
     const d = selectMetaActions(
       [

@@ -19,6 +19,12 @@ export interface DiskGcLimits {
   intervalThreshold: number;
   /** Tenths of the candidates a young GC removes (Dragonfly's cleanRatio, default 1). */
   cleanRatio: number;
+  /**
+   * A young GC leaves tasks accessed within this long (the runner passes taskExpireTime). With
+   * Dragonfly's 100 GB youngGCThreshold most disks are always "young", and a task finished a few
+   * seconds ago, about to be pulled by the next host, would otherwise be the first to go.
+   */
+  youngMinIdleMs?: number;
 }
 
 export interface DiskDecision {
@@ -37,6 +43,10 @@ export function selectDiskVictims(tasks: readonly DiskCandidate[], freeBytes: nu
   if (freeBytes > l.youngGCThreshold) return { kind: 'none', victims: [] };
   const idle = tasks.filter((t) => !t.inUse);
   if (freeBytes <= l.fullGCThreshold) return { kind: 'full', victims: idle.map((t) => t.taskId) };
+  return young(idle.filter((t) => now - t.accessTime >= (l.youngMinIdleMs ?? 0)), l, now);
+}
+
+function young(idle: readonly DiskCandidate[], l: DiskGcLimits, now: number): DiskDecision {
   const regular = (t: DiskCandidate) => t.interval > 0 && now - t.accessTime <= t.interval + l.intervalThreshold;
   const first = idle.filter((t) => !regular(t)).sort((a, b) => a.accessTime - b.accessTime || a.taskId.localeCompare(b.taskId));
   const last = idle.filter(regular).sort((a, b) => b.bytes - a.bytes || a.taskId.localeCompare(b.taskId));

@@ -102,7 +102,7 @@ export class GcRunner {
   async runDisk(): Promise<DiskDecision & { freedBytes: number }> {
     const free = await this.freeBytes(this.cfg.homeDir);
     const entries = this.cdn.diskEntries().map((e) => ({ ...e, inUse: e.running || this.inUse(e.taskId) }));
-    const d = selectDiskVictims(entries, free, this.cfg, this.now());
+    const d = selectDiskVictims(entries, free, { ...this.cfg, youngMinIdleMs: this.cfg.taskExpireTime }, this.now());
     let freed = 0;
     for (const id of d.victims) {
       freed += entries.find((e) => e.taskId === id)?.bytes ?? 0;
