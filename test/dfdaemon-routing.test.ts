@@ -212,6 +212,30 @@ describe('supernode answers that stall', () => {
   });
 });
 
+describe('a stock supernode that answers 609 (wait auth)', () => {
+  it('is asked again after waitAuthMs, up to three times, and not demoted', async () => {
+    let calls = 0;
+    const node = createServer((req, res) => {
+      req.resume();
+      calls++;
+      const body = calls <= 2 ? { code: 609, msg: 'wait auth' } : { code: 200, data: { taskId: 't', fileLength: 1, pieceSize: 4 * 1024 * 1024 } };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    });
+    await new Promise<void>((r) => node.listen(0, '127.0.0.1', () => r()));
+    const addr = `127.0.0.1:${(node.address() as AddressInfo).port}`;
+    const client = new SupernodeClient(parseNodeList(addr, 'n'), quiet, { waitAuthMs: 20 });
+    try {
+      const r = await client.register('k', async () => ({ rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, insecure: false, rootCAs: [] }));
+      assert.equal(r.node, addr);
+      assert.equal(calls, 3);
+    } finally {
+      await client.close();
+      node.closeAllConnections();
+      await new Promise((res) => node.close(res));
+    }
+  });
+});
+
 describe('dfdaemon config keys of ours', () => {
   it('cacheLimit and maxConcurrentUploads: defaults, values, and errors that name the key', () => {
     const d = configFrom('');

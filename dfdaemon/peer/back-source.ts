@@ -36,7 +36,6 @@ export async function openOrigin(
     signal: opts.signal,
     timeoutMs: 30_000,
     agentFor: (u) => agentFor(u, opts.insecure ?? false, opts.ca ?? []),
-    insecure: opts.insecure,
   });
   return { status: res.status, length: entityLength(res), headers: res.headers, body: res.body };
 }

@@ -1,9 +1,13 @@
 import { Agent } from 'node:http';
 import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
 import { discard, readJson, send } from '../../shared/http/client.js';
+import { Code } from '../../shared/protocol/codes.js';
 import { nodeOrder } from './node-order.js';
+
+const WAIT_AUTH = Code.WaitAuth;
 
 export interface RegisterBody {
   rawUrl: string;
@@ -76,6 +80,8 @@ export interface SupernodeClientOptions {
    * above the supernode's 30 s wait for an origin and its long-poll).
    */
   replyTimeoutMs?: number;
+  /** Pause before asking a node that answered 609 (wait auth) again (Dragonfly: 2.5 s). */
+  waitAuthMs?: number;
   now?: () => number;
 }
 
@@ -91,6 +97,7 @@ export class SupernodeClient {
   private readonly localIPs = new Map<string, { local: string; remote: string }>();
   private readonly retryFailedMs: number;
   private readonly replyTimeoutMs: number;
+  private readonly waitAuthMs: number;
   private readonly now: () => number;
 
   constructor(
@@ -100,6 +107,7 @@ export class SupernodeClient {
   ) {
     this.retryFailedMs = opts.retryFailedMs ?? 30_000;
     this.replyTimeoutMs = opts.replyTimeoutMs ?? 90_000;
+    this.waitAuthMs = opts.waitAuthMs ?? 2_500;
     this.now = opts.now ?? Date.now;
   }
 
@@ -139,21 +147,29 @@ export class SupernodeClient {
     for (const node of this.order(taskKey)) {
       try {
         const body = await make(node);
-        const res = await send(`http://${node}/peer/registry`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json;charset=utf-8' },
-          body: JSON.stringify(body),
-          agent: this.agent,
-          timeoutMs: 60_000,
-          totalMs: this.replyTimeoutMs,
-        });
-        const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
-        if (json.code === 200 && json.data) {
-          this.failedAt.delete(node);
-          return { node, ...json.data };
+        // 609 (wait auth): a stock supernode still checking the source's credentials. Like
+        // dfget, ask the same node again after 2.5 s, three times, then move on to the next.
+        for (let wait = 0; ; wait++) {
+          const res = await send(`http://${node}/peer/registry`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json;charset=utf-8' },
+            body: JSON.stringify(body),
+            agent: this.agent,
+            timeoutMs: 60_000,
+            totalMs: this.replyTimeoutMs,
+          });
+          const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
+          if (json.code === 200 && json.data) {
+            this.failedAt.delete(node);
+            return { node, ...json.data };
+          }
+          if (json.code === WAIT_AUTH && wait < 3) {
+            await sleep(this.waitAuthMs);
+            continue;
+          }
+          if (json.code === 607 || json.code === 608) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
+          throw new Error(`supernode ${node} answered HTTP ${res.status} code ${json.code}: ${json.msg ?? ''}`);
         }
-        if (json.code === 607 || json.code === 608) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
-        throw new Error(`supernode ${node} answered HTTP ${res.status} code ${json.code}: ${json.msg ?? ''}`);
       } catch (err) {
         if (err instanceof RegisterRefused) throw err;
         lastErr = err as Error;

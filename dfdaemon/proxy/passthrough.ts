@@ -19,12 +19,15 @@ export interface PassOptions {
  */
 export function createPassThrough(log: Logger) {
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, proxyTimeout: 120_000, changeOrigin: true });
-  // Removed from the outgoing request, not from req.headers: http-proxy answers the client's own
-  // Connection (a 'close' must still close this side).
-  proxy.on('proxyReq', (proxyReq, req) => {
-    for (const h of hopByHop(req.headers)) proxyReq.removeHeader(h);
+  // Connection itself leaves only the outgoing request: http-proxy reads the client's to answer
+  // it (a 'close' must still close this side). http-proxy skips 'proxyReq' for Expect:
+  // 100-continue, so the other hop-by-hop headers also leave req.headers before proxying.
+  proxy.on('proxyReq', (proxyReq) => proxyReq.removeHeader('connection'));
+  proxy.on('proxyRes', (proxyRes, req) => {
+    stripHopByHop(proxyRes.headers);
+    // The client's own Connection tokens are not ours to echo: only close or keep-alive.
+    proxyRes.headers.connection = /\bclose\b/i.test(String(req.headers.connection ?? '')) ? 'close' : 'keep-alive';
   });
-  proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
   proxy.on('error', (err: NodeJS.ErrnoException, _req, res) => {
     log.warn({ err: err.message }, 'pass-through failed');
     const r = res as ServerResponse;
@@ -36,6 +39,7 @@ export function createPassThrough(log: Logger) {
   return (req: IncomingMessage, res: ServerResponse, url: string, opts: PassOptions = {}) => {
     const u = new URL(url);
     req.url = u.pathname + u.search;
+    for (const h of hopByHop(req.headers)) if (h !== 'connection') delete req.headers[h];
     proxy.web(req, res, {
       target: u.origin,
       secure: !opts.insecure,

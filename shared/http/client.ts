@@ -76,9 +76,10 @@ const ORIGIN_BOUND = new Set(['authorization', 'proxy-authorization', 'cookie', 
 /**
  * GET following up to `max` redirects, as registries send blobs to storage. Credentials and
  * cookies are not carried to another origin (signed storage URLs also refuse a second
- * credential), and an https source may not send us to plain http unless `insecure` allows it.
+ * credential). A redirect from https to plain http storage is followed, as Docker does: the
+ * blob's digest is checked at the end, and nothing secret goes with it.
  */
-export async function getFollowing(url: string, o: SendOptions & { agentFor: (url: string) => HttpAgent | HttpsAgent; max?: number; insecure?: boolean }): Promise<Answer> {
+export async function getFollowing(url: string, o: SendOptions & { agentFor: (url: string) => HttpAgent | HttpsAgent; max?: number }): Promise<Answer> {
   let target = url;
   let headers = { ...o.headers };
   for (let hop = 0; ; hop++) {
@@ -87,11 +88,7 @@ export async function getFollowing(url: string, o: SendOptions & { agentFor: (ur
     if (!REDIRECTS.has(res.status) || !loc || hop >= (o.max ?? 5)) return res;
     discard(res.body);
     const next = new URL(loc, target);
-    const from = new URL(target);
-    if (from.protocol === 'https:' && next.protocol === 'http:' && !o.insecure) {
-      throw new Error(`${from.origin} redirected to plain http (${next.origin}); refused unless insecure is set`);
-    }
-    if (next.origin !== from.origin) {
+    if (next.origin !== new URL(target).origin) {
       headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !ORIGIN_BOUND.has(k.toLowerCase())));
     }
     target = next.toString();

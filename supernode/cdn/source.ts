@@ -45,7 +45,6 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
     signal: opts.signal,
     timeoutMs: HEAD_TIMEOUT_MS,
     agentFor: (u) => agentFor(u, opts.insecure, opts.rootCAs),
-    insecure: opts.insecure,
   });
   const sock = res.body.socket;
   if (sock) {

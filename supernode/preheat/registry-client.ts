@@ -31,8 +31,9 @@ export interface Challenge {
 export function parseChallenge(header: string | undefined): Challenge | undefined {
   if (header === undefined) return undefined;
   const challenges: Challenge[] = [];
-  // A scheme is a token not followed by '='; `name=value` pairs after it are its parameters.
-  const re = /\s*(?:([A-Za-z][\w-]*)(?![\w-]*\s*=)|([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))\s*,?/gy;
+  // A scheme is a token not followed by '=' (with an optional token68, as in `Basic dXNlcg==`);
+  // `name=value` pairs after it are its parameters; empty list elements are skipped.
+  const re = /[\s,]*(?:([A-Za-z][\w-]*)(?![\w-]*\s*=)(?:\s+[\w.~+/-]+=*(?=\s*(?:,|$)))?|([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))\s*,?/gy;
   for (let p = re.exec(header); p !== null && p[0] !== ''; p = re.exec(header)) {
     if (p[1] !== undefined) challenges.push({ scheme: p[1].toLowerCase(), params: {} });
     else if (challenges.length > 0) challenges[challenges.length - 1].params[p[2].toLowerCase()] = p[3] !== undefined ? p[3].replace(/\\(.)/g, '$1') : p[4];
@@ -61,7 +62,8 @@ interface Answer {
 
 const header = (h: Answer['headers'], name: string): string | undefined => {
   const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
+  // Several WWW-Authenticate lines are several challenges: read them as one list.
+  return Array.isArray(v) ? (name === 'www-authenticate' ? v.join(', ') : v[0]) : v;
 };
 
 /** Why a registry said no, from its `{"errors":[{code,message}]}` body when it has one. */
