@@ -48,7 +48,12 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
   ].filter(Boolean);
   if (ignored.length > 0) process.stderr.write(`dfget: ignored: ${ignored.join(', ')}\n`);
   const tmp = `${output}.dfget-${process.pid}.tmp`;
-  const signal = flags.timeout ? AbortSignal.any([stop, AbortSignal.timeout(flags.timeout)]) : stop;
+  // Our own timer, not AbortSignal.timeout(): AbortSignal.any() holds its sources weakly, and a
+  // timeout signal nobody else references can be collected before it fires (-e then never
+  // ends the download). The timer's closure keeps this controller alive.
+  const deadline = new AbortController();
+  const timer = flags.timeout ? setTimeout(() => deadline.abort(new Error('timeout')), flags.timeout) : undefined;
+  const signal = AbortSignal.any([stop, deadline.signal]);
   const work = await mkdtemp(join(flags.home ?? tmpdir(), 'dfget-'));
   const store = new PieceStore(work);
   // -p source: straight from the origin, no supernode.
@@ -92,10 +97,11 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
     return 0;
   } catch (err) {
     await rm(tmp, { force: true });
-    const why = stop.aborted ? `interrupted (${String(stop.reason)})` : signal.aborted ? `timed out after ${flags.timeout} ms (-e)` : (err as Error).message;
+    const why = stop.aborted ? `interrupted (${String(stop.reason)})` : deadline.signal.aborted ? `timed out after ${flags.timeout} ms (-e)` : (err as Error).message;
     process.stderr.write(`dfget: download FAILED: ${why}\n`);
     return stop.aborted ? (SIGNAL_EXIT[String(stop.reason)] ?? 1) : 1;
   } finally {
+    clearTimeout(timer);
     server.closeAllConnections();
     server.close();
     await dl?.close();
