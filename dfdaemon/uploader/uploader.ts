@@ -71,18 +71,23 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   tf.busy++;
   // A peer that stops reading would otherwise hold an upload slot, and keep the file from
   // eviction, for as long as it keeps the connection open.
+  // Waiting for the host's upload budget is not the peer stalling (with many uploads and a low
+  // ratelimit that wait can pass idleMs): the timer is re-armed then. A flag, not timer calls
+  // around every chunk, which cost measurable CPU at swarm rates.
   const idleMs = o.idleMs ?? UPLOAD_IDLE_MS;
-  res.setTimeout(idleMs, () => res.destroy());
+  let inBucket = false;
+  res.setTimeout(idleMs, () => {
+    if (inBucket) res.socket?.setTimeout(idleMs);
+    else res.destroy();
+  });
   const signal = hangUpSignal(res);
   const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
     const send = async (chunk: Buffer) => {
       if (o.bucket) {
-        // Waiting for the host's upload budget is not the peer stalling: with many uploads and a
-        // low ratelimit that wait can pass idleMs.
-        res.socket?.setTimeout(0);
+        inBucket = true;
         await o.bucket.take(chunk.length, signal);
-        res.socket?.setTimeout(idleMs);
+        inBucket = false;
       }
       o.onBytes?.(chunk.length);
       ring.write(chunk);
