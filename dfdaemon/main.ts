@@ -1,6 +1,5 @@
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
-import { DfError, startupError } from '../shared/errors.js';
-import { ioGc } from '../shared/mem/gc-pacer.js';
+import { runDaemon } from '../shared/cli/run-daemon.js';
 import { answerInfoFlags } from '../shared/protocol/version.js';
 import { startDfdaemon } from './daemon.js';
 
@@ -25,32 +24,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'gen-ca') return runGenCa(argv.slice(1));
   if (answerInfoFlags('dfdaemon', argv, USAGE)) return;
-  let cfg;
-  try {
-    cfg = loadDfdaemonConfig({ argv });
-  } catch (err) {
-    if (err instanceof DfError) {
-      process.stderr.write(`dfdaemon: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  ioGc.enable();
-  let d;
-  try {
-    d = await startDfdaemon(cfg);
-  } catch (err) {
-    process.stderr.write(`dfdaemon: ${startupError(err)}\n`);
-    process.exit(1);
-  }
-  const stop = () => {
-    d.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  await runDaemon('dfdaemon', () => loadDfdaemonConfig({ argv }), startDfdaemon);
 }
 
 void main();

@@ -1,0 +1,33 @@
+import { DfError, startupError } from '../errors.js';
+import { ioGc } from '../mem/gc-pacer.js';
+
+/**
+ * The life of a daemon process: a config error (it names the key) exits 2, any other start-up
+ * failure is one line and exits 1, and SIGTERM or SIGINT closes it cleanly.
+ */
+export async function runDaemon<C, D extends { close(): Promise<void> }>(name: string, load: () => C, start: (cfg: C) => Promise<D>): Promise<void> {
+  let cfg: C;
+  try {
+    cfg = load();
+  } catch (err) {
+    if (!(err instanceof DfError)) throw err;
+    process.stderr.write(`${name}: ${err.message}\n`);
+    process.exit(2);
+  }
+  ioGc.enable();
+  let d: D;
+  try {
+    d = await start(cfg);
+  } catch (err) {
+    process.stderr.write(`${name}: ${startupError(err)}\n`);
+    process.exit(1);
+  }
+  const stop = () => {
+    d.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
