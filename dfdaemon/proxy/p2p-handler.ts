@@ -8,16 +8,18 @@ import type { Downloader } from '../peer/downloader.js';
 import { pumpBlob } from '../peer/ordered-stream.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
+import { HOP_BY_HOP } from './hop-by-hop.js';
 import type { PassOptions, PassThrough } from './passthrough.js';
 import { mayPull } from './pull-check.js';
 
-const HOP = new Set(['host', 'accept-encoding', 'connection', 'proxy-connection', 'proxy-authorization', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** Not forwarded to the supernode: the hop-by-hop ones, and those the CDN's own fetch sets. */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'accept-encoding', 'transfer-encoding']);
 
 /** Request headers as Dragonfly forwards them to the supernode, with canonical names. */
 export function forwardHeaders(h: IncomingMessage['headers']): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) {
-    if (HOP.has(k) || v === undefined) continue;
+    if (NOT_FORWARDED.has(k) || v === undefined) continue;
     const name = k.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
     out[name] = Array.isArray(v) ? v.join(',') : v;
   }
@@ -85,11 +87,7 @@ export async function serveP2P(
     d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : signal.aborted ? 'client' : 'download' });
     d.log.warn({ url, taskId: tf.taskId, err: (err as Error).message }, 'blob stream aborted');
     res.destroy();
-    // A blob that failed its digest must not be served to anyone, local or peer. Only this
-    // file: a newer download under the same ID may already have replaced it.
-    if (mismatch && d.store.get(tf.taskId) === tf) {
-      await d.store.remove(tf.taskId);
-      d.onDiscard?.(tf);
-    }
+    // A blob that failed its digest must not be served to anyone, local or peer.
+    if (mismatch && (await d.store.discard(tf))) d.onDiscard?.(tf);
   }
 }

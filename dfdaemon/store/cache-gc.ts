@@ -64,10 +64,10 @@ export class CacheGc {
   private async evict(incoming: number): Promise<void> {
     const victims = chooseEvictions([...this.store.all()], this.store.now(), this.policy, incoming);
     for (const tf of victims) {
-      // Re-check: a reader may have arrived while an earlier removal awaited.
-      if (!idle(tf) || this.store.get(tf.taskId) !== tf) continue;
+      // Re-check: a reader may have arrived, or the file been replaced, while an earlier removal awaited.
+      if (!idle(tf)) continue;
       try {
-        await this.store.remove(tf.taskId);
+        if (!(await this.store.discard(tf))) continue;
         this.log.info({ taskId: tf.taskId, bytes: tf.layout.fileLength, failed: tf.failure !== undefined }, 'evicted task file');
       } catch (err) {
         // The other victims must still free their space. The store has let go of this file

@@ -87,6 +87,16 @@ export class PieceStore {
     await rm(tf.path, { force: true });
   }
 
+  /**
+   * Remove this very file, if it is still the one stored for its task: a newer download under the
+   * same ID may have replaced it meanwhile. False when it was not (nothing is removed then).
+   */
+  async discard(tf: TaskFile): Promise<boolean> {
+    if (this.files.get(tf.taskId) !== tf) return false;
+    await this.remove(tf.taskId);
+    return true;
+  }
+
   async close(): Promise<void> {
     await this.leftovers;
     for (const id of [...this.files.keys()]) await this.remove(id);
