@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { parseDfgetFlags, DFGET_DEFAULTS } from '../../shared/config/dfget-flags.js';
-import { DfError } from '../../shared/errors.js';
+import { badRequest, DfError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
 import { Downloader } from '../peer/downloader.js';
@@ -34,7 +34,7 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
     return 2;
   }
   const output = resolve(flags.output);
-  if ((await stat(output).catch(() => undefined))?.isDirectory()) throw new DfError('BAD_REQUEST', `--output ${flags.output} is a directory; name the file to write`);
+  if ((await stat(output).catch(() => undefined))?.isDirectory()) throw badRequest(`--output ${flags.output} is a directory; name the file to write`);
   // Dragonfly creates the output's directory.
   await mkdir(dirname(output), { recursive: true });
   const log = createLogger('dfget', { level: flags.verbose ? 'debug' : 'warn' });

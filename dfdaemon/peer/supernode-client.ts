@@ -7,8 +7,6 @@ import { discard, readJson, send } from '../../shared/http/client.js';
 import { Code } from '../../shared/protocol/codes.js';
 import { nodeOrder } from './node-order.js';
 
-const WAIT_AUTH = Code.WaitAuth;
-
 export interface RegisterBody {
   rawUrl: string;
   taskUrl: string;
@@ -159,15 +157,15 @@ export class SupernodeClient {
             totalMs: this.replyTimeoutMs,
           });
           const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
-          if (json.code === 200 && json.data) {
+          if (json.code === Code.Success && json.data) {
             this.failedAt.delete(node);
             return { node, ...json.data };
           }
-          if (json.code === WAIT_AUTH && wait < 3) {
+          if (json.code === Code.WaitAuth && wait < 3) {
             await sleep(this.waitAuthMs);
             continue;
           }
-          if (json.code === 607 || json.code === 608) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
+          if (json.code === Code.URLNotReachable || json.code === Code.NeedAuth) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
           throw new Error(`supernode ${node} answered HTTP ${res.status} code ${json.code}: ${json.msg ?? ''}`);
         }
       } catch (err) {

@@ -11,7 +11,7 @@ import { handleUpload, type Uploader } from '../uploader/uploader.js';
 import { sendError, socketError } from './errors.js';
 import { createHijacker } from './hijack.js';
 import type { HijackCerts } from './hijack-certs.js';
-import { createPassThrough, type PassOptions } from './passthrough.js';
+import { createPassThrough } from './passthrough.js';
 import { serveP2P } from './p2p-handler.js';
 import { routeAbsolute, routeMirror, type Route } from './router.js';
 import { tunnel } from './tunnel.js';
@@ -61,8 +61,7 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
     });
   };
 
-  const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, tls: UpstreamTls, label: string) => {
-    const opts: PassOptions = { ...tls };
+  const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, opts: UpstreamTls, label: string) => {
     if (route.kind === 'p2p') {
       d.metrics.requests.inc({ route: 'p2p' });
       return serveP2P(req, res, route.url, opts, p2pDeps);

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { DfError } from '../../shared/errors.js';
+import { badRequest, DfError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import { socketError } from './errors.js';
 
@@ -14,7 +14,7 @@ export function tunnel(target: { host: string; port: number }, client: Duplex, h
   try {
     upstream = connect({ host: target.host, port: target.port });
   } catch (err) {
-    return socketError(client, new DfError('BAD_REQUEST', `cannot tunnel to ${where}: ${(err as Error).message}`));
+    return socketError(client, badRequest(`cannot tunnel to ${where}: ${(err as Error).message}`));
   }
   let established = false;
   upstream.once('connect', () => {

@@ -70,10 +70,10 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   o.active++;
   tf.busy++;
   // A peer that stops reading would otherwise hold an upload slot, and keep the file from
-  // eviction, for as long as it keeps the connection open.
-  // Waiting for the host's upload budget is not the peer stalling (with many uploads and a low
-  // ratelimit that wait can pass idleMs): the timer is re-armed then. A flag, not timer calls
-  // around every chunk, which cost measurable CPU at swarm rates.
+  // eviction, for as long as it keeps the connection open. Waiting for the host's upload budget
+  // is not the peer stalling (with many uploads and a low ratelimit that wait can pass idleMs),
+  // so the timer is re-armed then: a flag, because timer calls around every chunk cost
+  // measurable CPU at swarm rates.
   const idleMs = o.idleMs ?? UPLOAD_IDLE_MS;
   let inBucket = false;
   res.setTimeout(idleMs, () => {

@@ -25,11 +25,12 @@ export class JobStore {
   /** Starts a job, or returns the unfinished one that already does the same work. */
   submit(req: JobRequest): { job: PreheatJob; joined: boolean } {
     const key = jobKey(req);
-    for (const j of this.jobs.values()) {
-      if (!j.finished && j.key === key) return { job: j, joined: true };
-    }
     let unfinished = 0;
-    for (const j of this.jobs.values()) if (!j.finished) unfinished++;
+    for (const j of this.jobs.values()) {
+      if (j.finished) continue;
+      if (j.key === key) return { job: j, joined: true };
+      unfinished++;
+    }
     if (unfinished >= MAX_UNFINISHED) throw new DfError('TOO_MANY_REQUESTS', `${unfinished} preheat jobs are still running; retry once some finish`);
     const candidate = new PreheatJob(++this.seq, req, this.d.now());
     this.jobs.set(candidate.id, candidate);

@@ -147,9 +147,8 @@ export class RegistryClient {
       const login = creds !== null && creds.username !== '' ? { auth: basic(creds.username, creds.password), who: creds.username } : undefined;
       if (c?.scheme === 'basic') return login === undefined ? undefined : { auth: login.auth, what: `basic credentials for ${login.who}` };
       if (c?.scheme !== 'bearer' || !c.params.realm) return undefined;
-      const harborBasic = this.harborBasic;
-      const token = await this.token(c, repo, login?.auth ?? harborBasic);
-      const who = login !== undefined ? `for ${login.who}` : harborBasic !== undefined ? 'for the basic credentials sent' : 'for anonymous';
+      const token = await this.token(c, repo, login?.auth ?? this.harborBasic);
+      const who = login !== undefined ? `for ${login.who}` : this.harborBasic !== undefined ? 'for the basic credentials sent' : 'for anonymous';
       return { auth: `Bearer ${token}`, what: `a token ${who} from the token service` };
     });
     for (const attempt of attempts) {
