@@ -92,6 +92,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
       failureCountLimit: cfg.failureCountLimit,
       cdnTaskLoadLimit: cfg.peerDownLimit,
       pieceTimeoutMs: 30_000,
+      relayDepth: cfg.cutThroughDepth,
     },
     advertiseIP: cfg.advertiseIP,
     downloadPort,

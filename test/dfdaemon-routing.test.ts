@@ -152,7 +152,7 @@ describe('supernode failover', () => {
     const tried: string[] = [];
     const make = async (node: string): Promise<RegisterBody> => {
       tried.push(node);
-      return { rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, insecure: false, rootCAs: [] };
+      return { rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, relay: true, insecure: false, rootCAs: [] };
     };
     try {
       const r1 = await client.register(`k${key}`, make);
@@ -193,7 +193,7 @@ describe('supernode answers that stall', () => {
     let key = 0;
     while (nodeOrder(nodes, `s${key}`)[0] !== stalled) key++;
     const client = new SupernodeClient(nodes, quiet, { replyTimeoutMs: 500 });
-    const make = async (): Promise<RegisterBody> => ({ rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, insecure: false, rootCAs: [] });
+    const make = async (): Promise<RegisterBody> => ({ rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, relay: true, insecure: false, rootCAs: [] });
     try {
       const started = Date.now();
       const r = await client.register(`s${key}`, make);
@@ -225,7 +225,7 @@ describe('a stock supernode that answers 609 (wait auth)', () => {
     const addr = `127.0.0.1:${(node.address() as AddressInfo).port}`;
     const client = new SupernodeClient(parseNodeList(addr, 'n'), quiet, { waitAuthMs: 20 });
     try {
-      const r = await client.register('k', async () => ({ rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, insecure: false, rootCAs: [] }));
+      const r = await client.register('k', async () => ({ rawUrl: 'http://o/x', taskUrl: 'http://o/x', cid: 'c', ip: '127.0.0.1', port: 1, path: '/peer/file/t', hostName: 'h', version: 'v', superNodeIp: '', headers: [], dfdaemon: true, relay: true, insecure: false, rootCAs: [] }));
       assert.equal(r.node, addr);
       assert.equal(calls, 3);
     } finally {

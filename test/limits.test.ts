@@ -110,7 +110,7 @@ describe('a long-poll whose peer hung up (real supernode over HTTP)', () => {
 });
 
 describe('failure knobs (pure scheduler)', () => {
-  const limits: SchedulerLimits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 2, failureCountLimit: 2, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000 };
+  const limits: SchedulerLimits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 2, failureCountLimit: 2, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000, relayDepth: 0 };
   const ctx = { limits, now: 0, rand: () => 0.5 };
   const task = () => {
     const t = newTask('t', 'cdn');

@@ -21,6 +21,7 @@ const limits: SchedulerLimits = {
   failureCountLimit: 5,
   cdnTaskLoadLimit: 4,
   pieceTimeoutMs: 30_000,
+  relayDepth: 0,
 };
 const ctx = (now = 0, l = limits) => ({ limits: l, now, rand: () => 0.5 });
 
@@ -192,6 +193,80 @@ describe('scheduler core (pure)', () => {
     assert.equal(schedule(t, 'b', ctx(1_900)).kind, 'wait', 'a young CDN copy: b waits for a to finish');
     const db = schedule(t, 'b', ctx(2_100));
     assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'cdn', 'a copy 2 s old that was never reported gets company');
+  });
+});
+
+describe('cut-through relays (pure)', () => {
+  const relayLimits = { ...limits, relayDepth: 2, peerDownLimit: 1 };
+  const rctx = (now = 0) => ctx(now, relayLimits);
+
+  /** One piece, at the CDN, still fetching: the first asker gets the CDN's copy. */
+  function oneNewPiece(): TaskState {
+    const t = fetching(1);
+    for (const id of ['a', 'b', 'c', 'd']) addPeer(t, id, 0, true, true);
+    const da = schedule(t, 'a', rctx());
+    assert.ok(da.kind === 'pieces' && da.pieces[0].src === 'cdn');
+    return t;
+  }
+
+  it('a peer still receiving a piece is the source for the next asker, and chains stop at relayDepth', () => {
+    const t = oneNewPiece();
+    const db = schedule(t, 'b', rctx());
+    assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'a', 'b relays from a while a receives');
+    assert.equal(t.peers.get('b')!.running.get(0)!.depth, 1);
+    assert.equal(t.peers.get('a')!.load, 1);
+    // c prefers the shallowest relay (a, depth 0) while a has upload slots.
+    const dc = schedule(t, 'c', rctx());
+    assert.ok(dc.kind === 'pieces' && dc.pieces[0].src === 'a');
+    // With a full, d may chain on b or c (depth 1), but nothing deeper than relayDepth 2.
+    t.peers.get('a')!.load = relayLimits.peerUpLimit;
+    const dd = schedule(t, 'd', rctx());
+    assert.ok(dd.kind === 'pieces' && (dd.pieces[0].src === 'b' || dd.pieces[0].src === 'c'));
+    assert.equal(t.peers.get('d')!.running.get(0)!.depth, 2);
+    addPeer(t, 'e', 0, true, true);
+    for (const id of ['b', 'c']) t.peers.get(id)!.load = relayLimits.peerUpLimit;
+    assert.equal(schedule(t, 'e', rctx()).kind, 'wait', 'd is at depth 2 = relayDepth and may not pass it on');
+  });
+
+  it('never relays from stock peers, nor with relayDepth 0', () => {
+    const t = fetching(1);
+    addPeer(t, 'stock', 0, false, false);
+    addPeer(t, 'b', 0, true, true);
+    assert.ok(schedule(t, 'stock', rctx()).kind === 'pieces');
+    assert.equal(schedule(t, 'b', rctx()).kind, 'wait', 'a stock dfget cannot pass on what it is still receiving');
+    const u = oneNewPiece();
+    assert.equal(schedule(u, 'b', ctx(0, { ...relayLimits, relayDepth: 0 })).kind, 'wait');
+  });
+
+  it('a relay whose own fetch failed is not blamed for its downstream, and leaves the relay list', () => {
+    const t = oneNewPiece();
+    const db = schedule(t, 'b', rctx());
+    assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'a');
+    applyReport(t, { cid: 'a', pieceNum: 0, src: 'cdn', ok: false }, relayLimits, 0);
+    const eff = applyReport(t, { cid: 'b', pieceNum: 0, src: 'a', ok: false }, relayLimits, 0);
+    assert.equal(eff.blacklisted, false);
+    assert.equal(t.peers.get('a')!.serviceErrorCount, 0);
+    assert.equal(t.peers.get('b')!.blacklist.size, 0);
+    assert.deepEqual(t.relays.get(0), undefined, 'neither a nor b relays piece 0 any more');
+    assert.equal(t.peers.get('a')!.load, 0);
+  });
+
+  it('a relay that got the piece whole and still failed its downstream is counted as usual', () => {
+    const t = oneNewPiece();
+    schedule(t, 'b', rctx());
+    applyReport(t, { cid: 'a', pieceNum: 0, src: 'cdn', ok: true }, relayLimits, 0);
+    const eff = applyReport(t, { cid: 'b', pieceNum: 0, src: 'a', ok: false }, relayLimits, 0);
+    assert.equal(eff.blacklisted, true);
+    assert.equal(t.peers.get('a')!.serviceErrorCount, 1);
+  });
+
+  it('a whole copy beats a relay', () => {
+    const t = oneNewPiece();
+    addPeer(t, 'seed', 0, true, true);
+    markHeld(t, t.peers.get('seed')!, 0);
+    const db = schedule(t, 'b', rctx());
+    assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'seed');
+    assert.equal(t.peers.get('b')!.running.get(0)!.depth, 0);
   });
 });
 

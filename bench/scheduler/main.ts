@@ -27,7 +27,7 @@ async function idleSupernodeRssMB(): Promise<number> {
   }
 }
 
-const limits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 5, failureCountLimit: 5, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000 };
+const limits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 5, failureCountLimit: 5, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000, relayDepth: 0 };
 const peers = Number(process.env.PEERS ?? 1000);
 const pieces = Number(process.env.PIECES ?? 256);
 const POLICIES = {

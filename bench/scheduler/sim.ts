@@ -216,7 +216,7 @@ function naive(task: TaskState, cid: string, limits: SchedulerLimits) {
   const pieces: { pieceNum: number; src: string }[] = [];
   for (let n = 0; n < task.pieceCount && peer.running.size < limits.peerDownLimit; n++) {
     if (peer.held.has(n) || peer.running.has(n)) continue;
-    peer.running.set(n, { src: 'cdn', at: 0 });
+    peer.running.set(n, { src: 'cdn', at: 0, depth: 0 });
     pieces.push({ pieceNum: n, src: 'cdn' });
   }
   return pieces.length ? { kind: 'pieces' as const, pieces } : { kind: 'wait' as const };

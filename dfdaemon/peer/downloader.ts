@@ -146,6 +146,7 @@ export class Downloader {
       superNodeIp: addr.remote,
       headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
       dfdaemon: true,
+      relay: true,
       insecure: req.insecure ?? false,
       rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
       ...(req.md5 ? { md5: req.md5 } : {}),

@@ -2,12 +2,15 @@ import { createHash } from 'node:crypto';
 import { WRAP_OVERHEAD, WRAP_TAIL } from '../../shared/protocol/pieces.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import type { PieceProgress } from '../store/piece-progress.js';
 import type { TaskFile } from '../store/task-file.js';
 import { READ_BUFFER, type PieceClient } from './piece-client.js';
 import type { WirePiece } from './supernode-client.js';
 
 /** Bytes gathered before one write to the task file: few syscalls, little memory. */
 const WRITE_BATCH = 1024 * 1024;
+/** The batch while another peer relays this piece from us: each hop then adds ~1 batch of delay. */
+const RELAY_BATCH = 128 * 1024;
 const pool: Buffer[] = [];
 const POOL_MAX = 8;
 
@@ -25,13 +28,28 @@ export class PieceFetchError extends Error {
 /**
  * Fetch one wrapped piece and write its content to the task file, hashing as it streams so a
  * piece never sits whole in memory. The piece is marked done only when length, tail and
- * digest (sha256 from our supernode, else md5) check out; a bad piece leaves no mark.
+ * digest (sha256 from our supernode, else md5) check out; a bad piece leaves no mark. What is
+ * written is announced on a PieceProgress, so the uploader can relay the piece as it arrives.
  */
-export async function fetchPiece(
-  p: WirePiece,
-  tf: TaskFile,
-  opts: { client: PieceClient; signal?: AbortSignal; bucket?: TokenBucket; onBytes?: (n: number) => void },
-): Promise<void> {
+export async function fetchPiece(p: WirePiece, tf: TaskFile, opts: FetchOptions): Promise<void> {
+  const prog = tf.startPiece(p.pieceNum);
+  let ok = false;
+  try {
+    await fetchInto(p, tf, opts, prog);
+    ok = true;
+  } finally {
+    tf.endPiece(p.pieceNum, prog, ok);
+  }
+}
+
+interface FetchOptions {
+  client: PieceClient;
+  signal?: AbortSignal;
+  bucket?: TokenBucket;
+  onBytes?: (n: number) => void;
+}
+
+async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: PieceProgress): Promise<void> {
   const piece = tf.layout.piece(p.pieceNum);
   const expected = piece.contentLen + WRAP_OVERHEAD;
   const who = `piece ${p.pieceNum} from ${p.cid}`;
@@ -54,7 +72,9 @@ export async function fetchPiece(
     fill = 0;
     if (uncounted > 0) opts.onBytes?.(uncounted);
     uncounted = 0;
-    writing = n > 0 && !tf.has(p.pieceNum) ? tf.writeAt(batch.subarray(0, n), batchPos) : Promise.resolve();
+    if (n === 0) return (writing = Promise.resolve());
+    const write = tf.has(p.pieceNum) ? Promise.resolve() : tf.writeAt(batch.subarray(0, n), batchPos);
+    writing = write.then(() => prog.advance(n));
     return writing;
   };
   try {
@@ -81,7 +101,7 @@ export async function fetchPiece(
           seen += chunk.length;
           last = chunk[chunk.length - 1];
           uncounted += chunk.length;
-          const wrote = fill >= WRITE_BATCH ? flush() : undefined;
+          const wrote = fill >= (prog.readers > 0 ? RELAY_BATCH : WRITE_BATCH) ? flush() : undefined;
           const pacing = limited?.take(chunk.length, opts.signal);
           return wrote && pacing ? Promise.all([wrote, pacing]).then(() => undefined) : (wrote ?? pacing);
         },

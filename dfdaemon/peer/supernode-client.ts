@@ -19,6 +19,8 @@ export interface RegisterBody {
   superNodeIp: string;
   headers: string[];
   dfdaemon: boolean;
+  /** Ours: our uploader serves a piece while it still arrives; the supernode may chain on it. */
+  relay: boolean;
   insecure: boolean;
   rootCAs: string[];
   md5?: string;

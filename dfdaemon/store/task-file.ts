@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createReadStream, type ReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { Layout } from '../../shared/protocol/pieces.js';
+import { PieceProgress } from './piece-progress.js';
 
 /**
  * One blob's raw bytes on local disk plus which pieces are verified. The streamer to Docker and
@@ -19,6 +20,8 @@ export class TaskFile extends EventEmitter {
   verified = false;
   /** The supernode this task is registered with, told when the file goes away. */
   node: string | undefined;
+  /** Fetches in progress, newest per piece, for cut-through uploads. */
+  private readonly arriving = new Map<number, PieceProgress>();
 
   constructor(
     readonly taskId: string,
@@ -52,6 +55,24 @@ export class TaskFile extends EventEmitter {
   firstMissing(): number {
     const i = this.done.indexOf(0);
     return i < 0 ? this.layout.count : i;
+  }
+
+  /** A fetch of piece n starts writing; the uploader may relay it until it ends. */
+  startPiece(n: number): PieceProgress {
+    const prog = new PieceProgress();
+    this.arriving.set(n, prog);
+    return prog;
+  }
+
+  endPiece(n: number, prog: PieceProgress, ok: boolean): void {
+    if (this.arriving.get(n) === prog) this.arriving.delete(n);
+    prog.end(ok);
+  }
+
+  /** The fetch of piece n that is still writing, if any. */
+  receiving(n: number): PieceProgress | undefined {
+    const prog = this.arriving.get(n);
+    return prog?.state === 'running' ? prog : undefined;
   }
 
   markDone(n: number): void {

@@ -4,6 +4,7 @@ import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/p
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
 import { BufferPool, BufferRing } from '../store/buffer-ring.js';
+import type { PieceProgress } from '../store/piece-progress.js';
 import type { PieceStore } from '../store/piece-store.js';
 
 /** Read size for uploads: large enough for few syscalls, small enough for 16 at once. */
@@ -40,7 +41,8 @@ function reply(res: ServerResponse, status: number, msg: string): void {
 /**
  * GET /peer/file/<taskId>: Dragonfly's uploader contract. The Range is in wrapped offsets; we
  * rebuild the 4-byte header and 0x7f tail around the raw bytes, so the md5 matches the CDN's.
- * Only verified pieces of tasks in the store are served.
+ * Only verified pieces of tasks in the store are served whole; a piece still arriving is relayed
+ * as it is written, and completed only once it verified here.
  */
 export async function handleUpload(req: IncomingMessage, res: ServerResponse, o: Uploader): Promise<void> {
   const m = /^\/peer\/file\/([A-Za-z0-9._-]{1,200})$/.exec((req.url ?? '').split('?')[0]);
@@ -60,7 +62,14 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   if (contentLen < 0 || start < 0 || start + contentLen > tf.layout.fileLength) return reply(res, 416, 'range not satisfiable');
   const first = Math.floor(start / tf.layout.contentSize);
   const last = Math.floor((start + Math.max(contentLen, 1) - 1) / tf.layout.contentSize);
-  for (let n = first; n <= last; n++) if (!tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
+  // A whole piece this peer is still receiving is relayed as it arrives (cut-through).
+  let relay: PieceProgress | undefined;
+  for (let n = first; n <= last; n++) {
+    if (tf.has(n)) continue;
+    const piece = tf.layout.piece(n);
+    relay = first === last && start === piece.rawStart && contentLen === piece.contentLen ? tf.receiving(n) : undefined;
+    if (!relay) return reply(res, 404, `piece ${n} is not here`);
+  }
 
   if (o.active >= (o.maxConcurrent ?? Infinity)) {
     res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('too many uploads\n');
@@ -69,6 +78,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
   o.active++;
   tf.busy++;
+  if (relay) relay.readers++;
   // A peer that stops reading would otherwise hold an upload slot, and keep the file from
   // eviction, for as long as it keeps the connection open. Waiting for the host's upload budget
   // is not the peer stalling (with many uploads and a low ratelimit that wait can pass idleMs),
@@ -94,13 +104,23 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     };
     await send(wrapHeader(contentLen, pieceSize));
     for (let pos = start, end = start + contentLen; pos < end; ) {
+      if (relay?.state === 'failed') throw new Error('the relayed fetch failed');
+      const ready = relay ? Math.min(end, start + relay.written) : end;
+      if (pos >= ready) {
+        await relay!.change(signal);
+        continue;
+      }
       const buf = await ring.take();
-      const got = await tf.readAt(buf.subarray(0, Math.min(CHUNK, end - pos)), pos);
+      const got = await tf.readAt(buf.subarray(0, Math.min(CHUNK, ready - pos)), pos);
       if (got <= 0) throw new Error(`short read at ${pos} of ${tf.path}`);
       signal.throwIfAborted();
       await send(buf.subarray(0, got));
       pos += got;
     }
+    // The last byte goes only once the piece checked out here, so a downstream never completes
+    // a piece from a relay that found it bad.
+    while (relay?.state === 'running') await relay.change(signal);
+    if (relay && relay.state !== 'done') throw new Error('the relayed fetch failed');
     await send(Buffer.from([WRAP_TAIL]));
     await ring.end();
   } catch (err) {
@@ -110,6 +130,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     res.socket?.setTimeout(0);
     o.active--;
     tf.busy--;
+    if (relay) relay.readers--;
     tf.touch();
     await ring.release();
   }

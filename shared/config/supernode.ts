@@ -44,6 +44,8 @@ export interface SupernodeConfig {
   readonly peerDownLimit: number;
   readonly eliminationLimit: number;
   readonly failureCountLimit: number;
+  /** Ours: hops a piece may be passed on while it still arrives (cut-through); 0 = off. */
+  readonly cutThroughDepth: number;
   /** Bytes/s. Parsed, unused by Dragonfly 1.x. */
   readonly linkLimit: number;
   /** Bytes/s. */
@@ -93,6 +95,7 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = deepFreeze({
   peerDownLimit: 4,
   eliminationLimit: 5,
   failureCountLimit: 5,
+  cutThroughDepth: 3,
   linkLimit: 20 * MB,
   systemReservedBandwidth: 20 * MB,
   maxBandwidth: 200 * MB,
@@ -150,6 +153,7 @@ export const BASE_SCHEMA: SectionSchema<Draft> = {
   peerDownLimit: rule('peerDownLimit', parsePositiveInt),
   eliminationLimit: rule('eliminationLimit', parsePositiveInt),
   failureCountLimit: rule('failureCountLimit', parsePositiveInt),
+  cutThroughDepth: rule('cutThroughDepth', (v, k) => parseInteger(v, k, { min: 0, max: 16 })),
   linkLimit: rule('linkLimit', parseSize),
   systemReservedBandwidth: rule('systemReservedBandwidth', parseSize),
   maxBandwidth: rule('maxBandwidth', parseSize),

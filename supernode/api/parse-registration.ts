@@ -82,6 +82,7 @@ export function parseRegistration(p: Params): Registration {
     insecure: p.bool('insecure'),
     rootCAs,
     dfdaemon: p.bool('dfdaemon'),
+    relay: p.bool('relay'),
     callSystem: p.str('callSystem', { max: 128 }),
   };
 }

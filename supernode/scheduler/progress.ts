@@ -1,4 +1,4 @@
-import { markAvailable, syncFree, type PeerState, type TaskState } from './state.js';
+import { markAvailable, syncFree, type PeerState, type Running, type TaskState } from './state.js';
 
 /** What a peer reports about one piece it tried to fetch. */
 export interface PieceReport {
@@ -16,10 +16,16 @@ export interface ReportEffect {
   eliminated: boolean;
 }
 
-function release(task: TaskState, peer: PeerState, pieceNum: number): string | undefined {
+function release(task: TaskState, peer: PeerState, pieceNum: number): Running | undefined {
   const run = peer.running.get(pieceNum);
   if (!run) return undefined;
   peer.running.delete(pieceNum);
+  const relays = task.relays.get(pieceNum);
+  if (relays) {
+    const i = relays.indexOf(peer.cid);
+    if (i >= 0) relays.splice(i, 1);
+    if (relays.length === 0) task.relays.delete(pieceNum);
+  }
   if (peer.have[pieceNum] === 2) peer.have[pieceNum] = 0;
   task.inflight[pieceNum] = Math.max(0, (task.inflight[pieceNum] ?? 0) - 1);
   if (run.src === task.cdnCid) {
@@ -33,7 +39,7 @@ function release(task: TaskState, peer: PeerState, pieceNum: number): string | u
       syncFree(task, src);
     }
   }
-  return run.src;
+  return run;
 }
 
 export function markHeld(task: TaskState, peer: PeerState, pieceNum: number): boolean {
@@ -63,7 +69,7 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   if (!peer) return effect;
   peer.lastSeen = now;
   const assigned = release(task, peer, r.pieceNum);
-  const src = r.src || assigned || '';
+  const src = r.src || assigned?.src || '';
   const srcPeer = src === task.cdnCid ? undefined : task.peers.get(src);
   if (r.ok) {
     effect.held = markHeld(task, peer, r.pieceNum);
@@ -73,7 +79,10 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     }
     return effect;
   }
-  if (srcPeer && srcPeer !== peer) {
+  // A cut-through source fails its downstream whenever its own upstream fails; that says nothing
+  // about it unless it went on to get the piece whole and still could not serve it.
+  const upstreamFailed = assigned !== undefined && assigned.depth > 0 && assigned.src === src && !srcPeer?.held.has(r.pieceNum);
+  if (srcPeer && srcPeer !== peer && !upstreamFailed) {
     peer.clientErrorCount++;
     srcPeer.serviceErrorCount++;
     peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);

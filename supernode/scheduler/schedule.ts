@@ -111,7 +111,11 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
   // The requester itself is never one of the free holders of a piece it lacks.
   for (const n of task.avail) {
     if (have[n]) continue;
-    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, peer, n, peersOk, ctx.now, ctx.limits))) continue;
+    if (
+      !(peersOk && (free[n] ?? 0) > 0) &&
+      !(cdnOpen && cdnMay(task, peer, n, peersOk, ctx.now, ctx.limits)) &&
+      !(peersOk && (task.inflight[n] ?? 0) > 0 && pickRelay(task, peer, n, ctx.limits) !== undefined)
+    ) continue;
     const prio = useWindow && n < head + window ? 0 : 1;
     // Copies on their way count as holders-to-be, so peers asking at the same moment spread over
     // different pieces instead of all queueing on the newest one's first holder.
@@ -124,9 +128,37 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
 }
 
 /**
+ * Cut-through: a peer still receiving piece n passes it on as it arrives, so a new piece spreads
+ * in about one hop's time instead of one whole store-and-forward transfer per hop. Only our own
+ * peers do this (they verify every piece before storing or reporting it, and a relay whose own
+ * fetch fails cuts its downstream off). The shallowest, least loaded relay wins; chains are
+ * capped at relayDepth hops because one failure ends every fetch below it.
+ */
+function pickRelay(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits): string | undefined {
+  if (limits.relayDepth <= 0) return undefined;
+  const list = task.relays.get(n);
+  if (!list) return undefined;
+  let best: PeerState | undefined;
+  let bestDepth = Infinity;
+  for (const cid of list) {
+    const r = task.peers.get(cid);
+    // isLive is only kept for holders; a relay may hold nothing yet.
+    if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || r.load + 1 > limits.peerUpLimit || (peer.blacklist.get(cid) ?? 0) > 0) continue;
+    const depth = r.running.get(n)?.depth ?? Infinity;
+    if (depth >= limits.relayDepth) continue;
+    if (depth < bestDepth || (depth === bestDepth && r.load < best!.load)) {
+      best = r;
+      bestDepth = depth;
+    }
+  }
+  return best?.cid;
+}
+
+/**
  * A source for piece n: a free holder, found from a rotating cursor so uploads spread over
  * holders. If every live holder is one this requester has blacklisted, the CDN stands in for
- * them; otherwise the CDN only seeds (see cdnMay).
+ * them; otherwise the CDN only seeds (see cdnMay). Failing both, a peer still receiving n
+ * (pickRelay).
  */
 function pickSource(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits, peersOk: boolean, now: number): string | undefined {
   let usable = false;
@@ -143,12 +175,12 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
       return src.cid;
     }
   }
-  if (task.cdnLoad >= limits.cdnTaskLoadLimit || !task.cdnPieces.has(n)) return undefined;
   // Once the whole file is fetched, the uplink that carried the seeding stream is free: the CDN
   // stands in for holders that are all busy (they were tried first), up to its load cap. This is
   // what shortens a swarm's tail, where the last pieces have one or two holders each.
-  if (!peersOk || task.cdnStatus === 'success' || (!usable && !cdnCopyOnItsWay(task, n, now, limits))) return task.cdnCid;
-  return undefined;
+  const cdnCan = task.cdnLoad < limits.cdnTaskLoadLimit && task.cdnPieces.has(n);
+  if (cdnCan && (!peersOk || task.cdnStatus === 'success' || (!usable && !cdnCopyOnItsWay(task, n, now, limits)))) return task.cdnCid;
+  return peersOk ? pickRelay(task, peer, n, limits) : undefined;
 }
 
 /**
@@ -175,17 +207,23 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
     const n = key % N_BITS;
     const src = pickSource(task, peer, n, limits, peersOk, now);
     if (src === undefined) continue;
-    peer.running.set(n, { src, at: now });
+    const upstream = src === task.cdnCid ? undefined : task.peers.get(src)!;
+    const depth = upstream && !upstream.held.has(n) ? (upstream.running.get(n)?.depth ?? 0) + 1 : 0;
+    peer.running.set(n, { src, at: now, depth });
     peer.have[n] = 2;
+    if (peer.relay && limits.relayDepth > 0) {
+      const relays = task.relays.get(n);
+      if (relays) relays.push(cid);
+      else task.relays.set(n, [cid]);
+    }
     task.inflight[n] = (task.inflight[n] ?? 0) + 1;
     if (src === task.cdnCid) {
       task.cdnLoad++;
       task.cdnInflight[n] = (task.cdnInflight[n] ?? 0) + 1;
       task.cdnInflightAt[n] = now;
     } else {
-      const s = task.peers.get(src)!;
-      s.load++;
-      syncFree(task, s);
+      upstream!.load++;
+      syncFree(task, upstream!);
     }
     pieces.push({ pieceNum: n, src });
   }

@@ -8,8 +8,9 @@ export interface PeerState {
   held: Set<number>;
   /** have[n] is 1 when held and 2 when running: the hot path reads this, not the Set/Map. */
   have: number[];
-  /** Pieces assigned to this peer and not yet reported: piece -> source cid and when. */
-  running: Map<number, { src: string; at: number }>;
+  /** Pieces assigned to this peer and not yet reported: piece -> source cid, when, and how deep
+   * in a cut-through chain (0: the source held the piece whole). */
+  running: Map<number, Running>;
   /** Uploads this peer is serving right now (Dragonfly's producerLoad). */
   load: number;
   /** Whether this peer is in task.free (kept by syncFree). */
@@ -25,7 +26,16 @@ export interface PeerState {
   blacklist: Map<string, number>;
   /** Our dfdaemon streams to Docker, so pieces near its head matter more. */
   streaming: boolean;
+  /** Our peers serve a piece while it still arrives (cut-through); stock dfget does not. */
+  relay: boolean;
   lastSeen: number;
+}
+
+export interface Running {
+  src: string;
+  at: number;
+  /** Hops from a source that holds the piece whole: 0 when src holds it, else its depth + 1. */
+  depth: number;
 }
 
 export interface TaskState {
@@ -56,6 +66,8 @@ export interface TaskState {
   cdnInflight: number[];
   /** When the latest CDN copy of piece n was handed out. */
   cdnInflightAt: number[];
+  /** relays[n]: relay-capable peers receiving piece n right now, which may pass it on. */
+  relays: Map<number, string[]>;
   /** Round-robin cursor per piece so sources spread over holders. */
   cursor: Map<number, number>;
   cdnLoad: number;
@@ -80,6 +92,9 @@ export interface SchedulerLimits {
   cdnTaskLoadLimit: number;
   /** A piece not reported within this long is taken back (the peer died or hung). */
   pieceTimeoutMs: number;
+  /** Cut-through: a peer still receiving a piece may be its source, up to this many hops from
+   * a whole copy. 0 turns it off. */
+  relayDepth: number;
 }
 
 export function newTask(taskId: string, cdnCid: string): TaskState {
@@ -99,6 +114,7 @@ export function newTask(taskId: string, cdnCid: string): TaskState {
     inflight: [],
     cdnInflight: [],
     cdnInflightAt: [],
+    relays: new Map(),
     cursor: new Map(),
     cdnLoad: 0,
     free: new Set(),
@@ -130,11 +146,12 @@ export function markAvailable(task: TaskState, n: number): void {
   task.avail.push(n);
 }
 
-export function addPeer(task: TaskState, cid: string, now: number, streaming = false): PeerState {
+export function addPeer(task: TaskState, cid: string, now: number, streaming = false, relay = false): PeerState {
   const existing = task.peers.get(cid);
   if (existing) {
     existing.lastSeen = now;
     existing.streaming = streaming;
+    existing.relay = relay;
     return existing;
   }
   const p: PeerState = {
@@ -151,6 +168,7 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
     clientErrorCount: 0,
     blacklist: new Map(),
     streaming,
+    relay,
     lastSeen: now,
   };
   task.peers.set(cid, p);

@@ -122,7 +122,7 @@ export class TaskService {
     cdnTask.touch();
     await this.waitReady(cdnTask);
     if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
-    addPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon);
+    addPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
     entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: reg.path, superNodeIp: reg.superNodeIp });
     this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
@@ -237,6 +237,9 @@ export class TaskService {
       if (signal?.aborted) break;
       d = this.decide(entry, cid);
     }
+    // A relay-capable peer that starts pieces can pass them on at once (cut-through), so the
+    // parked peers get to ask again now rather than when the pieces complete.
+    if (d.kind === 'pieces' && peer.relay && this.o.limits.relayDepth > 0) this.notify(entry);
     return this.toReply(entry, d, cid);
   }
 

@@ -15,6 +15,8 @@ export interface Registration {
   insecure: boolean;
   rootCAs: string[];
   dfdaemon: boolean;
+  /** Ours: the peer serves pieces while it still receives them (cut-through). */
+  relay: boolean;
   callSystem: string;
 }
 
