@@ -130,6 +130,26 @@ describe('cut-through relay in the uploader', () => {
     }
   });
 
+  it('a request that overtakes the relay\'s own start waits for it', async () => {
+    const p = await peer(dir, 'r');
+    try {
+      const content = Buffer.alloc(CONTENT, 9);
+      const seen = { bytes: 0 } as { bytes: number; ended?: 'complete' | 'cut' };
+      const body = getPiece(p.port, seen);
+      await sleep(300);
+      const prog = p.tf.startPiece(0);
+      await p.tf.writeAt(content, 0);
+      prog.advance(CONTENT);
+      p.tf.markDone(0);
+      p.tf.endPiece(0, prog, true);
+      const got = await body;
+      assert.equal(seen.ended, 'complete');
+      assert.ok(got.subarray(4, 4 + CONTENT).equals(content));
+    } finally {
+      await p.close();
+    }
+  });
+
   it('a chain A -> B -> C: C verifies the piece while B still receives it from a slow A', async () => {
     // A holds the piece and sends at 2 MiB/s, so B's fetch takes ~0.5 s.
     const a = await peer(dir, 'ca', new TokenBucket(2 * MiB));

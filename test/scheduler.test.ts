@@ -260,6 +260,23 @@ describe('cut-through relays (pure)', () => {
     assert.equal(t.peers.get('a')!.serviceErrorCount, 1);
   });
 
+  it('relays only fill the slots whole copies leave, at most half of peerDownLimit', () => {
+    const t = fetching(5);
+    const l = { ...limits, relayDepth: 2, peerDownLimit: 4 };
+    for (const id of ['a', 'seed', 'b']) addPeer(t, id, 0, true, true);
+    // a takes 4 CDN first copies (pieces it now relays); seed holds the fifth whole.
+    const da = schedule(t, 'a', ctx(0, l));
+    assert.ok(da.kind === 'pieces' && da.pieces.length === 4 && da.pieces.every((p) => p.src === 'cdn'));
+    const relayed = new Set(da.kind === 'pieces' ? da.pieces.map((p) => p.pieceNum) : []);
+    const fifth = [0, 1, 2, 3, 4].find((n) => !relayed.has(n))!;
+    markHeld(t, t.peers.get('seed')!, fifth);
+    const db = schedule(t, 'b', ctx(0, l));
+    assert.ok(db.kind === 'pieces');
+    assert.deepEqual(db.pieces[0], { pieceNum: fifth, src: 'seed' }, 'the piece someone holds whole comes first');
+    assert.equal(db.pieces.filter((p) => p.src === 'a').length, 2, 'then relays, and only peerDownLimit / 2 of them');
+    assert.equal(db.pieces.length, 3);
+  });
+
   it('a whole copy beats a relay', () => {
     const t = oneNewPiece();
     addPeer(t, 'seed', 0, true, true);

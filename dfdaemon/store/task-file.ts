@@ -61,7 +61,32 @@ export class TaskFile extends EventEmitter {
   startPiece(n: number): PieceProgress {
     const prog = new PieceProgress();
     this.arriving.set(n, prog);
+    this.emit('start', n);
     return prog;
+  }
+
+  /**
+   * Until piece n is here or being fetched, at most `ms`. The supernode names a peer as a relay
+   * as it hands the peer the piece, so a downstream's request can overtake the relay's own start.
+   */
+  async arrival(n: number, ms: number, signal: AbortSignal): Promise<void> {
+    if (this.has(n) || this.receiving(n)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.off('start', onEvent);
+        this.off('piece', onEvent);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const onEvent = (m: number) => {
+        if (m === n) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.on('start', onEvent);
+      this.on('piece', onEvent);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   endPiece(n: number, prog: PieceProgress, ok: boolean): void {

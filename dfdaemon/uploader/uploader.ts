@@ -24,6 +24,8 @@ export interface UploaderOptions {
 }
 
 const UPLOAD_IDLE_MS = 30_000;
+/** How long a request for a piece we lack waits for our own fetch of it to start. */
+const RELAY_START_WAIT_MS = 2_000;
 
 /** Uploader state: the options plus the uploads in flight. */
 export interface Uploader extends UploaderOptions {
@@ -62,13 +64,16 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   if (contentLen < 0 || start < 0 || start + contentLen > tf.layout.fileLength) return reply(res, 416, 'range not satisfiable');
   const first = Math.floor(start / tf.layout.contentSize);
   const last = Math.floor((start + Math.max(contentLen, 1) - 1) / tf.layout.contentSize);
+  const signal = hangUpSignal(res);
   // A whole piece this peer is still receiving is relayed as it arrives (cut-through).
   let relay: PieceProgress | undefined;
   for (let n = first; n <= last; n++) {
     if (tf.has(n)) continue;
     const piece = tf.layout.piece(n);
-    relay = first === last && start === piece.rawStart && contentLen === piece.contentLen ? tf.receiving(n) : undefined;
-    if (!relay) return reply(res, 404, `piece ${n} is not here`);
+    const whole = first === last && start === piece.rawStart && contentLen === piece.contentLen;
+    if (whole) await tf.arrival(n, RELAY_START_WAIT_MS, signal);
+    relay = whole && !tf.has(n) ? tf.receiving(n) : undefined;
+    if (!relay && !tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
   }
 
   if (o.active >= (o.maxConcurrent ?? Infinity)) {
@@ -90,7 +95,6 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     if (inBucket) res.socket?.setTimeout(idleMs);
     else res.destroy();
   });
-  const signal = hangUpSignal(res);
   const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
     const send = async (chunk: Buffer) => {

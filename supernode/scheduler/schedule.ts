@@ -39,8 +39,9 @@ function streamHead(peer: PeerState): number {
   return n;
 }
 
-// Sort keys pack (window priority, holders, distance, random tie, piece number) into one
-// float so a native numeric sort orders candidates without a comparator or objects.
+// Sort keys pack (relay-only and window priority, holders, distance, random tie, piece number)
+// into one float (below 2^53) so a native numeric sort orders candidates without a comparator
+// or objects.
 const N_BITS = 65536;
 const TIE = 256;
 const DIST = 4096;
@@ -105,18 +106,22 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
   let inWindow = 0;
   if (peer.streaming) for (const n of peer.running.keys()) if (n >= head && n < head + window) inWindow++;
   const useWindow = peer.streaming && inWindow < Math.ceil(ctx.limits.peerDownLimit / 2);
+  const relayOk = peersOk && relaysRunning(peer) < relaySlots(ctx.limits);
   const have = peer.have;
   const counts = task.holderCount;
   const free = task.freeHolders;
   // The requester itself is never one of the free holders of a piece it lacks.
   for (const n of task.avail) {
     if (have[n]) continue;
-    if (
-      !(peersOk && (free[n] ?? 0) > 0) &&
-      !(cdnOpen && cdnMay(task, peer, n, peersOk, ctx.now, ctx.limits)) &&
-      !(peersOk && (task.inflight[n] ?? 0) > 0 && pickRelay(task, peer, n, ctx.limits) !== undefined)
-    ) continue;
-    const prio = useWindow && n < head + window ? 0 : 1;
+    // A relayed piece arrives no faster than its upstream receives it, so it holds a download
+    // slot longer than a whole copy would: relay-only pieces rank after every piece someone can
+    // send whole, and fill only the slots those leave.
+    let relayOnly = 0;
+    if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, peer, n, peersOk, ctx.now, ctx.limits))) {
+      if (!relayOk || (task.inflight[n] ?? 0) === 0 || pickRelay(task, peer, n, ctx.limits) === undefined) continue;
+      relayOnly = 2;
+    }
+    const prio = relayOnly + (useWindow && n < head + window ? 0 : 1);
     // Copies on their way count as holders-to-be, so peers asking at the same moment spread over
     // different pieces instead of all queueing on the newest one's first holder.
     const rare = Math.min(RARE - 1, (counts[n] ?? 0) + (task.inflight[n] ?? 0));
@@ -152,6 +157,17 @@ function pickRelay(task: TaskState, peer: PeerState, n: number, limits: Schedule
     }
   }
   return best?.cid;
+}
+
+/** Download slots a peer may give to relayed pieces: the rest stay for whole copies. */
+function relaySlots(limits: SchedulerLimits): number {
+  return Math.max(1, Math.floor(limits.peerDownLimit / 2));
+}
+
+function relaysRunning(peer: PeerState): number {
+  let k = 0;
+  for (const run of peer.running.values()) if (run.depth > 0) k++;
+  return k;
 }
 
 /**
@@ -209,6 +225,7 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
     if (src === undefined) continue;
     const upstream = src === task.cdnCid ? undefined : task.peers.get(src)!;
     const depth = upstream && !upstream.held.has(n) ? (upstream.running.get(n)?.depth ?? 0) + 1 : 0;
+    if (depth > 0 && relaysRunning(peer) >= relaySlots(limits)) continue;
     peer.running.set(n, { src, at: now, depth });
     peer.have[n] = 2;
     if (peer.relay && limits.relayDepth > 0) {
