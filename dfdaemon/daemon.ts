@@ -66,6 +66,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
       metrics.uploadBytes.inc(n);
       ioGc.account(n);
     },
+    onRelay: () => metrics.relayedUploads.inc(),
   });
   // Tell the supernode not to send peers here for this task any more.
   const withdraw = (tf: TaskFile) => {

@@ -15,6 +15,7 @@ export function createDfdaemonMetrics() {
     pieceBytes: counter('dfdaemon_piece_bytes_total', 'Wrapped piece bytes downloaded, by source', ['source'] as const),
     sourceBytes: counter('dfdaemon_source_bytes_total', 'Bytes fetched from origins directly (back-source)'),
     uploadBytes: counter('dfdaemon_upload_bytes_total', 'Piece bytes uploaded to other peers'),
+    relayedUploads: counter('dfdaemon_relayed_uploads_total', 'Piece uploads that started while the piece was still arriving here (cut-through)'),
     pieceFailures: counter('dfdaemon_piece_failures_total', 'Piece fetches that failed or did not verify', ['source'] as const),
     blobFailures: counter('dfdaemon_blob_failures_total', 'Blob streams aborted', ['reason'] as const),
     evictions: counter('dfdaemon_cache_evictions_total', 'Task files removed from the local cache'),

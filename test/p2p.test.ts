@@ -52,4 +52,29 @@ describe('P2P through dfdaemons (in-process, loopback hosts)', () => {
     const firstText = await peers[0].metrics.registry.metrics();
     assert.ok(metric(firstText, 'dfdaemon_upload_bytes_total') > 0, 'the first peer uploaded');
   });
+
+  it('peers pulling at once while the CDN still fetches pass pieces on as they arrive (cut-through)', async () => {
+    // 8 MiB/s from the origin: the CDN takes ~1.5 s, so each new piece is wanted by all three
+    // peers while its first copy is still arriving at one of them.
+    origin.rate = 8 * 1024 * 1024;
+    try {
+      const blob = randomBlob(12 * 1024 * 1024 + 77);
+      const d = origin.add(blob);
+      const url = origin.blobUrl(d);
+      const before = await Promise.all(peers.map(async (p) => metric(await p.metrics.registry.metrics(), 'dfdaemon_relayed_uploads_total')));
+      const got = await Promise.all(peers.map((p, i) => getViaProxy(`127.0.0.${i + 2}`, p.port, url)));
+      for (const r of got) {
+        assert.equal(r.status, 200);
+        assert.equal(r.sha256, d);
+      }
+      assert.equal(origin.served.get(d), blob.length, 'the origin sent the blob once');
+      const after = await Promise.all(peers.map(async (p) => metric(await p.metrics.registry.metrics(), 'dfdaemon_relayed_uploads_total')));
+      const relayed = after.reduce((a, b) => a + b, 0) - before.reduce((a, b) => a + b, 0);
+      assert.ok(relayed > 0, `pieces were relayed while still arriving (${relayed})`);
+      const failures = await Promise.all(peers.map(async (p) => metric(await p.metrics.registry.metrics(), 'dfdaemon_piece_failures_total', { source: 'peer' })));
+      assert.deepEqual(failures, [0, 0, 0], 'no relayed fetch failed');
+    } finally {
+      origin.rate = 0;
+    }
+  });
 });

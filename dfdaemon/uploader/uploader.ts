@@ -21,6 +21,8 @@ export interface UploaderOptions {
   /** An upload whose peer takes no bytes for this long is cut, freeing its slot (default 30 s). */
   idleMs?: number;
   onBytes?: (n: number) => void;
+  /** An upload starts relaying a piece that is still arriving. */
+  onRelay?: () => void;
 }
 
 const UPLOAD_IDLE_MS = 30_000;
@@ -83,7 +85,10 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
   o.active++;
   tf.busy++;
-  if (relay) relay.readers++;
+  if (relay) {
+    relay.readers++;
+    o.onRelay?.();
+  }
   // A peer that stops reading would otherwise hold an upload slot, and keep the file from
   // eviction, for as long as it keeps the connection open. Waiting for the host's upload budget
   // is not the peer stalling (with many uploads and a low ratelimit that wait can pass idleMs),
