@@ -35,12 +35,17 @@ export interface Args {
   dfdaemonSet: Record<string, string | number | boolean>;
   /** Extra environment for the daemons (KEY=VALUE,...), e.g. MALLOC_ARENA_MAX=2, for experiments. */
   daemonEnv: Record<string, string>;
+  /**
+   * skopeo's destination transport. dir: writes one blob at a time (containers/image has no
+   * thread-safe PutBlob for it); oci: copies layers concurrently, as Docker pulls them.
+   */
+  dest: 'dir' | 'oci';
 }
 
 const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large|both] [--modes direct,proxy,p2p]
   [--rate 100mbit] [--origin-rate 25mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]
   [--node-options '...'] [--patch FILE]... (--patch needs --code)
-  [--supernode-base peerUpLimit=2,...] [--dfdaemon-set prefetch=true,...] [--baseline-max-n 1] [--daemon-env K=V,...]
+  [--supernode-base peerUpLimit=2,...] [--dfdaemon-set prefetch=true,...] [--baseline-max-n 1] [--daemon-env K=V,...] [--dest dir|oci]
   [--report-only]   rebuild <out>.md and <out>-chart.svg from <out>.jsonl`;
 
 /** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
@@ -64,7 +69,7 @@ export function parseRate(s: string): number {
 export function parseArgs(argv: string[]): Args {
   const a: Args = {
     ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8, originRate: '',
-    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, dfdaemonSet: {}, baselineMaxN: Infinity, daemonEnv: {},
+    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, dfdaemonSet: {}, baselineMaxN: Infinity, daemonEnv: {}, dest: 'dir',
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -102,6 +107,11 @@ export function parseArgs(argv: string[]): Args {
     else if (k === '--patch') a.patches.push(v());
     else if (k === '--report-only') a.reportOnly = true;
     else if (k === '--baseline-max-n') a.baselineMaxN = Number(v());
+    else if (k === '--dest') {
+      const x = v();
+      if (x !== 'dir' && x !== 'oci') throw new Error('--dest: dir or oci');
+      a.dest = x;
+    }
     else if (k === '--daemon-env') {
       for (const kv of v().split(',')) {
         const i = kv.indexOf('=');

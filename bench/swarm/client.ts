@@ -1,4 +1,4 @@
-// The real client on each host: skopeo copy docker://... dir:..., with the same isolation as
+// The real client on each host: skopeo copy docker://... dir:... (or oci:...), with the same isolation as
 // test/fixtures/skopeo.ts (empty registries.conf, private auth file and TMPDIR), but started
 // inside the host's namespace and tracked by PID so a timeout kills exactly it.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -15,7 +15,7 @@ export interface Pull {
   done: Promise<{ ms: number; ok: boolean; error?: string }>;
 }
 
-export async function startPull(host: Host, ref: string, dir: string, t0: number, proxy?: string): Promise<Pull> {
+export async function startPull(host: Host, ref: string, dir: string, t0: number, proxy: string | undefined, transport: 'dir' | 'oci'): Promise<Pull> {
   const priv = join(dir, 'skopeo');
   const dest = join(dir, 'image');
   await mkdir(priv, { recursive: true });
@@ -28,7 +28,7 @@ export async function startPull(host: Host, ref: string, dir: string, t0: number
     TMPDIR: priv,
     ...(proxy ? { HTTP_PROXY: proxy, http_proxy: proxy } : {}),
   };
-  const args = ['--insecure-policy', 'copy', '--retry-times', '0', '--src-tls-verify=false', `docker://${ref}`, `dir:${dest}`];
+  const args = ['--insecure-policy', 'copy', '--retry-times', '0', '--src-tls-verify=false', `docker://${ref}`, `${transport}:${dest}`];
   const [cmd, a] = inNs(host.ns, SKOPEO_BIN, args);
   const proc = await spawnTracked(cmd, a, { env, logDir: dir, name: 'skopeo', stopTimeoutMs: 2_000, keepLog: true });
   const done = proc.exited.then((e) => {

@@ -66,7 +66,7 @@ async function main(): Promise<void> {
 
     await mkdir(outDir, { recursive: true });
     const meta: Meta = {
-      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(args.originRate ? [`origin link ${args.originRate}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : [])].join('; '), nodeOptions: args.nodeOptions,
+      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(args.originRate ? [`origin link ${args.originRate}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : []), ...(args.dest !== 'dir' ? [`skopeo into ${args.dest}:`] : [])].join('; '), nodeOptions: args.nodeOptions, dest: args.dest,
       machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Linux ${release()}`,
       rate: args.rate, rateBps: args.rateBps, rateCheck: rate, images,
     };
@@ -99,6 +99,7 @@ async function main(): Promise<void> {
               ours,
               quietWaitMs: args.quietWaitS * 1000,
               keepDir: args.keep ? resolve(args.keep, `${image.name}-${n}-${mode}-${attempt}`) : undefined,
+              dest: args.dest,
             });
             if (!r || x.cpu.foreign < r.cpu.foreign) r = x;
             // Long runs are averaged over enough time that a burst of foreign load matters less.

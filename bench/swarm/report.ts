@@ -13,6 +13,8 @@ export interface Meta {
   rateBps: number;
   rateCheck: Record<string, number>;
   images: ImageInfo[];
+  /** skopeo's destination transport; absent in runs from before --dest (dir:). */
+  dest?: 'dir' | 'oci';
 }
 
 const MODE_LABEL: Record<Mode, string> = { direct: 'direct', proxy: 'pull-through cache', p2p: 'P2P (dragonfly-ts)' };
@@ -55,7 +57,7 @@ export function p2pTable(rs: RunResult[]): string {
     const m = r.metrics;
     const cdnShare = m ? m.pieceBytesFromSupernode / Math.max(1, m.pieceBytesFromSupernode + m.pieceBytesFromPeers) : null;
     const imm = ps.flatMap((p) => (p.taskImmediate.n ? [p.taskImmediate] : []));
-    // skopeo copies blobs one after another into dir:, so whatever follows the big blob is serial.
+    // Into dir: skopeo copies blobs one after another, so whatever follows the big blob is serial.
     const rest = ps.map((p, i) => r.hostTimes[i] - p.streamEndAt).filter((x) => x >= 0);
     rows.push(
       `| ${r.image} | ${r.n} | ${o ? `${f(o.startAt, 2)}–${f(o.endAt, 2)} (${f(o.mbit, 0)})` : '–'} | ${f(med(ps.map((p) => p.registerMs)), 0)} | ${f(med(ps.map((p) => p.firstPieceAt)), 2)} | ${f(med(ps.map((p) => p.lastPieceAt)), 2)} / ${f(Math.max(...ps.map((p) => p.lastPieceAt)), 2)} | ${f(med(ps.map((p) => p.streamEndAt)), 2)} | ${f(rest.length ? med(rest) : null, 2)} | ${f(r.wall, 2)} | ${cdnShare === null ? '–' : `${f(cdnShare * 100, 0)}% (${f(m!.pieceBytesFromSupernode / r.imageBytes, 2)} copies)`} | ${f(med(ps.filter((p) => p.fromCdn.n).map((p) => p.fromCdn.p50)), 0)} / ${f(med(ps.filter((p) => p.fromPeers.n).map((p) => p.fromPeers.p50)), 0)} | ${f(med(imm.map((d) => d.p50)), 0)} / ${f(Math.max(...imm.map((d) => d.p99)), 0)} (${f(med(ps.map((p) => p.taskLongPoll.p50)), 0)}) | ${ps[0]?.maxInFlight === undefined ? '–' : `${Math.max(...ps.map((p) => p.maxInFlight))} (${med(ps.map((p) => p.maxInFlight))})`} | ${f(ps.reduce((a, p) => a + p.idle, 0) / ps.length, 2)} | ${f(ps.reduce((a, p) => a + p.linkUse, 0) / ps.length, 2)} | ${t.cdnMaxConcurrent} | ${f(t.snEluMax, 2)} / ${f(Math.max(...ps.map((p) => p.eluMax)), 2)} | ${f(Math.max(t.snLagP99Max, ...ps.map((p) => p.lagP99Max)), 0)} |`,
@@ -142,7 +144,7 @@ export function documentMd(m: Meta, rs: RunResult[], profiles: string[], chartFi
       '(TCP/IP headers take ~5% of the wire, so ~95% of the rate is the ceiling for any transfer).',
     '',
     `Images: ${m.images.map((i) => `${i.name} ${f(i.bytes / 1048576)} MiB (T* = ${f((i.bytes * 8) / m.rateBps, 2)} s)`).join(', ')}. ` +
-      'Client: skopeo copy docker://… dir:… on every host, all started at once; wall = last finish − start. ' +
+      `Client: skopeo copy docker://… ${m.dest ?? 'dir'}:… on every host (${(m.dest ?? 'dir') === 'dir' ? 'one blob at a time' : 'layers concurrently'}), all started at once; wall = last finish − start. ` +
       "Origin egress = tx bytes of the origin host's interface / image size (the registry's own log of blob bytes after the slash). " +
       'Clean state per run: fresh supernode home, dfdaemon work dirs and pull-through cache. ' +
       'The machine is shared with other sessions: "other sessions" is the CPU they used during the run; a run where they used more than 0.3 cores is repeated (up to twice) and the least disturbed attempt kept.',
@@ -159,7 +161,7 @@ export function documentMd(m: Meta, rs: RunResult[], profiles: string[], chartFi
     '',
     "## P2P: where the time goes (from the daemons' request traces)",
     '',
-    'Seconds are from the start of the run. Piece/task times are as the peers saw them. "idle" is time between a peer\'s registration and its last piece with no piece of the big blob in flight; "link use" is the big blob\'s bytes over that span against the link rate. "rest after it" is what skopeo still spent after the big blob (it copies blobs one at a time into dir:). ELU is event-loop utilisation (1 = the JS thread never waits).',
+    'Seconds are from the start of the run. Piece/task times are as the peers saw them. "idle" is time between a peer\'s registration and its last piece with no piece of the big blob in flight; "link use" is the big blob\'s bytes over that span against the link rate. "rest after it" is what skopeo still spent after the big blob (into dir: it copies blobs one at a time). ELU is event-loop utilisation (1 = the JS thread never waits).',
     '',
     p2pTable(rs),
     '',

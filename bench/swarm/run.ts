@@ -1,7 +1,7 @@
 // One run: one mode, one image, N client hosts, from a clean state to a verified result.
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { verifyCopiedDir } from '../../test/fixtures/skopeo.js';
+import { verifyCopiedDir, verifyOciLayout } from '../../test/fixtures/skopeo.js';
 import { startPull, type Pull } from './client.js';
 import { allCounters, client, ORIGIN, SUPER, type Host } from './net.js';
 import { CpuSampler, waitQuiet, type CpuSummary } from './sampler.js';
@@ -39,6 +39,8 @@ export interface RunSpec {
   quietWaitMs: number;
   /** Copy logs and traces here before the run's scratch space is removed. */
   keepDir?: string;
+  /** skopeo's destination: dir: (one blob at a time) or oci: (concurrent layers). */
+  dest: 'dir' | 'oci';
 }
 
 export interface RunResult {
@@ -161,7 +163,7 @@ export async function runOnce(spec: RunSpec): Promise<RunResult> {
     t0Epoch = performance.timeOrigin + t0;
     pulls.push(
       ...(await Promise.all(
-        clients.map((h) => startPull(h, ref, join(spec.dir, h.ns), t0, mode === 'p2p' ? `http://${h.ip}:${DFDAEMON_PORT}` : undefined)),
+        clients.map((h) => startPull(h, ref, join(spec.dir, h.ns), t0, mode === 'p2p' ? `http://${h.ip}:${DFDAEMON_PORT}` : undefined, spec.dest)),
       )),
     );
     let timer: NodeJS.Timeout | undefined;
@@ -186,7 +188,7 @@ export async function runOnce(spec: RunSpec): Promise<RunResult> {
     regBytes = registryBlobBytes(spec.originLog) - reg0;
     if (mode === 'p2p') metrics = await p2pMetrics(project[0], project.slice(1)).catch((e: Error) => (errors.push(`metrics: ${e.message}`), undefined));
     for (const s of project) procs.push(procStats(s.name, s.proc.pid, s.startedAt));
-    const checks = await Promise.all(pulls.map((p) => verifyCopiedDir(p.dest).catch(() => ({ ok: false }))));
+    const checks = await Promise.all(pulls.map((p) => (spec.dest === 'oci' ? verifyOciLayout(p.dest) : verifyCopiedDir(p.dest)).catch(() => ({ ok: false }))));
     checks.forEach((c, i) => c.ok || errors.push(`${pulls[i].host.ns}: pulled blobs do not verify`));
     verified = checks.length === n && checks.every((c) => c.ok);
   } catch (err) {
