@@ -44,7 +44,7 @@ async function peer(dir: string, name: string, bucket?: TokenBucket): Promise<{ 
 }
 
 /** GET piece 0 raw; resolves as it ends, and reports progress through `seen`. */
-function getPiece(port: number, seen: { bytes: number; ended?: 'complete' | 'cut' }): Promise<Buffer> {
+function getPiece(port: number, seen: Seen): Promise<Buffer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const req = httpRequest({ host: '127.0.0.1', port, path: '/peer/file/t', headers: { range: `bytes=0-${PIECE - 1}`, pieceNum: '0', pieceSize: String(PIECE) } }, (res) => {
@@ -71,6 +71,17 @@ function getPiece(port: number, seen: { bytes: number; ended?: 'complete' | 'cut
   });
 }
 
+type Seen = { bytes: number; ended?: 'complete' | 'cut' };
+
+/** A fetch of piece 0 that has written the first `written` bytes of `content`, and a GET of it. */
+async function relayMidway(p: { tf: TaskFile; port: number }, content: Buffer, written: number) {
+  const prog = p.tf.startPiece(0);
+  await p.tf.writeAt(content.subarray(0, written), 0);
+  prog.advance(written);
+  const seen: Seen = { bytes: 0 };
+  return { prog, seen, body: getPiece(p.port, seen) };
+}
+
 describe('cut-through relay in the uploader', () => {
   let dir: string;
   before(async () => {
@@ -84,11 +95,7 @@ describe('cut-through relay in the uploader', () => {
     const p = await peer(dir, 'a');
     try {
       const content = Buffer.alloc(CONTENT, 7);
-      const prog = p.tf.startPiece(0);
-      await p.tf.writeAt(content.subarray(0, 300_000), 0);
-      prog.advance(300_000);
-      const seen = { bytes: 0 } as { bytes: number; ended?: 'complete' | 'cut' };
-      const body = getPiece(p.port, seen);
+      const { prog, seen, body } = await relayMidway(p, content, 300_000);
       await sleep(200);
       assert.equal(seen.bytes, 4 + 300_000, 'the header and what is written so far, nothing more');
       assert.equal(prog.readers, 1);
@@ -112,11 +119,7 @@ describe('cut-through relay in the uploader', () => {
   it('cuts the downstream off when the fetch it relays fails, and refuses a piece nobody is fetching', async () => {
     const p = await peer(dir, 'b');
     try {
-      const prog = p.tf.startPiece(0);
-      await p.tf.writeAt(Buffer.alloc(100_000, 1), 0);
-      prog.advance(100_000);
-      const seen = { bytes: 0 } as { bytes: number; ended?: 'complete' | 'cut' };
-      const body = getPiece(p.port, seen);
+      const { prog, seen, body } = await relayMidway(p, Buffer.alloc(CONTENT, 1), 100_000);
       await sleep(150);
       p.tf.endPiece(0, prog, false);
       const got = await body;
@@ -134,7 +137,7 @@ describe('cut-through relay in the uploader', () => {
     const p = await peer(dir, 'r');
     try {
       const content = Buffer.alloc(CONTENT, 9);
-      const seen = { bytes: 0 } as { bytes: number; ended?: 'complete' | 'cut' };
+      const seen: Seen = { bytes: 0 };
       const body = getPiece(p.port, seen);
       await sleep(300);
       const prog = p.tf.startPiece(0);
