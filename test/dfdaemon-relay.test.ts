@@ -153,6 +153,43 @@ describe('cut-through relay in the uploader', () => {
     }
   });
 
+  it('a second fetch of a piece waits for the first, so a bad source cannot overwrite verified bytes', async () => {
+    // The supernode hands a piece out again after its timeout while the first fetch still runs.
+    const good = await peer(dir, 'dg', new TokenBucket(2 * MiB));
+    const bad = await peer(dir, 'db');
+    const r = await peer(dir, 'dr');
+    const client = new PieceClient();
+    try {
+      const content = Buffer.alloc(CONTENT, 7);
+      await good.tf.writeAt(content, 0);
+      good.tf.markDone(0);
+      await bad.tf.writeAt(Buffer.alloc(CONTENT, 0x55), 0);
+      bad.tf.markDone(0);
+      const wire = (port: number, cid: string) => ({
+        range: rangeString(good.tf.layout.piece(0)),
+        pieceNum: 0,
+        pieceSize: PIECE,
+        pieceMd5: '',
+        pieceSha256: createHash('sha256').update(content).digest('hex'),
+        cid,
+        peerIp: '127.0.0.1',
+        peerPort: port,
+        path: '/peer/file/t',
+      });
+      const first = fetchPiece(wire(good.port, 'good'), r.tf, { client });
+      await sleep(150);
+      await fetchPiece(wire(bad.port, 'bad'), r.tf, { client });
+      await first;
+      assert.ok(r.tf.has(0));
+      const disk = Buffer.alloc(CONTENT);
+      await r.tf.readAt(disk, 0);
+      assert.ok(disk.equals(content), 'the verified bytes are on disk');
+    } finally {
+      client.close();
+      for (const p of [good, bad, r]) await p.close();
+    }
+  });
+
   it('a chain A -> B -> C: C verifies the piece while B still receives it from a slow A', async () => {
     // A holds the piece and sends at 2 MiB/s, so B's fetch takes ~0.5 s.
     const a = await peer(dir, 'ca', new TokenBucket(2 * MiB));
@@ -180,11 +217,22 @@ describe('cut-through relay in the uploader', () => {
       await sleep(100);
       assert.ok(b.tf.receiving(0), 'B is mid-piece');
       const t0 = performance.now();
-      const cDone = await fetchPiece(wire(b.port, 'b'), c.tf, { client }).then(() => performance.now());
+      const cDone = fetchPiece(wire(b.port, 'b'), c.tf, { client }).then(() => performance.now());
+      // A raw reader beside C shows bytes flowing out of B while B still receives them.
+      const seen: Seen = { bytes: 0 };
+      const raw = getPiece(b.port, seen);
+      let whileReceiving = 0;
+      while (b.tf.receiving(0)) {
+        whileReceiving = seen.bytes;
+        await sleep(20);
+      }
+      assert.ok(whileReceiving > 256 * 1024, `${whileReceiving} bytes left B before B had the piece`);
+      assert.equal((await raw).length, PIECE);
       const bAt = await bDone;
+      const cAt = await cDone;
       assert.ok(c.tf.has(0) && b.tf.has(0));
-      assert.ok(cDone - bAt < 200, `C completed ${(cDone - bAt).toFixed(0)} ms after B: it was fed as B received`);
-      assert.ok(cDone - t0 > 250, 'C could not have had the piece whole from B at the start');
+      assert.ok(cAt - bAt < 200, `C completed ${(cAt - bAt).toFixed(0)} ms after B: it was fed as B received`);
+      assert.ok(cAt - t0 > 250, 'C could not have had the piece whole from B at the start');
       const onDisk = Buffer.alloc(CONTENT);
       await c.tf.readAt(onDisk, 0);
       assert.ok(onDisk.equals(content));

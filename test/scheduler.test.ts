@@ -277,6 +277,37 @@ describe('cut-through relays (pure)', () => {
     assert.equal(db.pieces.length, 3);
   });
 
+  it('never makes two peers relay one piece from each other after a failure', () => {
+    const l = { ...limits, relayDepth: 3, peerDownLimit: 1, peerUpLimit: 1 };
+    const c = ctx(0, l);
+    const t = fetching(1);
+    for (const id of ['seed', 'a', 'b']) addPeer(t, id, 0, true, true);
+    addPeer(t, 'x', 0, false, false);
+    markHeld(t, t.peers.get('seed')!, 0);
+    schedule(t, 'a', c); // a <- seed
+    schedule(t, 'b', c); // b <- a, relayed
+    t.cdnLoad = l.cdnTaskLoadLimit;
+    applyReport(t, { cid: 'a', pieceNum: 0, src: 'seed', ok: false }, l, 0); // a's fetch fails, so b's is cut
+    schedule(t, 'x', c); // x takes the seed's only slot
+    const da = schedule(t, 'a', c);
+    assert.ok(!(da.kind === 'pieces' && da.pieces[0].src === 'b'), 'a may not relay from b, whose fetch relays a\'s failed one');
+    applyReport(t, { cid: 'b', pieceNum: 0, src: 'a', ok: false }, l, 0);
+    schedule(t, 'b', c);
+    const run = (id: string) => t.peers.get(id)!.running.get(0);
+    assert.ok(!(run('a')?.src === 'b' && run('b')?.src === 'a'), 'no mutual wait');
+  });
+
+  it('a relay still on its run that fails a downstream is counted, so it is not picked again', () => {
+    const t = oneNewPiece();
+    const db = schedule(t, 'b', rctx());
+    assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'a');
+    // a is still fetching the piece (no report from it), yet b's fetch from it failed: a 503 or a crash.
+    const eff = applyReport(t, { cid: 'b', pieceNum: 0, src: 'a', ok: false }, relayLimits, 0);
+    assert.equal(eff.blacklisted, true);
+    assert.equal(t.peers.get('a')!.serviceErrorCount, 1);
+    assert.equal(schedule(t, 'b', rctx()).kind, 'wait', 'b is not sent back to a');
+  });
+
   it('a whole copy beats a relay', () => {
     const t = oneNewPiece();
     addPeer(t, 'seed', 0, true, true);

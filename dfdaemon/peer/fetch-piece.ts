@@ -32,6 +32,11 @@ export class PieceFetchError extends Error {
  * written is announced on a PieceProgress, so the uploader can relay the piece as it arrives.
  */
 export async function fetchPiece(p: WirePiece, tf: TaskFile, opts: FetchOptions): Promise<void> {
+  // The supernode may hand a piece out again (its timeout) while the first fetch still runs. Two
+  // fetches writing one region could leave bytes neither verified under a piece one of them marks
+  // done, so a second fetch waits for the first's outcome and only runs if it failed.
+  for (let earlier = tf.receiving(p.pieceNum); earlier; earlier = tf.receiving(p.pieceNum)) await earlier.settled();
+  if (tf.has(p.pieceNum)) return;
   const prog = tf.startPiece(p.pieceNum);
   let ok = false;
   try {

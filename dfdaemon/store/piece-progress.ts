@@ -29,8 +29,14 @@ export class PieceProgress extends EventEmitter {
     this.emit('change');
   }
 
+  /** Settles once the fetch has ended, either way. */
+  async settled(): Promise<void> {
+    while (this.state === 'running') await new Promise<void>((resolve) => this.once('change', () => resolve()));
+  }
+
   /** Settles at the next advance or end, or rejects when `signal` aborts. */
   change(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
     if (this.state !== 'running') return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onChange = () => {

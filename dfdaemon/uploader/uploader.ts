@@ -73,7 +73,8 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     if (tf.has(n)) continue;
     const piece = tf.layout.piece(n);
     const whole = first === last && start === piece.rawStart && contentLen === piece.contentLen;
-    if (whole) await tf.arrival(n, RELAY_START_WAIT_MS, signal);
+    // A failed task file gets no new fetch, so nothing is worth waiting for.
+    if (whole && !tf.failure) await tf.arrival(n, RELAY_START_WAIT_MS, signal);
     relay = whole && !tf.has(n) ? tf.receiving(n) : undefined;
     if (!relay && !tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
   }

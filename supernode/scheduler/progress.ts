@@ -16,16 +16,27 @@ export interface ReportEffect {
   eliminated: boolean;
 }
 
-function release(task: TaskState, peer: PeerState, pieceNum: number): Running | undefined {
+/**
+ * Take `cid` off piece n's relay list. A run that ended without the piece also dooms every fetch
+ * relayed from it (the relay cuts them off), so those leave the list too, down the chain: no one
+ * may be sent to them, and the chain can never loop back through a fresh run of `cid`.
+ */
+function dropRelay(task: TaskState, n: number, cid: string, failed: boolean): void {
+  const relays = task.relays.get(n);
+  if (!relays) return;
+  const i = relays.indexOf(cid);
+  if (i >= 0) relays.splice(i, 1);
+  if (failed) {
+    for (const down of relays.filter((d) => task.peers.get(d)?.running.get(n)?.src === cid)) dropRelay(task, n, down, true);
+  }
+  if (relays.length === 0) task.relays.delete(n);
+}
+
+function release(task: TaskState, peer: PeerState, pieceNum: number, ok = false): Running | undefined {
   const run = peer.running.get(pieceNum);
   if (!run) return undefined;
   peer.running.delete(pieceNum);
-  const relays = task.relays.get(pieceNum);
-  if (relays) {
-    const i = relays.indexOf(peer.cid);
-    if (i >= 0) relays.splice(i, 1);
-    if (relays.length === 0) task.relays.delete(pieceNum);
-  }
+  dropRelay(task, pieceNum, peer.cid, !ok);
   if (peer.have[pieceNum] === 2) peer.have[pieceNum] = 0;
   task.inflight[pieceNum] = Math.max(0, (task.inflight[pieceNum] ?? 0) - 1);
   if (run.src === task.cdnCid) {
@@ -68,7 +79,7 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   const peer = task.peers.get(r.cid);
   if (!peer) return effect;
   peer.lastSeen = now;
-  const assigned = release(task, peer, r.pieceNum);
+  const assigned = release(task, peer, r.pieceNum, r.ok);
   const src = r.src || assigned?.src || '';
   const srcPeer = src === task.cdnCid ? undefined : task.peers.get(src);
   if (r.ok) {
@@ -79,9 +90,12 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     }
     return effect;
   }
-  // A cut-through source fails its downstream whenever its own upstream fails; that says nothing
-  // about it unless it went on to get the piece whole and still could not serve it.
-  const upstreamFailed = assigned !== undefined && assigned.depth > 0 && assigned.src === src && !srcPeer?.held.has(r.pieceNum);
+  // A cut-through source cuts its downstream off when its own fetch fails; that says nothing about
+  // it. Its fetch did fail when the run the downstream relayed is gone (or replaced by a newer
+  // one) and it does not hold the piece. A relay still on that run failed to serve (503, crash,
+  // slow start) and is counted like any source, which also stops it being picked again.
+  const upstreamFailed =
+    assigned !== undefined && assigned.depth > 0 && assigned.src === src && !srcPeer?.held.has(r.pieceNum) && srcPeer?.running.get(r.pieceNum) !== assigned.up;
   if (srcPeer && srcPeer !== peer && !upstreamFailed) {
     peer.clientErrorCount++;
     srcPeer.serviceErrorCount++;

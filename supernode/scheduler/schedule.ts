@@ -149,14 +149,35 @@ function pickRelay(task: TaskState, peer: PeerState, n: number, limits: Schedule
     const r = task.peers.get(cid);
     // isLive is only kept for holders; a relay may hold nothing yet.
     if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || r.load + 1 > limits.peerUpLimit || (peer.blacklist.get(cid) ?? 0) > 0) continue;
-    const depth = r.running.get(n)?.depth ?? Infinity;
-    if (depth >= limits.relayDepth) continue;
+    const depth = relayDepthOf(task, r, n, peer, limits.relayDepth);
+    if (depth < 0) continue;
     if (depth < bestDepth || (depth === bestDepth && r.load < best!.load)) {
       best = r;
       bestDepth = depth;
     }
   }
   return best?.cid;
+}
+
+/**
+ * Relay hops between r and a whole copy of n (0: r fetches from a holder or the CDN), walked
+ * live rather than read from r's record, or -1 when r may not pass n on: the chain is at least
+ * `limit` deep, an upstream's run is no longer the one r relays (so r's fetch is being cut off),
+ * or the chain passes through the requester (it would wait on itself).
+ */
+function relayDepthOf(task: TaskState, r: PeerState, n: number, requester: PeerState, limit: number): number {
+  let cur = r;
+  for (let d = 0; d < limit; d++) {
+    const run = cur.running.get(n);
+    if (!run) return -1;
+    if (run.src === task.cdnCid) return d;
+    const up = task.peers.get(run.src);
+    if (!up || up === requester) return -1;
+    if (up.held.has(n)) return d;
+    if (up.running.get(n) !== run.up) return -1;
+    cur = up;
+  }
+  return -1;
 }
 
 /** Download slots a peer may give to relayed pieces: the rest stay for whole copies. */
@@ -224,9 +245,9 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
     const src = pickSource(task, peer, n, limits, peersOk, now);
     if (src === undefined) continue;
     const upstream = src === task.cdnCid ? undefined : task.peers.get(src)!;
-    const depth = upstream && !upstream.held.has(n) ? (upstream.running.get(n)?.depth ?? 0) + 1 : 0;
-    if (depth > 0 && relaysRunning(peer) >= relaySlots(limits)) continue;
-    peer.running.set(n, { src, at: now, depth });
+    const up = upstream && !upstream.held.has(n) ? upstream.running.get(n) : undefined;
+    if (up && relaysRunning(peer) >= relaySlots(limits)) continue;
+    peer.running.set(n, up ? { src, at: now, depth: relayDepthOf(task, upstream!, n, peer, limits.relayDepth) + 1, up } : { src, at: now, depth: 0 });
     peer.have[n] = 2;
     if (peer.relay && limits.relayDepth > 0) {
       const relays = task.relays.get(n);

@@ -36,6 +36,9 @@ export interface Running {
   at: number;
   /** Hops from a source that holds the piece whole: 0 when src holds it, else its depth + 1. */
   depth: number;
+  /** For a relayed fetch (depth > 0): the upstream's run it relays. A newer run there means
+   * this one was cut off. */
+  up?: Running;
 }
 
 export interface TaskState {

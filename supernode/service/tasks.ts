@@ -204,7 +204,8 @@ export class TaskService {
     const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok }, this.o.limits, this.o.now());
     this.o.onReport?.(taskId, eff);
     if (!ok) this.o.log.warn({ taskId, cid, src: r.dstCid, pieceNum: n, blacklisted: eff.blacklisted, eliminated: eff.eliminated }, 'piece failed');
-    if (ok || eff.blacklisted) this.notify(entry);
+    // Any result frees the source's upload slot, and a success adds a holder: waiters may now fit.
+    this.notify(entry);
     return n;
   }
 
