@@ -297,15 +297,42 @@ describe('cut-through relays (pure)', () => {
     assert.ok(!(run('a')?.src === 'b' && run('b')?.src === 'a'), 'no mutual wait');
   });
 
-  it('a relay still on its run that fails a downstream is counted, so it is not picked again', () => {
+  it('a relay that fails a downstream while its run goes on is not picked again, and is counted once the run gets the piece', () => {
     const t = oneNewPiece();
     const db = schedule(t, 'b', rctx());
     assert.ok(db.kind === 'pieces' && db.pieces[0].src === 'a');
-    // a is still fetching the piece (no report from it), yet b's fetch from it failed: a 503 or a crash.
+    // a is still fetching the piece (no report from it), yet b's fetch from it failed: a 503 or a crash,
+    // or a's own fetch failing with a's report still on its way.
     const eff = applyReport(t, { cid: 'b', pieceNum: 0, src: 'a', ok: false }, relayLimits, 0);
-    assert.equal(eff.blacklisted, true);
-    assert.equal(t.peers.get('a')!.serviceErrorCount, 1);
+    assert.equal(eff.blacklisted, false, 'not judged yet');
     assert.equal(schedule(t, 'b', rctx()).kind, 'wait', 'b is not sent back to a');
+    applyReport(t, { cid: 'a', pieceNum: 0, src: 'cdn', ok: true }, relayLimits, 0);
+    assert.equal(t.peers.get('a')!.serviceErrorCount, 1, 'a got the piece, so failing b was its fault');
+    assert.equal(t.peers.get('b')!.blacklist.get('a'), 1);
+  });
+
+  it('a downstream whose failure report beats its relay\'s own failure report is excused', () => {
+    const t = oneNewPiece();
+    schedule(t, 'b', rctx());
+    const eff = applyReport(t, { cid: 'b', pieceNum: 0, src: 'a', ok: false }, relayLimits, 0);
+    applyReport(t, { cid: 'a', pieceNum: 0, src: 'cdn', ok: false }, relayLimits, 0);
+    assert.equal(eff.blacklisted, false);
+    assert.equal(t.peers.get('a')!.serviceErrorCount, 0);
+    assert.equal(t.peers.get('b')!.blacklist.size, 0);
+  });
+
+  it('a report for a run the supernode took back does not end the run that replaced it', () => {
+    const t = fetching(1);
+    for (const id of ['s1', 's2', 'b']) addPeer(t, id, 0, true, true);
+    markHeld(t, t.peers.get('s1')!, 0);
+    schedule(t, 'b', rctx(0)); // b <- s1
+    t.peers.get('s1')!.load = relayLimits.peerUpLimit;
+    markHeld(t, t.peers.get('s2')!, 0);
+    const d2 = schedule(t, 'b', rctx(limits.pieceTimeoutMs)); // b's run expired: b <- s2
+    assert.ok(d2.kind === 'pieces' && d2.pieces[0].src === 's2');
+    applyReport(t, { cid: 'b', pieceNum: 0, src: 's1', ok: false }, relayLimits, limits.pieceTimeoutMs + 1);
+    assert.equal(t.peers.get('b')!.running.get(0)?.src, 's2');
+    assert.equal(t.peers.get('s2')!.load, 1);
   });
 
   it('a whole copy beats a relay', () => {

@@ -37,6 +37,11 @@ function release(task: TaskState, peer: PeerState, pieceNum: number, ok = false)
   if (!run) return undefined;
   peer.running.delete(pieceNum);
   dropRelay(task, pieceNum, peer.cid, !ok);
+  // The run got the piece, so the downstreams that failed on it were failed by this peer.
+  if (ok) for (const cid of run.cut ?? []) {
+    const down = task.peers.get(cid);
+    if (down) blame(task, down, peer);
+  }
   if (peer.have[pieceNum] === 2) peer.have[pieceNum] = 0;
   task.inflight[pieceNum] = Math.max(0, (task.inflight[pieceNum] ?? 0) - 1);
   if (run.src === task.cdnCid) {
@@ -79,7 +84,10 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   const peer = task.peers.get(r.cid);
   if (!peer) return effect;
   peer.lastSeen = now;
-  const assigned = release(task, peer, r.pieceNum, r.ok);
+  // A report names the source it fetched from; one for a run the supernode already took back and
+  // handed out again (another source) must not end the newer run.
+  const current = peer.running.get(r.pieceNum);
+  const assigned = !current || !r.src || r.src === current.src ? release(task, peer, r.pieceNum, r.ok) : undefined;
   const src = r.src || assigned?.src || '';
   const srcPeer = src === task.cdnCid ? undefined : task.peers.get(src);
   if (r.ok) {
@@ -90,21 +98,30 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     }
     return effect;
   }
-  // A cut-through source cuts its downstream off when its own fetch fails; that says nothing about
-  // it. Its fetch did fail when the run the downstream relayed is gone (or replaced by a newer
-  // one) and it does not hold the piece. A relay still on that run failed to serve (503, crash,
-  // slow start) and is counted like any source, which also stops it being picked again.
-  const upstreamFailed =
-    assigned !== undefined && assigned.depth > 0 && assigned.src === src && !srcPeer?.held.has(r.pieceNum) && srcPeer?.running.get(r.pieceNum) !== assigned.up;
-  if (srcPeer && srcPeer !== peer && !upstreamFailed) {
-    peer.clientErrorCount++;
-    srcPeer.serviceErrorCount++;
-    peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);
-    effect.blacklisted = true;
-    effect.eliminated = srcPeer.serviceErrorCount === limits.eliminationLimit;
-    syncFree(task, srcPeer);
+  if (!srcPeer || srcPeer === peer) return effect;
+  // A cut-through source cuts its downstream off when its own fetch fails, which says nothing
+  // about it, and the two reports race. So a relay that lacks the piece is judged by how the run
+  // the downstream relayed ends: already gone (or replaced) means it failed, and the downstream is
+  // excused; still going, the failure is noted on the run (which keeps this downstream off it)
+  // and counted only if the run ends with the piece (release).
+  if (assigned !== undefined && assigned.depth > 0 && assigned.src === src && !srcPeer.held.has(r.pieceNum)) {
+    const relayRun = srcPeer.running.get(r.pieceNum);
+    if (relayRun === undefined || relayRun !== assigned.up) return effect;
+    (relayRun.cut ??= new Set()).add(peer.cid);
+    return effect;
   }
+  blame(task, peer, srcPeer);
+  effect.blacklisted = true;
+  effect.eliminated = srcPeer.serviceErrorCount === limits.eliminationLimit;
   return effect;
+}
+
+/** `peer` failed to fetch from `src`: count it on both and keep `peer` off `src` from now on. */
+function blame(task: TaskState, peer: PeerState, src: PeerState): void {
+  peer.clientErrorCount++;
+  src.serviceErrorCount++;
+  peer.blacklist.set(src.cid, (peer.blacklist.get(src.cid) ?? 0) + 1);
+  syncFree(task, src);
 }
 
 /** /peer/service/down: the peer stops serving; what it was fetching is released. */

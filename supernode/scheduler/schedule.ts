@@ -150,7 +150,7 @@ function pickRelay(task: TaskState, peer: PeerState, n: number, limits: Schedule
     // isLive is only kept for holders; a relay may hold nothing yet.
     if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || r.load + 1 > limits.peerUpLimit || (peer.blacklist.get(cid) ?? 0) > 0) continue;
     const depth = relayDepthOf(task, r, n, peer, limits.relayDepth);
-    if (depth < 0) continue;
+    if (depth < 0 || r.running.get(n)?.cut?.has(peer.cid)) continue;
     if (depth < bestDepth || (depth === bestDepth && r.load < best!.load)) {
       best = r;
       bestDepth = depth;
@@ -172,7 +172,7 @@ function relayDepthOf(task: TaskState, r: PeerState, n: number, requester: PeerS
     if (!run) return -1;
     if (run.src === task.cdnCid) return d;
     const up = task.peers.get(run.src);
-    if (!up || up === requester) return -1;
+    if (!up || up === requester || up.down) return -1;
     if (up.held.has(n)) return d;
     if (up.running.get(n) !== run.up) return -1;
     cur = up;

@@ -39,6 +39,9 @@ export interface Running {
   /** For a relayed fetch (depth > 0): the upstream's run it relays. A newer run there means
    * this one was cut off. */
   up?: Running;
+  /** Downstreams whose relayed fetch of this run failed while it was still going: blamed on this
+   * peer if the run ends with the piece, forgiven if it fails (it cut them off). */
+  cut?: Set<string>;
 }
 
 export interface TaskState {
