@@ -12,22 +12,21 @@ import { filterUrl, taskId } from '../shared/protocol/taskid.js';
 import { startDockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
-import { freePort, tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
+import { tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { dfdaemonAt, metric } from './helpers/cluster.js';
 import { randomBlob, startOrigin } from './helpers/origin.js';
 import { getViaProxy } from './helpers/proxy-get.js';
-import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBin, type Daemon } from './helpers/e2e.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBinOnFreePort, type Daemon } from './helpers/e2e.js';
 
 const MiB = 1024 * 1024;
 
 /** A ./bin/supernode on its own loopback address, with its home under `dir`. */
 async function startSupernode(dir: string, name: string, cleanups: Cleanups): Promise<Daemon> {
   const ip = await loopbackIp();
-  const port = await freePort(ip);
   const cfg = join(dir, `${name}.yml`);
   await writeFile(cfg, `base:\n  homeDir: ${join(dir, `${name}-home`)}\n`);
-  const sn = await startBin('supernode', ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip], ip, port);
+  const sn = await startBinOnFreePort('supernode', ip, (port) => ['--config', cfg, '--port', String(port), '--download-port=0', '--listen-ip', ip]);
   cleanups.push(() => sn.stop());
   return sn;
 }
@@ -57,10 +56,9 @@ describe('end to end: supernode failover', { skip: e2eSkip(), timeout: 600_000 }
     sns = [await startSupernode(t.path, 'sn0', cleanups), await startSupernode(t.path, 'sn1', cleanups)];
     nodes = sns.map((s) => `${s.host}:${s.port}=1`).join(',');
     const ip = await loopbackIp();
-    const port = await freePort(ip);
     const cfg = join(t.path, 'dfdaemon.yml');
     await writeFile(cfg, `dfget_flags: ["--node", "${nodes}", "-f", "Expires&Signature"]\nproxies:\n  - regx: blobs/sha256.*\nratelimit: 200M\n`);
-    df = await startBin('dfdaemon', ['--config', cfg, '--port', String(port), '--listen-ip', ip], ip, port, { HOME: t.path });
+    df = await startBinOnFreePort('dfdaemon', ip, (port) => ['--config', cfg, '--port', String(port), '--listen-ip', ip], { HOME: t.path });
     cleanups.push(() => df.stop());
   });
 

@@ -9,11 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import { startDockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
-import { freePort, tmpDir, type TmpDir } from './fixtures/proc.js';
+import { tmpDir, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { startTokenIssuer, type TokenIssuer } from './fixtures/token-issuer.js';
 import { metric } from './helpers/cluster.js';
-import { Cleanups, e2eSkip, loopbackIp, scrape, seedFile, startBin, type Daemon } from './helpers/e2e.js';
+import { Cleanups, e2eSkip, loopbackIp, scrape, seedFile, startBin, startBinOnFreePort, type Daemon } from './helpers/e2e.js';
 import { getViaProxy } from './helpers/proxy-get.js';
 
 const MiB = 1024 * 1024;
@@ -50,9 +50,8 @@ describe('end to end: pulling from a token-auth registry through dfdaemon', { sk
     const sn = await startBin('supernode', ['--config', snCfg, '--download-port=0', '--listen-ip', snIp], snIp, 8002);
     cleanups.push(() => sn.stop());
     const dfIp = await loopbackIp();
-    const dfPort = await freePort(dfIp);
     const cfg = await seedFile('dfdaemon-http.yml', t.path, { '<mysupernodehost>': names.sn, '<myharbor_host>': names.reg });
-    df = await startBin('dfdaemon', ['--config', cfg, '--port', String(dfPort), '--listen-ip', dfIp], dfIp, dfPort, { HOME: t.path });
+    df = await startBinOnFreePort('dfdaemon', dfIp, (port) => ['--config', cfg, '--port', String(port), '--listen-ip', dfIp], { HOME: t.path });
     cleanups.push(() => df.stop());
   });
 

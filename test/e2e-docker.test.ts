@@ -9,11 +9,11 @@ import { startContainerd, type Containerd } from './fixtures/containerd.js';
 import { startDockerd, type Dockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
-import { freePort, tmpDir, type TmpDir } from './fixtures/proc.js';
+import { tmpDir, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { skopeoCopy, verifyCopiedDir } from './fixtures/skopeo.js';
 import { metric } from './helpers/cluster.js';
-import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, seedFile, startBin, type Daemon } from './helpers/e2e.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, seedFile, startBin, startBinOnFreePort, type Daemon } from './helpers/e2e.js';
 
 const MiB = 1024 * 1024;
 
@@ -35,13 +35,12 @@ describe('end to end: real registry, supernode, dfdaemons and clients', { skip: 
 
   async function startPeer(i: number): Promise<Daemon> {
     const ip = await loopbackIp();
-    const port = await freePort(ip);
     const home = join(t.path, `peer${i}`);
     await mkdir(home, { recursive: true });
     // The guide's HTTP-Harbor dfdaemon.yml, only host names substituted; HOME keeps each
     // peer's data apart, as each host's own home directory would.
     const cfg = await seedFile('dfdaemon-http.yml', home, { '<mysupernodehost>': 'supernode.test', '<myharbor_host>': 'harbor.test' });
-    const d = await startBin('dfdaemon', ['--config', cfg, '--port', String(port), '--listen-ip', ip], ip, port, { HOME: home });
+    const d = await startBinOnFreePort('dfdaemon', ip, (port) => ['--config', cfg, '--port', String(port), '--listen-ip', ip], { HOME: home });
     cleanups.push(() => d.stop());
     return d;
   }

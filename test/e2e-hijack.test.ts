@@ -15,11 +15,11 @@ import { after, before, describe, it } from 'node:test';
 import { startDockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
-import { freePort, runOk, tmpDir, type TmpDir } from './fixtures/proc.js';
+import { runOk, tmpDir, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { metric } from './helpers/cluster.js';
-import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, REPO_ROOT, scrape, seedFile, startBin, type Daemon } from './helpers/e2e.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, REPO_ROOT, scrape, seedFile, startBin, startBinOnFreePort, type Daemon } from './helpers/e2e.js';
 import { systemCAs } from '../shared/tls/ca-store.js';
 
 const MiB = 1024 * 1024;
@@ -48,9 +48,8 @@ describe('end to end: the guide\'s three dfdaemon.yml variants with dockerd as t
 
   async function startDfdaemon(seed: string, dir: string, subst: Record<string, string>, env: Record<string, string> = {}): Promise<Daemon> {
     const ip = await loopbackIp();
-    const port = await freePort(ip);
     const cfg = await seedFile(seed, dir, subst);
-    const d = await startBin('dfdaemon', ['--config', cfg, '--port', String(port), '--listen-ip', ip], ip, port, { HOME: dir, ...env });
+    const d = await startBinOnFreePort('dfdaemon', ip, (port) => ['--config', cfg, '--port', String(port), '--listen-ip', ip], { HOME: dir, ...env });
     cleanups.push(() => d.stop());
     return d;
   }

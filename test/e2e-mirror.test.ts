@@ -10,11 +10,11 @@ import { startContainerd } from './fixtures/containerd.js';
 import { startDockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage, type BuiltImage } from './fixtures/image.js';
-import { freePort, tmpDir, type TmpDir } from './fixtures/proc.js';
+import { tmpDir, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { metric } from './helpers/cluster.js';
-import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBin, type Daemon } from './helpers/e2e.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, scrape, startBinOnFreePort, type Daemon } from './helpers/e2e.js';
 
 const MiB = 1024 * 1024;
 
@@ -48,13 +48,11 @@ describe('end to end: dfdaemon as a registry mirror for dockerd and containerd',
     cleanups.push(await addHosts([{ ip: regIp, name: regName }]));
 
     const snIp = await loopbackIp();
-    const snPort = await freePort(snIp);
     await writeFile(join(t.path, 'supernode.yml'), `base:\n  homeDir: ${join(t.path, 'sn-home')}\n`);
-    const sn = await startBin('supernode', ['--config', join(t.path, 'supernode.yml'), '--port', String(snPort), '--download-port=0', '--listen-ip', snIp], snIp, snPort);
+    const sn = await startBinOnFreePort('supernode', snIp, (port) => ['--config', join(t.path, 'supernode.yml'), '--port', String(port), '--download-port=0', '--listen-ip', snIp]);
     cleanups.push(() => sn.stop());
 
     const dfIp = await loopbackIp();
-    const dfPort = await freePort(dfIp);
     await writeFile(join(t.path, 'ca.crt'), ca.certPem);
     const cfg = join(t.path, 'dfdaemon.yml');
     await writeFile(
@@ -63,14 +61,14 @@ describe('end to end: dfdaemon as a registry mirror for dockerd and containerd',
         'registry_mirror:',
         `  remote: https://${reg.hostPort}`,
         '  certs: ["ca.crt"]',
-        `dfget_flags: ["--node", "${snIp}:${snPort}", "-f", "Expires&Signature"]`,
+        `dfget_flags: ["--node", "${snIp}:${sn.port}", "-f", "Expires&Signature"]`,
         'proxies:',
         '  - regx: blobs/sha256.*',
         'ratelimit: 200M',
         '',
       ].join('\n'),
     );
-    df = await startBin('dfdaemon', ['--config', cfg, '--port', String(dfPort), '--listen-ip', dfIp], dfIp, dfPort, { HOME: t.path });
+    df = await startBinOnFreePort('dfdaemon', dfIp, (port) => ['--config', cfg, '--port', String(port), '--listen-ip', dfIp], { HOME: t.path });
     cleanups.push(() => df.stop());
   });
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort, spawnTracked, waitFor, type Tracked } from '../fixtures/proc.js';
 import type { Registry } from '../fixtures/registry.js';
@@ -103,19 +104,36 @@ export async function startBin(name: 'supernode' | 'dfdaemon', args: string[], h
   });
   const url = `http://${host}:${port}`;
   try {
-    await waitFor(
-      async () => {
-        if (proc.exitInfo()) throw new Error(`${name} exited: ${proc.readLog().slice(-2000)}`);
-        const res = await fetch(`${url}/_ping`).catch(() => undefined);
-        return res?.ok;
-      },
-      { timeoutMs: 15_000, message: `${name} on ${url}` },
-    );
+    // A daemon that exited will not answer: say why at once instead of polling until the timeout.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (proc.exitInfo()) throw new Error(`${name} exited: ${proc.readLog().slice(-2000)}`);
+      const res = await fetch(`${url}/_ping`).catch(() => undefined);
+      if (res?.ok) break;
+      if (Date.now() > deadline) throw new Error(`${name} on ${url} did not answer /_ping within 15 s`);
+      await sleep(50);
+    }
   } catch (err) {
     await proc.stop();
     throw err;
   }
   return { proc, host, port, url, stop: async () => void (await proc.stop()) };
+}
+
+/**
+ * startBin on a port freePort found. Between freePort closing its probe and the daemon binding,
+ * another socket on the host may take that port (one CI run lost a supernode to EADDRINUSE), so
+ * that case is retried on a new port.
+ */
+export async function startBinOnFreePort(name: 'supernode' | 'dfdaemon', host: string, args: (port: number) => string[], env: Record<string, string> = {}): Promise<Daemon> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort(host);
+    try {
+      return await startBin(name, args(port), host, port, env);
+    } catch (err) {
+      if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+    }
+  }
 }
 
 /** Scrape a Prometheus endpoint. */
