@@ -71,6 +71,21 @@ function getPiece(port: number, seen: Seen): Promise<Buffer> {
   });
 }
 
+/** Piece 0 of task `t`, with `content`'s digest, as the supernode would hand it out for `port`. */
+function wirePiece(content: Buffer, port: number, cid: string) {
+  return {
+    range: rangeString(new Layout(CONTENT, PIECE).piece(0)),
+    pieceNum: 0,
+    pieceSize: PIECE,
+    pieceMd5: '',
+    pieceSha256: createHash('sha256').update(content).digest('hex'),
+    cid,
+    peerIp: '127.0.0.1',
+    peerPort: port,
+    path: '/peer/file/t',
+  };
+}
+
 type Seen = { bytes: number; ended?: 'complete' | 'cut' };
 
 /** A fetch of piece 0 that has written the first `written` bytes of `content`, and a GET of it. */
@@ -165,17 +180,7 @@ describe('cut-through relay in the uploader', () => {
       good.tf.markDone(0);
       await bad.tf.writeAt(Buffer.alloc(CONTENT, 0x55), 0);
       bad.tf.markDone(0);
-      const wire = (port: number, cid: string) => ({
-        range: rangeString(good.tf.layout.piece(0)),
-        pieceNum: 0,
-        pieceSize: PIECE,
-        pieceMd5: '',
-        pieceSha256: createHash('sha256').update(content).digest('hex'),
-        cid,
-        peerIp: '127.0.0.1',
-        peerPort: port,
-        path: '/peer/file/t',
-      });
+      const wire = (port: number, cid: string) => wirePiece(content, port, cid);
       const first = fetchPiece(wire(good.port, 'good'), r.tf, { client });
       await sleep(150);
       await fetchPiece(wire(bad.port, 'bad'), r.tf, { client });
@@ -201,18 +206,7 @@ describe('cut-through relay in the uploader', () => {
       for (let i = 0; i + 4 <= CONTENT; i += 4) content.writeUInt32BE(i, i);
       await a.tf.writeAt(content, 0);
       a.tf.markDone(0);
-      const layout = a.tf.layout;
-      const wire = (port: number, cid: string) => ({
-        range: rangeString(layout.piece(0)),
-        pieceNum: 0,
-        pieceSize: PIECE,
-        pieceMd5: '',
-        pieceSha256: createHash('sha256').update(content).digest('hex'),
-        cid,
-        peerIp: '127.0.0.1',
-        peerPort: port,
-        path: '/peer/file/t',
-      });
+      const wire = (port: number, cid: string) => wirePiece(content, port, cid);
       const bDone = fetchPiece(wire(a.port, 'a'), b.tf, { client }).then(() => performance.now());
       await sleep(100);
       assert.ok(b.tf.receiving(0), 'B is mid-piece');

@@ -29,26 +29,26 @@ export class PieceProgress extends EventEmitter {
     this.emit('change');
   }
 
-  /** Settles once the fetch has ended, either way. */
-  async settled(): Promise<void> {
-    while (this.state === 'running') await new Promise<void>((resolve) => this.once('change', () => resolve()));
+  /** Settles once the fetch has ended, either way, or rejects when `signal` aborts. */
+  async settled(signal?: AbortSignal): Promise<void> {
+    while (this.state === 'running') await this.change(signal);
   }
 
   /** Settles at the next advance or end, or rejects when `signal` aborts. */
-  change(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(signal.reason as Error);
+  change(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     if (this.state !== 'running') return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onChange = () => {
-        signal.removeEventListener('abort', onAbort);
+        signal?.removeEventListener('abort', onAbort);
         resolve();
       };
       const onAbort = () => {
         this.off('change', onChange);
-        reject(signal.reason as Error);
+        reject(signal!.reason as Error);
       };
       this.once('change', onChange);
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

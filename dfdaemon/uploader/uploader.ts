@@ -129,7 +129,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     }
     // The last byte goes only once the piece checked out here, so a downstream never completes
     // a piece from a relay that found it bad.
-    while (relay?.state === 'running') await relay.change(signal);
+    await relay?.settled(signal);
     if (relay && relay.state !== 'done') throw new Error('the relayed fetch failed');
     await send(Buffer.from([WRAP_TAIL]));
     await ring.end();
