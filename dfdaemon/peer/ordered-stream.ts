@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { digestMismatch } from '../../shared/errors.js';
-import { BufferRing } from '../store/buffer-ring.js';
+import { BufferRing } from '../../shared/io/buffer-ring.js';
 import type { TaskFile } from '../store/task-file.js';
 
 const CHUNK = 1024 * 1024;

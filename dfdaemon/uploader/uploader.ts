@@ -3,7 +3,7 @@ import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
-import { BufferPool, BufferRing } from '../store/buffer-ring.js';
+import { BufferPool, BufferRing } from '../../shared/io/buffer-ring.js';
 import type { PieceProgress } from '../store/piece-progress.js';
 import type { PieceStore } from '../store/piece-store.js';
 

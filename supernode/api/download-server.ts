@@ -1,13 +1,16 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { parseRange } from '../../shared/protocol/pieces.js';
-import { throttle } from '../../shared/ratelimit/throttle.js';
+import { BufferPool, BufferRing } from '../../shared/io/buffer-ring.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
+
+/** Read size per write: few syscalls, and a few in flight per upload stay small. */
+const CHUNK = 256 * 1024;
+const buffers = new BufferPool(CHUNK, 32);
 
 /**
  * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
@@ -61,17 +64,30 @@ export function createDownloadServer(opts: {
     }
     const signal = hangUpSignal(res);
     let sent = 0;
-    const counted = async function* (src: AsyncIterable<Buffer>) {
-      for await (const c of src) {
-        sent += c.length;
-        yield c;
+    // Reused buffers and one read per write: the stream pipeline this replaced allocated a
+    // buffer per 64 KiB read and passed each through two stream stages, and its garbage
+    // collection took a quarter of the supernode's CPU while it served a warm blob.
+    const ring = new BufferRing(res, 2, CHUNK, buffers);
+    try {
+      for (let pos = r.start; pos <= r.end; ) {
+        const buf = await ring.take();
+        const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, r.end + 1 - pos), pos);
+        if (bytesRead <= 0) throw new Error(`short read at ${pos} of ${task.path}`);
+        if (opts.bucket && !opts.bucket.unlimited) await opts.bucket.take(bytesRead, signal);
+        signal.throwIfAborted();
+        ring.write(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+        sent += bytesRead;
       }
-    };
-    await pipeline(fh.createReadStream({ start: r.start, end: r.end }), throttle([opts.bucket], signal), counted, res, { signal }).catch((err: Error) => {
-      log.debug({ err: err.message, taskId: task.taskId }, 'piece upload aborted');
+      await ring.end();
+    } catch (err) {
+      log.debug({ err: (err as Error).message, taskId: task.taskId }, 'piece upload aborted');
       // Headers are out: a short body must end the connection, not leave the client waiting.
       res.destroy();
-    });
+    } finally {
+      await ring.release();
+      await fh.close();
+    }
     opts.onServed?.(sent);
   };
   return createServer((req, res) => {
