@@ -40,12 +40,17 @@ export interface Args {
    * thread-safe PutBlob for it); oci: copies layers concurrently, as Docker pulls them.
    */
   dest: 'dir' | 'oci';
+  /**
+   * Before each P2P run, every host pulls a small other image through its fresh daemons, so the
+   * measured pull meets daemons that have run their code before, as long-running ones have.
+   */
+  warmUp: boolean;
 }
 
 const USAGE = `usage: npm run bench:swarm -- [--n 1,4,8,16] [--image small|large|both] [--modes direct,proxy,p2p]
   [--rate 100mbit] [--origin-rate 25mbit] [--no-trace] [--profile] [--out bench/results/swarm] [--timeout-factor 2.5] [--clean-leftovers] [--code <git rev>] [--keep DIR] [--quiet-wait 120] [--retries 2]
   [--node-options '...'] [--patch FILE]... (--patch needs --code)
-  [--supernode-base peerUpLimit=2,...] [--dfdaemon-set prefetch=true,...] [--baseline-max-n 1] [--daemon-env K=V,...] [--dest dir|oci]
+  [--supernode-base peerUpLimit=2,...] [--dfdaemon-set prefetch=true,...] [--baseline-max-n 1] [--daemon-env K=V,...] [--dest dir|oci] [--warm-up]
   [--report-only]   rebuild <out>.md and <out>-chart.svg from <out>.jsonl`;
 
 /** tc's rate units are decimal (mbit = 10^6 bit/s), and so are ours. */
@@ -69,7 +74,7 @@ export function parseRate(s: string): number {
 export function parseArgs(argv: string[]): Args {
   const a: Args = {
     ns: [1, 4, 8, 16], images: ['small', 'large'], modes: ['direct', 'proxy', 'p2p'], rate: '100mbit', rateBps: 1e8, originRate: '',
-    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, dfdaemonSet: {}, baselineMaxN: Infinity, daemonEnv: {}, dest: 'dir',
+    trace: true, profile: false, out: 'bench/results/swarm', timeoutFactor: 2.5, cleanLeftovers: false, quietWaitS: 120, retries: 2, nodeOptions: '', patches: [], reportOnly: false, supernodeBase: {}, dfdaemonSet: {}, baselineMaxN: Infinity, daemonEnv: {}, dest: 'dir', warmUp: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -107,6 +112,7 @@ export function parseArgs(argv: string[]): Args {
     else if (k === '--patch') a.patches.push(v());
     else if (k === '--report-only') a.reportOnly = true;
     else if (k === '--baseline-max-n') a.baselineMaxN = Number(v());
+    else if (k === '--warm-up') a.warmUp = true;
     else if (k === '--dest') {
       const x = v();
       if (x !== 'dir' && x !== 'oci') throw new Error('--dest: dir or oci');

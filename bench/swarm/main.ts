@@ -58,7 +58,9 @@ async function main(): Promise<void> {
     for (const h of [ORIGIN, SUPER, ...Array.from({ length: maxN }, (_, i) => client(i + 1))]) await topo.addHost(h);
     origin = await startRegistry(ORIGIN, join(base.path, 'origin'));
     log('pushing images');
-    const images: ImageInfo[] = await pushImages(args.images, `swarm-${Date.now()}`);
+    const seed = `swarm-${Date.now()}`;
+    const images: ImageInfo[] = await pushImages(args.images, seed);
+    const warmUp = args.warmUp ? (await pushImages(['warmup'], seed))[0] : undefined;
     await topo.shape(args.rate, args.originRate || args.rate);
     const ours = nsInodes(topo.hosts.map((h) => h.ns));
     const rate = await checkRate(join(snap, 'dist/bench/swarm/iperf.js'), args.rateBps);
@@ -66,7 +68,7 @@ async function main(): Promise<void> {
 
     await mkdir(outDir, { recursive: true });
     const meta: Meta = {
-      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(args.originRate ? [`origin link ${args.originRate}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : []), ...(args.dest !== 'dir' ? [`skopeo into ${args.dest}:`] : [])].join('; '), nodeOptions: args.nodeOptions, dest: args.dest,
+      kind: 'meta', command, date: new Date().toISOString(), code: [code, ...(Object.keys(args.supernodeBase).length ? [`supernode base ${JSON.stringify(args.supernodeBase)}`] : []), ...(args.originRate ? [`origin link ${args.originRate}`] : []), ...(Object.keys(args.dfdaemonSet).length ? [`dfdaemon ${JSON.stringify(args.dfdaemonSet)}`] : []), ...(Object.keys(args.daemonEnv).length ? [`daemon env ${JSON.stringify(args.daemonEnv)}`] : []), ...(args.dest !== 'dir' ? [`skopeo into ${args.dest}:`] : []), ...(warmUp ? ['daemons warmed up by a pull of another image'] : [])].join('; '), nodeOptions: args.nodeOptions, dest: args.dest,
       machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Linux ${release()}`,
       rate: args.rate, rateBps: args.rateBps, rateCheck: rate, images,
     };
@@ -100,6 +102,7 @@ async function main(): Promise<void> {
               quietWaitMs: args.quietWaitS * 1000,
               keepDir: args.keep ? resolve(args.keep, `${image.name}-${n}-${mode}-${attempt}`) : undefined,
               dest: args.dest,
+              warmUp,
             });
             if (!r || x.cpu.foreign < r.cpu.foreign) r = x;
             // Long runs are averaged over enough time that a burst of foreign load matters less.

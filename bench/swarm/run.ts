@@ -41,6 +41,8 @@ export interface RunSpec {
   keepDir?: string;
   /** skopeo's destination: dir: (one blob at a time) or oci: (concurrent layers). */
   dest: 'dir' | 'oci';
+  /** P2P only: pulled by every host through its daemons before the measured pull. */
+  warmUp?: ImageInfo;
 }
 
 export interface RunResult {
@@ -151,6 +153,14 @@ export async function runOnce(spec: RunSpec): Promise<RunResult> {
       project.push(sn);
       const ds = await Promise.all(clients.map((h) => startDfdaemon(h, SUPER, { ...spec.daemon, dir: join(spec.dir, h.ns, 'dfdaemon') })));
       project.push(...ds);
+      if (spec.warmUp) {
+        const ref = `${ORIGIN.ip}:${REGISTRY_PORT}/${spec.warmUp.repo}:${spec.warmUp.tag}`;
+        const warm = await Promise.all(clients.map((h) => startPull(h, ref, join(spec.dir, h.ns, 'warm-up'), performance.now(), `http://${h.ip}:${DFDAEMON_PORT}`, spec.dest)));
+        for (const w of warm) {
+          const d = await w.done;
+          if (!d.ok) throw new Error(`warm-up pull on ${w.host.ns}: ${d.error}`);
+        }
+      }
     }
     const regHost = mode === 'proxy' ? SUPER : ORIGIN;
     const ref = `${regHost.ip}:${REGISTRY_PORT}/${image.repo}:${image.tag}`;

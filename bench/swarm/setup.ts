@@ -52,10 +52,12 @@ export async function codeState(repo: string, rev: string | undefined, patches: 
 export const IMAGES = {
   small: { layers: [64 * MiB, 2 * MiB, 2 * MiB, 2 * MiB] },
   large: { layers: [512 * MiB] },
+  /** Pulled before a run by --warm-up: other blobs, so the measured image stays cold. */
+  warmup: { layers: [8 * MiB, 1 * MiB] },
 } as const;
 
 /** Build and push from the root namespace, before shaping, so setup costs no benchmark time. */
-export async function pushImages(names: readonly ('small' | 'large')[], seed: string): Promise<ImageInfo[]> {
+export async function pushImages(names: readonly (keyof typeof IMAGES)[], seed: string): Promise<ImageInfo[]> {
   const out: ImageInfo[] = [];
   for (const name of names) {
     const img = await buildImage({ layers: [...IMAGES[name].layers], seed: `${seed}-${name}` });
