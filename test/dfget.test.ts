@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -157,16 +157,23 @@ describe('dfget CLI and the download port', () => {
       }
     }).length;
     const before = fds();
-    for (let i = 0; i < 5; i++) {
-      const ac = new AbortController();
-      const r = await request(url, { headers: { range: `bytes=0-${end}` }, signal: ac.signal });
-      for await (const _ of r.body) {
-        ac.abort();
-        break;
-      }
-      await r.body.dump().catch(() => undefined);
-    }
-    for (let i = 0; i < 50 && fds() > before; i++) await new Promise((r) => setTimeout(r, 20));
+    // Raw sockets, so the hang-ups land in every moment of a response: a close, a reset, and a
+    // half-close (FIN) while still reading. Node drops a write's callback in some of them.
+    const path = new URL(url).pathname;
+    const hangUp = (how: number) =>
+      new Promise<void>((resolve) => {
+        const sock = connect(sn.downloadPort, '127.0.0.1', () => sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${end}\r\n\r\n`));
+        sock.once('data', () => {
+          if (how === 0) sock.destroy();
+          else if (how === 1) sock.resetAndDestroy();
+          else sock.end();
+        });
+        sock.on('error', () => undefined);
+        sock.once('close', () => resolve());
+        sock.resume();
+      });
+    for (let i = 0; i < 60; i++) await hangUp(i % 3);
+    for (let i = 0; i < 100 && fds() > before; i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(fds() <= before, `file handles back to ${before} after hang-ups (now ${fds()})`);
     const again = await request(url, { headers: { range: `bytes=${start}-${end}` } });
     assert.ok(Buffer.from(await again.body.arrayBuffer()).equals(body), 'still serving after the hang-ups');

@@ -11,6 +11,13 @@ export class BufferRing {
   private readonly bufs: Buffer[];
   private readonly pending: Array<Promise<void> | undefined>;
   private i = 0;
+  /**
+   * Rejects once `out` closes. Node drops the callback of a write made in the moment between a
+   * peer's hang-up and the response's 'close' (or after the peer's FIN ended the socket), so a
+   * write's own promise could wait forever and hold its buffer, the file and the upload slot.
+   * After 'close' libuv no longer reads the buffers, so settling there is safe.
+   */
+  private readonly closed: Promise<never>;
 
   constructor(
     private readonly out: Writable,
@@ -20,6 +27,12 @@ export class BufferRing {
   ) {
     this.bufs = Array.from({ length: slots }, () => pool?.get() ?? Buffer.allocUnsafeSlow(size));
     this.pending = new Array(slots);
+    this.closed = new Promise<never>((_, reject) => {
+      const gone = () => reject(new Error('the stream closed'));
+      if (out.destroyed) gone();
+      else out.once('close', gone);
+    });
+    this.closed.catch(() => undefined);
   }
 
   /** Give the buffers back to the pool once no write uses them any more. */
@@ -36,7 +49,8 @@ export class BufferRing {
 
   /** Write `chunk` (a view of the buffer from take()) and move to the next slot. */
   write(chunk: Buffer): void {
-    const p = new Promise<void>((resolve, reject) => this.out.write(chunk, (err) => (err ? reject(err) : resolve())));
+    const written = new Promise<void>((resolve, reject) => this.out.write(chunk, (err) => (err ? reject(err) : resolve())));
+    const p = Promise.race([written, this.closed]);
     // A failure surfaces when the slot comes round or in flush(); never as unhandled.
     p.catch(() => undefined);
     this.pending[this.i] = p;
@@ -51,7 +65,8 @@ export class BufferRing {
   /** Flush, then end the stream. */
   async end(): Promise<void> {
     await this.flush();
-    await new Promise<void>((resolve, reject) => this.out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    const ended = new Promise<void>((resolve, reject) => this.out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await Promise.race([ended, this.closed]);
   }
 }
 
