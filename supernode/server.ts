@@ -36,6 +36,8 @@ export interface SupernodeDeps {
   rand?: () => number;
   /** Free bytes of homeDir's filesystem; injected by GC tests. */
   freeBytes?: FreeBytes;
+  /** How long the download port waits on a peer that takes no bytes (tests shorten it). */
+  uploadIdleMs?: number;
 }
 
 /** Wires config to the CDN, scheduler service and both servers, and starts listening. */
@@ -64,6 +66,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     cdn,
     log,
     bucket: serveBucket,
+    idleMs: deps.uploadIdleMs,
     onServed: (b) => {
       metrics.servedBytes.inc(b);
       ioGc.account(b);

@@ -179,3 +179,45 @@ describe('dfget CLI and the download port', () => {
     assert.ok(Buffer.from(await again.body.arrayBuffer()).equals(body), 'still serving after the hang-ups');
   });
 });
+
+describe('download port: a peer that stops reading', () => {
+  it('is cut after the idle time, and its file handle closed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dfts-dlidle-'));
+    const origin = await startOrigin();
+    const sn = await supernodeAt(dir, '127.0.0.1', '', [], { uploadIdleMs: 400 });
+    try {
+      // Larger than loopback's socket buffers, so a reader that never reads stalls the sender.
+      const d = origin.add(randomBlob(48 * 1024 * 1024));
+      const r = await dfget(['-u', origin.blobUrl(d), '-o', join(dir, 'out'), '--node', `127.0.0.1:${sn.apiPort}`, '--ip', '127.0.0.10']);
+      assert.equal(r.code, 0, r.stderr);
+      const [task] = [...sn.cdn.all()];
+      const handles = () => readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === task.path;
+        } catch {
+          return false;
+        }
+      }).length;
+      const total = task.layout!.fileLength + task.layout!.count * 5;
+      const sock = connect(sn.downloadPort, '127.0.0.1', () =>
+        sock.write(`GET /download/${task.taskId.slice(0, 3)}/${task.taskId} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${total - 1}\r\n\r\n`),
+      );
+      sock.on('error', () => undefined);
+      sock.pause();
+      let held = false;
+      for (let i = 0; i < 50 && !held; i++) {
+        await new Promise((res) => setTimeout(res, 20));
+        held = handles() > 0;
+      }
+      assert.ok(held, 'the request holds the task file while it sends');
+      const t0 = Date.now();
+      while (handles() > 0 && Date.now() - t0 < 5_000) await new Promise((res) => setTimeout(res, 50));
+      assert.equal(handles(), 0, 'the stalled request was cut and its file closed');
+      sock.destroy();
+    } finally {
+      await sn.close();
+      await origin.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -11,6 +11,7 @@ import type { CdnTask } from '../cdn/cdn-task.js';
 /** Read size per write: few syscalls, and a few in flight per upload stay small. */
 const CHUNK = 256 * 1024;
 const buffers = new BufferPool(CHUNK, 32);
+const IDLE_MS = 30_000;
 
 /**
  * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
@@ -24,6 +25,8 @@ export function createDownloadServer(opts: {
   onServed?: (bytes: number) => void;
   /** A finished task's file is gone from disk (removed by hand, lost disk): forget the task. */
   onLost?: (task: CdnTask) => void;
+  /** A peer that takes no bytes for this long is cut, freeing the file and buffers (default 30 s). */
+  idleMs?: number;
 }): Server {
   const { cdn, log } = opts;
   const send = (res: ServerResponse, status: number, msg: string) => {
@@ -68,12 +71,24 @@ export function createDownloadServer(opts: {
     // buffer per 64 KiB read and passed each through two stream stages, and its garbage
     // collection took a quarter of the supernode's CPU while it served a warm blob.
     const ring = new BufferRing(res, 2, CHUNK, buffers);
+    // A peer that stops reading but keeps the connection would hold this request for good.
+    // Waiting for the bandwidth budget is not the peer stalling, so that re-arms the timer.
+    const idleMs = opts.idleMs ?? IDLE_MS;
+    let inBucket = false;
+    res.setTimeout(idleMs, () => {
+      if (inBucket) res.socket?.setTimeout(idleMs);
+      else res.destroy();
+    });
     try {
       for (let pos = r.start; pos <= r.end; ) {
         const buf = await ring.take();
         const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, r.end + 1 - pos), pos);
         if (bytesRead <= 0) throw new Error(`short read at ${pos} of ${task.path}`);
-        if (opts.bucket && !opts.bucket.unlimited) await opts.bucket.take(bytesRead, signal);
+        if (opts.bucket && !opts.bucket.unlimited) {
+          inBucket = true;
+          await opts.bucket.take(bytesRead, signal);
+          inBucket = false;
+        }
         signal.throwIfAborted();
         ring.write(buf.subarray(0, bytesRead));
         pos += bytesRead;
@@ -85,6 +100,7 @@ export function createDownloadServer(opts: {
       // Headers are out: a short body must end the connection, not leave the client waiting.
       res.destroy();
     } finally {
+      res.socket?.setTimeout(0);
       await ring.release();
       await fh.close();
     }
