@@ -24,6 +24,17 @@ function dfget(args: string[], interruptAfterMs?: number): Promise<{ code: numbe
   });
 }
 
+/** How many of this process's file descriptors are open on `path` (the in-process supernode's). */
+function openHandles(path: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 describe('dfget CLI and the download port', () => {
   let dir: string;
   let origin: Origin;
@@ -149,13 +160,7 @@ describe('dfget CLI and the download port', () => {
     assert.ok(body.equals(readFileSync(task.path).subarray(start, end + 1)), 'bytes equal the CDN file');
 
     // Handles on the task file itself: socket counts move too much to compare.
-    const fds = () => readdirSync('/proc/self/fd').filter((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`) === task.path;
-      } catch {
-        return false;
-      }
-    }).length;
+    const fds = () => openHandles(task.path);
     const before = fds();
     // Raw sockets, so the hang-ups land in every moment of a response: a close, a reset, and a
     // half-close (FIN) while still reading. Node drops a write's callback in some of them.
@@ -191,13 +196,7 @@ describe('download port: a peer that stops reading', () => {
       const r = await dfget(['-u', origin.blobUrl(d), '-o', join(dir, 'out'), '--node', `127.0.0.1:${sn.apiPort}`, '--ip', '127.0.0.10']);
       assert.equal(r.code, 0, r.stderr);
       const [task] = [...sn.cdn.all()];
-      const handles = () => readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === task.path;
-        } catch {
-          return false;
-        }
-      }).length;
+      const handles = () => openHandles(task.path);
       const total = task.layout!.fileLength + task.layout!.count * 5;
       const sock = connect(sn.downloadPort, '127.0.0.1', () =>
         sock.write(`GET /download/${task.taskId.slice(0, 3)}/${task.taskId} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${total - 1}\r\n\r\n`),
