@@ -20,7 +20,6 @@ def classify(frames):
     if re.search(r'Scavenger|MarkCompact|ConcurrentMarking|Sweeper|Heap::Collect|MinorMark|IncrementalMarking|HeapObject::SizeFromMap|Marking', s): return 'gc'
     if re.search(r'v8::internal::Parser|v8::internal::ParserBase|Scanner::|CompileLazy|Compiler::Compile|BytecodeGenerator|CalculateLineEnds|baseline::', s): return 'parse/bytecode/baseline-compile'
     if re.search(r'sha256_block|md5_block|sha1_block', s): return 'hash'
-    top = frames[0] if frames else ''
     kern = [f for f in frames if f.startswith('K:')]
     if kern:
         if re.search(r'tcp_|inet_|sock_|ip_|__dev|netif|veth|skb|sch_|tbf', s): return 'kernel-net'

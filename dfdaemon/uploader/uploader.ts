@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
+import { IdleCut } from '../../shared/http/idle-cut.js';
 import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
@@ -90,25 +91,12 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     relay.readers++;
     o.onRelay?.();
   }
-  // A peer that stops reading would otherwise hold an upload slot, and keep the file from
-  // eviction, for as long as it keeps the connection open. Waiting for the host's upload budget
-  // is not the peer stalling (with many uploads and a low ratelimit that wait can pass idleMs),
-  // so the timer is re-armed then: a flag, because timer calls around every chunk cost
-  // measurable CPU at swarm rates.
-  const idleMs = o.idleMs ?? UPLOAD_IDLE_MS;
-  let inBucket = false;
-  res.setTimeout(idleMs, () => {
-    if (inBucket) res.socket?.setTimeout(idleMs);
-    else res.destroy();
-  });
+  // A stalled peer would also hold an upload slot and keep the file from eviction.
+  const idle = new IdleCut(res, o.idleMs ?? UPLOAD_IDLE_MS);
   const ring = new BufferRing(res, 2, CHUNK, buffers);
   try {
     const send = async (chunk: Buffer) => {
-      if (o.bucket) {
-        inBucket = true;
-        await o.bucket.take(chunk.length, signal);
-        inBucket = false;
-      }
+      if (o.bucket) await idle.take(o.bucket, chunk.length, signal);
       o.onBytes?.(chunk.length);
       ring.write(chunk);
     };
@@ -137,7 +125,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     o.log.debug({ taskId: tf.taskId, err: (err as Error).message }, 'upload aborted');
     res.destroy();
   } finally {
-    res.socket?.setTimeout(0);
+    idle.clear();
     o.active--;
     tf.busy--;
     if (relay) relay.readers--;

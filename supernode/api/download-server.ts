@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
+import { IdleCut } from '../../shared/http/idle-cut.js';
 import { parseRange } from '../../shared/protocol/pieces.js';
 import { BufferPool, BufferRing } from '../../shared/io/buffer-ring.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
@@ -66,33 +67,21 @@ export function createDownloadServer(opts: {
       return res.end();
     }
     const signal = hangUpSignal(res);
-    let sent = 0;
     // Reused buffers and one read per write: the stream pipeline this replaced allocated a
     // buffer per 64 KiB read and passed each through two stream stages, and its garbage
     // collection took a quarter of the supernode's CPU while it served a warm blob.
     const ring = new BufferRing(res, 2, CHUNK, buffers);
-    // A peer that stops reading but keeps the connection would hold this request for good.
-    // Waiting for the bandwidth budget is not the peer stalling, so that re-arms the timer.
-    const idleMs = opts.idleMs ?? IDLE_MS;
-    let inBucket = false;
-    res.setTimeout(idleMs, () => {
-      if (inBucket) res.socket?.setTimeout(idleMs);
-      else res.destroy();
-    });
+    const idle = new IdleCut(res, opts.idleMs ?? IDLE_MS);
+    let pos = r.start;
     try {
-      for (let pos = r.start; pos <= r.end; ) {
+      while (pos <= r.end) {
         const buf = await ring.take();
         const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, r.end + 1 - pos), pos);
         if (bytesRead <= 0) throw new Error(`short read at ${pos} of ${task.path}`);
-        if (opts.bucket && !opts.bucket.unlimited) {
-          inBucket = true;
-          await opts.bucket.take(bytesRead, signal);
-          inBucket = false;
-        }
+        if (opts.bucket && !opts.bucket.unlimited) await idle.take(opts.bucket, bytesRead, signal);
         signal.throwIfAborted();
         ring.write(buf.subarray(0, bytesRead));
         pos += bytesRead;
-        sent += bytesRead;
       }
       await ring.end();
     } catch (err) {
@@ -100,11 +89,11 @@ export function createDownloadServer(opts: {
       // Headers are out: a short body must end the connection, not leave the client waiting.
       res.destroy();
     } finally {
-      res.socket?.setTimeout(0);
+      idle.clear();
       await ring.release();
       await fh.close();
     }
-    opts.onServed?.(sent);
+    opts.onServed?.(pos - r.start);
   };
   return createServer((req, res) => {
     handle(req, res).catch((err: Error) => {
