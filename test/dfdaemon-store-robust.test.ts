@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { fillFromSource, openOrigin } from '../dfdaemon/peer/back-source.js';
 import { Downloader } from '../dfdaemon/peer/downloader.js';
@@ -168,6 +169,30 @@ describe('back-source edge cases', () => {
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
     return `http://127.0.0.1:${(s.address() as AddressInfo).port}/blobs/x`;
   }
+
+  it('waits for a P2P fetch still writing a piece before filling that piece from the origin', async () => {
+    const length = 2 * 1024 * 1024;
+    const layout = new Layout(length, pieceSizeFor(length));
+    const blob = randomBytes(length);
+    const store = new PieceStore(join(dir, 'late-write'));
+    try {
+      const tf = await store.open(hexId(), layout);
+      // The P2P download gave up while its fetch of piece 1 still had a write in flight.
+      const abandoned = tf.startPiece(1);
+      const body = Readable.from([blob]);
+      const fill = fillFromSource(tf, { status: 200, length, headers: {}, body }, 0, {});
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(tf.has(0), true, 'pieces nobody else writes are filled at once');
+      assert.equal(tf.has(1), false, 'the piece still being written is not filled under the fetch');
+      await tf.writeAt(Buffer.alloc(layout.piece(1).contentLen, 0xee), layout.piece(1).rawStart);
+      tf.endPiece(1, abandoned, false);
+      await fill;
+      assert.equal(tf.complete, true);
+      assert.equal(sha256(await readFile(tf.path)), sha256(blob), 'no byte of the abandoned fetch is left');
+    } finally {
+      await store.close();
+    }
+  });
 
   it('an empty blob from the origin completes as an empty file', async () => {
     let hits = 0;
