@@ -109,6 +109,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
         ioGc.account(n);
       },
       pieceFailed: (fromCdn) => metrics.pieceFailures.inc({ source: fromCdn ? 'supernode' : 'peer' }),
+      pieceBusy: () => metrics.pieceBusy.inc(),
       sourceBytes: (n) => {
         metrics.sourceBytes.inc(n);
         ioGc.account(n);

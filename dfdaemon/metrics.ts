@@ -17,6 +17,7 @@ export function createDfdaemonMetrics() {
     uploadBytes: counter('dfdaemon_upload_bytes_total', 'Piece bytes uploaded to other peers'),
     relayedUploads: counter('dfdaemon_relayed_uploads_total', 'Piece uploads that started while the piece was still arriving here (cut-through)'),
     pieceFailures: counter('dfdaemon_piece_failures_total', 'Piece fetches that failed or did not verify', ['source'] as const),
+    pieceBusy: counter('dfdaemon_piece_busy_total', 'Piece fetches a peer refused because its upload slots were taken (503); not failures'),
     blobFailures: counter('dfdaemon_blob_failures_total', 'Blob streams aborted', ['reason'] as const),
     evictions: counter('dfdaemon_cache_evictions_total', 'Task files removed from the local cache'),
   };

@@ -12,7 +12,7 @@ import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { createLogger } from '../shared/log/index.js';
 import { WRAP_OVERHEAD } from '../shared/protocol/pieces.js';
 import type { Supernode } from '../supernode/server.js';
-import { dfdaemonAt, supernodeAt } from './helpers/cluster.js';
+import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 import { getViaProxy } from './helpers/proxy-get.js';
 
@@ -87,6 +87,40 @@ describe('dfdaemon limits and dfget_flags', () => {
     assert.ok(served.every((g) => g.ok));
     // Two 256 KiB pieces through one 256 KiB/s budget (64 KiB burst): about 1.75 s, not 0.75.
     assert.ok(Math.max(...served.map((g) => g.ms)) > 1_500, `took ${Math.max(...served.map((g) => g.ms)).toFixed(0)} ms`);
+  });
+
+  it('a holder whose upload slots are all taken answers 503, and is neither blamed nor waited on', async () => {
+    // The holder: one upload slot and 64 KiB/s for all its uploads, so one upload started by
+    // hand (which the supernode does not know of) keeps it busy for seconds.
+    const file = join(dir, 'busy-holder.yml');
+    const flags = JSON.stringify(['--node', node(), '--totallimit', '64K']);
+    writeFileSync(file, `port: 0\nworkHome: ${join(dir, 'df-busy')}\nratelimit: 1G\nmaxConcurrentUploads: 1\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
+    const holder = await startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host: '127.0.0.64', log: quiet });
+    daemons.push(holder);
+    const d = origin.add(randomBlob(4 * MiB));
+    assert.equal((await getViaProxy('127.0.0.64', holder.port, origin.blobUrl(d))).sha256, d);
+    const [tf] = [...holder.store.all()];
+    const p = tf.layout.piece(0);
+    const slow = await request(`http://127.0.0.64:${holder.port}/peer/file/${tf.taskId}`, {
+      headers: { range: `bytes=${p.start}-${p.end}`, pieceNum: '0', pieceSize: String(tf.layout.pieceSize) },
+    });
+    try {
+      assert.equal(slow.statusCode, 206, 'the hand-made upload holds the only slot');
+      const requester = await start('127.0.0.65', '');
+      const t0 = performance.now();
+      assert.equal((await getViaProxy('127.0.0.65', requester.port, origin.blobUrl(d))).sha256, d);
+      const ms = performance.now() - t0;
+      const mine = await (await request(`http://127.0.0.65:${requester.port}/metrics`)).body.text();
+      assert.ok(metric(mine, 'dfdaemon_piece_busy_total') >= 1, 'the supernode sent the requester to the busy holder first');
+      assert.equal(metric(mine, 'dfdaemon_piece_failures_total'), 0, 'a busy answer is not a failed piece');
+      const snText = await (await request(`http://127.0.0.61:${sn.apiPort}/metrics`)).body.text();
+      assert.equal(metric(snText, 'supernode_piece_failures_total'), 0, 'nor does the supernode count one');
+      // The CDN stood in for the busy holder instead of the requester waiting out its upload.
+      assert.ok(ms < 2_000, `took ${ms.toFixed(0)} ms`);
+      assert.equal(origin.requests.get(d), 1);
+    } finally {
+      slow.body.destroy();
+    }
   });
 
   it('serves only pieces of its own tasks', async () => {

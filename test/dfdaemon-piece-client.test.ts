@@ -89,6 +89,22 @@ describe('piece client', () => {
     assert.equal(sink.sha(), createHash('sha256').update(body.subarray(0, 1000)).digest('hex'));
   });
 
+  it('hands the status of a refusal without a Content-Length (chunked) to the sink', async () => {
+    const srv = await rawServer((sock) => sock.write('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nbusy\n\r\n0\r\n\r\n'));
+    const c = new PieceClient();
+    const seen: number[] = [];
+    const sink: BodySink = {
+      head(status) {
+        seen.push(status);
+        if (status !== 206) throw new Error(`refused with ${status}`);
+      },
+      data: () => undefined,
+    };
+    await assert.rejects(c.get('127.0.0.1', srv.port, '/p', {}, sink), /refused with 503/);
+    assert.deepEqual(seen, [503]);
+    c.close();
+  });
+
   it('retries once on a new connection when the server closed the idle one', async () => {
     let n = 0;
     const srv = await rawServer((sock) => {

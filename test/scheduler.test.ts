@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import {
   addPeer,
   applyReport,
+  BUSY_BACKOFF_MS,
   cdnFinished,
   cdnPieceReady,
   markDown,
@@ -122,6 +123,34 @@ describe('scheduler core (pure)', () => {
     assert.equal(t.peers.get('r')!.clientErrorCount, 1);
     const again = schedule(t, 'r', ctx(2));
     assert.ok(again.kind === 'pieces' && again.pieces.every((p) => p.src !== 'bad'), 'never the blacklisted peer again');
+  });
+
+  it('a source that refused as busy is not blamed, and is left alone for BUSY_BACKOFF_MS', () => {
+    // While the CDN still seeds, it does not stand in for holders that are merely busy.
+    const t = fetching(2);
+    for (const h of ['a', 'b']) {
+      addPeer(t, h, 0);
+      for (let n = 0; n < 2; n++) markHeld(t, t.peers.get(h)!, n);
+    }
+    addPeer(t, 'r', 0);
+    const one = { ...limits, peerDownLimit: 1 };
+    const only = (d: ReturnType<typeof schedule>) => (d.kind === 'pieces' ? d.pieces[0] : { pieceNum: -1, src: `(${d.kind})` });
+    const first = only(schedule(t, 'r', ctx(0, one)));
+    assert.ok(first.src === 'a' || first.src === 'b', `a holder first, got ${first.src}`);
+    const eff = applyReport(t, { cid: 'r', pieceNum: first.pieceNum, src: first.src, ok: false, busy: true }, limits, 10);
+    const r = t.peers.get('r')!;
+    assert.equal(eff.blacklisted, false);
+    assert.equal(t.peers.get(first.src)!.serviceErrorCount, 0, 'the busy source has no error counted');
+    assert.equal(r.clientErrorCount, 0);
+    assert.equal(r.blacklist.size, 0);
+    assert.equal(t.peers.get(first.src)!.load, 0, 'the run was taken back, freeing its slot');
+    assert.equal(r.running.size, 0);
+    const second = only(schedule(t, 'r', ctx(10, one)));
+    assert.ok(second.src !== first.src && second.src !== 'cdn' && second.pieceNum >= 0, `the other holder next, got ${second.src}`);
+    applyReport(t, { cid: 'r', pieceNum: second.pieceNum, src: second.src, ok: false, busy: true }, limits, 10);
+    assert.equal(schedule(t, 'r', ctx(10 + BUSY_BACKOFF_MS - 1, one)).kind, 'wait', 'both refused as busy just now');
+    const later = only(schedule(t, 'r', ctx(10 + BUSY_BACKOFF_MS, one)));
+    assert.ok(later.src === 'a' || later.src === 'b', `a holder again once the back-off is over, got ${later.src}`);
   });
 
   it('while fetching, the CDN stands in when every live holder is one the requester blacklisted, busy or not', () => {

@@ -20,6 +20,8 @@ export class PieceFetchError extends Error {
     readonly errorType: 'FILE_NOT_EXIST' | 'FILE_MD5_NOT_MATCH' | 'NETWORK',
     message: string,
     readonly realMd5 = '',
+    /** The source answered 503: its upload slots are taken, which is no fault of its own. */
+    readonly busy = false,
   ) {
     super(message);
   }
@@ -90,7 +92,7 @@ async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: P
       { Range: `bytes=${p.range}`, pieceNum: String(p.pieceNum), pieceSize: String(p.pieceSize), 'User-Agent': `dfget/${VERSION}` },
       {
         head(status, length) {
-          if (status < 200 || status >= 300) throw new PieceFetchError('FILE_NOT_EXIST', `${who}: HTTP ${status}`);
+          if (status < 200 || status >= 300) throw new PieceFetchError('FILE_NOT_EXIST', `${who}: HTTP ${status}`, '', status === 503);
           if (length !== expected) throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: ${length} bytes, expected ${expected}`);
         },
         data(chunk) {

@@ -9,6 +9,7 @@ import type { SupernodeClient, TaskAnswer, TaskQuery, WirePiece } from './supern
 export interface P2PCounters {
   pieceBytes(fromCdn: boolean, n: number): void;
   pieceFailed(fromCdn: boolean): void;
+  pieceBusy(): void;
 }
 
 export interface P2PContext {
@@ -73,14 +74,14 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       if (Date.now() - lastProgress > (ctx.stallMs ?? 30_000)) finish(new Error(`p2p download of ${taskId} stalled`));
     }, 1_000);
 
-    const ask = (report?: { piece: WirePiece; ok: boolean }) => {
+    const ask = (report?: { piece: WirePiece; ok: boolean; busy?: boolean }) => {
       if (settled) return;
       outstanding++;
       const q: TaskQuery = { taskId, srcCid: cid, status: started ? PeerStatus.Running : PeerStatus.Start };
       started = true;
       if (report) {
         q.range = report.piece.range;
-        q.result = report.ok ? PieceResult.Success : PieceResult.Fail;
+        q.result = report.ok ? PieceResult.Success : report.busy ? PieceResult.Invalid : PieceResult.Fail;
         q.dstCid = report.piece.cid;
       }
       q.wait = LONG_POLL_MS;
@@ -128,6 +129,13 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
           running--;
           limited = false;
           if (settled) return;
+          // Only our supernode (the one that sends piece sha256s) takes a busy source for what it
+          // is; to a stock one, a 503 stays a failure.
+          if (err instanceof PieceFetchError && err.busy && p.pieceSha256) {
+            ctx.counters?.pieceBusy();
+            log.info({ pieceNum: p.pieceNum, src: p.cid }, 'piece source busy');
+            return ask({ piece: p, ok: false, busy: true });
+          }
           ctx.counters?.pieceFailed(fromCdn);
           log.warn({ taskId, pieceNum: p.pieceNum, src: p.cid, err: err.message, type: (err as PieceFetchError).errorType }, 'piece failed');
           ask({ piece: p, ok: false });

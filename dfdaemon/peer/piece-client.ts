@@ -188,6 +188,15 @@ export class PieceClient {
         const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
         const len = /\r\ncontent-length:\s*(\d+)/i.exec(head.slice(0, end));
         if (!m || !len) {
+          // A refusal without a length (chunked) still says why: the sink judges its status.
+          if (m && !m[1].startsWith('2')) {
+            try {
+              sink.head(Number(m[1]), -1);
+            } catch (err) {
+              fail(err as Error);
+              return false;
+            }
+          }
           fail(new Error(`unusable response head: ${JSON.stringify(head.slice(0, 80))}`));
           return false;
         }

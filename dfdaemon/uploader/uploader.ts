@@ -39,8 +39,11 @@ export function createUploader(o: UploaderOptions): Uploader {
   return { ...o, active: 0 };
 }
 
-function reply(res: ServerResponse, status: number, msg: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
+/** A short answer with its length: writeHead alone would send it chunked, which a piece client
+ * that reads by Content-Length cannot frame. */
+function reply(res: ServerResponse, status: number, msg: string, headers: Record<string, string> = {}): void {
+  const body = `${msg}\n`;
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), ...headers }).end(body);
 }
 
 /**
@@ -80,10 +83,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     if (!relay && !tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
   }
 
-  if (o.active >= (o.maxConcurrent ?? Infinity)) {
-    res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('too many uploads\n');
-    return;
-  }
+  if (o.active >= (o.maxConcurrent ?? Infinity)) return reply(res, 503, 'too many uploads', { 'retry-after': '1' });
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
   o.active++;
   tf.busy++;

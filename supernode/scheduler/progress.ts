@@ -7,7 +7,12 @@ export interface PieceReport {
   /** The source it fetched from (a peer cid or the CDN cid). */
   src: string;
   ok: boolean;
+  /** The source refused the fetch as busy (its uploader's slots were all taken): no failure. */
+  busy?: boolean;
 }
+
+/** How long a requester leaves a source that refused it as busy (our uploader's Retry-After). */
+export const BUSY_BACKOFF_MS = 1_000;
 
 /** What applying a report changed, for metrics and logs at the edge. */
 export interface ReportEffect {
@@ -90,6 +95,13 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   const assigned = !current || !r.src || r.src === current.src ? release(task, peer, r.pieceNum, r.ok) : undefined;
   const src = r.src || assigned?.src || '';
   const srcPeer = src === task.cdnCid ? undefined : task.peers.get(src);
+  // A busy source is healthy but serving uploads this supernode did not assign (another
+  // supernode's tasks, or runs it already took back): blaming it would blacklist a good peer for
+  // the rest of the task and count towards its elimination. It is left alone for a moment.
+  if (r.busy) {
+    if (srcPeer && srcPeer !== peer) peer.busyUntil.set(src, now + BUSY_BACKOFF_MS);
+    return effect;
+  }
   if (r.ok) {
     effect.held = markHeld(task, peer, r.pieceNum);
     if (srcPeer) {

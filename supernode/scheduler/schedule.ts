@@ -118,7 +118,7 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
     // send whole, and fill only the slots those leave.
     let relayOnly = 0;
     if (!(peersOk && (free[n] ?? 0) > 0) && !(cdnOpen && cdnMay(task, peer, n, peersOk, ctx.now, ctx.limits))) {
-      if (!relayOk || (task.inflight[n] ?? 0) === 0 || pickRelay(task, peer, n, ctx.limits) === undefined) continue;
+      if (!relayOk || (task.inflight[n] ?? 0) === 0 || pickRelay(task, peer, n, ctx.limits, ctx.now) === undefined) continue;
       relayOnly = 2;
     }
     const prio = relayOnly + (useWindow && n < head + window ? 0 : 1);
@@ -139,7 +139,7 @@ function candidates(task: TaskState, peer: PeerState, ctx: ScheduleContext, cdnO
  * fetch fails cuts its downstream off). The shallowest, least loaded relay wins; chains are
  * capped at relayDepth hops because one failure ends every fetch below it.
  */
-function pickRelay(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits): string | undefined {
+function pickRelay(task: TaskState, peer: PeerState, n: number, limits: SchedulerLimits, now: number): string | undefined {
   if (limits.relayDepth <= 0) return undefined;
   const list = task.relays.get(n);
   if (!list) return undefined;
@@ -148,7 +148,7 @@ function pickRelay(task: TaskState, peer: PeerState, n: number, limits: Schedule
   for (const cid of list) {
     const r = task.peers.get(cid);
     // isLive is only kept for holders; a relay may hold nothing yet.
-    if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || r.load + 1 > limits.peerUpLimit || (peer.blacklist.get(cid) ?? 0) > 0) continue;
+    if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || r.load + 1 > limits.peerUpLimit || (peer.blacklist.get(cid) ?? 0) > 0 || isBusyFor(peer, cid, now)) continue;
     const depth = relayDepthOf(task, r, n, peer, limits.relayDepth);
     if (depth < 0 || r.running.get(n)?.cut?.has(peer.cid)) continue;
     if (depth < bestDepth || (depth === bestDepth && r.load < best!.load)) {
@@ -207,7 +207,7 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
       const src = task.peers.get(list[idx]);
       if (!src || src === peer || !src.isLive || (peer.blacklist.get(src.cid) ?? 0) > 0) continue;
       usable = true;
-      if (src.load + 1 > limits.peerUpLimit) continue;
+      if (src.load + 1 > limits.peerUpLimit || isBusyFor(peer, src.cid, now)) continue;
       task.cursor.set(n, idx + 1);
       return src.cid;
     }
@@ -217,7 +217,17 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
   // what shortens a swarm's tail, where the last pieces have one or two holders each.
   const cdnCan = task.cdnLoad < limits.cdnTaskLoadLimit && task.cdnPieces.has(n);
   if (cdnCan && (!peersOk || task.cdnStatus === 'success' || (!usable && !cdnCopyOnItsWay(task, n, now, limits)))) return task.cdnCid;
-  return peersOk ? pickRelay(task, peer, n, limits) : undefined;
+  return peersOk ? pickRelay(task, peer, n, limits, now) : undefined;
+}
+
+/** `src` refused `peer` as busy less than BUSY_BACKOFF_MS ago: like a full upload cap, for it. */
+function isBusyFor(peer: PeerState, src: string, now: number): boolean {
+  if (peer.busyUntil.size === 0) return false;
+  const until = peer.busyUntil.get(src);
+  if (until === undefined) return false;
+  if (until > now) return true;
+  peer.busyUntil.delete(src);
+  return false;
 }
 
 /**

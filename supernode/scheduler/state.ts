@@ -24,6 +24,8 @@ export interface PeerState {
   clientErrorCount: number;
   /** Sources this peer failed to fetch from: source cid -> failures. */
   blacklist: Map<string, number>;
+  /** Sources that refused this peer as busy (all upload slots taken): cid -> until when (ms). */
+  busyUntil: Map<string, number>;
   /** Our dfdaemon streams to Docker, so pieces near its head matter more. */
   streaming: boolean;
   /** Our peers serve a piece while it still arrives (cut-through); stock dfget does not. */
@@ -173,6 +175,7 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
     serviceErrorCount: 0,
     clientErrorCount: 0,
     blacklist: new Map(),
+    busyUntil: new Map(),
     streaming,
     relay,
     lastSeen: now,

@@ -199,11 +199,15 @@ export class TaskService {
   report(taskId: string, cid: string, r: ReportIn): number | undefined {
     const entry = this.get(taskId);
     const n = this.pieceOf(entry, r.range);
-    if (n === undefined || r.result === PieceResult.Invalid) return undefined;
+    // Stock dfget sends 502 (invalid) only with its first request, which names no piece. Ours
+    // sends it with a piece and its source when that source refused the fetch as busy.
+    const busy = r.result === PieceResult.Invalid;
+    if (n === undefined || (busy && !r.dstCid)) return undefined;
     const ok = r.result === PieceResult.Success || r.result === PieceResult.SemiSuccess;
-    const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok }, this.o.limits, this.o.now());
+    const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok, busy }, this.o.limits, this.o.now());
     this.o.onReport?.(taskId, eff);
-    if (!ok) this.o.log.warn({ taskId, cid, src: r.dstCid, pieceNum: n, blacklisted: eff.blacklisted, eliminated: eff.eliminated }, 'piece failed');
+    if (busy) this.o.log.info({ taskId, cid, src: r.dstCid, pieceNum: n }, 'piece source busy');
+    else if (!ok) this.o.log.warn({ taskId, cid, src: r.dstCid, pieceNum: n, blacklisted: eff.blacklisted, eliminated: eff.eliminated }, 'piece failed');
     // Any result frees the source's upload slot, and a success adds a holder: waiters may now fit.
     this.notify(entry);
     return n;
