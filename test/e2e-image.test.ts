@@ -119,8 +119,9 @@ describe('container images: built from the Dockerfiles, run with the guide\'s co
     // docker-stack.dfclient.yml: memory 200M, cpus 0.5, dfdaemon.yml as a config, a volume for
     // the piece cache, port 65001. The guide's HTTP-Harbor dfdaemon.yml, host names substituted.
     const dfCfg = await seedFile('dfdaemon-http.yml', t.path, { '<mysupernodehost>': 'supernode.test', '<myharbor_host>': 'harbor.test' });
-    const df = await run('dfclient', ['--memory', '200m', '--cpus', '0.5', '-v', `dfts-cache-${id}:/root/.small-dragonfly`, '-v', `${dfCfg}:/etc/dragonfly/dfdaemon.yml:ro`, `dfts-test-dfclient:${id}`, '--port', '65001', '--listen-ip', dfIp]);
+    // Cleanups run last first: the volume goes after the container that uses it.
     cleanups.push(async () => void (await docker.docker(['volume', 'rm', '--force', `dfts-cache-${id}`]).catch(() => '')));
+    const df = await run('dfclient', ['--memory', '200m', '--cpus', '0.5', '-v', `dfts-cache-${id}:/root/.small-dragonfly`, '-v', `${dfCfg}:/etc/dragonfly/dfdaemon.yml:ro`, `dfts-test-dfclient:${id}`, '--port', '65001', '--listen-ip', dfIp]);
     const dfUrl = `http://${dfIp}:65001`;
     await waitPing(dfUrl, df.logs);
 
@@ -137,6 +138,8 @@ describe('container images: built from the Dockerfiles, run with the guide\'s co
     // The CDN wrote into the mounted data folder, as the compose file means it to.
     const cdnFiles = execFileSync('find', [snHome, '-type', 'f'], { encoding: 'utf8' });
     assert.ok(cdnFiles.split('\n').length > 2, `the supernode stored its CDN files in the mounted folder:\n${cdnFiles}`);
+    const cache = await docker.docker(['run', '--rm', '-v', `dfts-cache-${id}:/c`, '--entrypoint', '/usr/bin/node', `dfts-test-dfclient:${id}`, '-e', "console.log(require('fs').readdirSync('/c', { recursive: true }).join('\\n'))"]);
+    assert.ok(cache.split('\n').length > 2, `the dfdaemon keeps its piece cache in the stack's volume:\n${cache}`);
     for (const name of ['supernode', 'dfclient']) {
       assert.equal(await inspect(name, '{{.State.Running}} {{.State.OOMKilled}}'), 'true false', `${name} still runs and was never OOM-killed`);
     }

@@ -92,7 +92,7 @@ async function take(tf: TaskFile, chunk: Buffer, cut: { num: number; fill: numbe
     if (cut.fill === p.contentLen) {
       // A P2P fetch given up on just before back-source may still have a write in flight to
       // this piece; writing under it could leave its unverified bytes in a piece marked done.
-      for (let running = tf.receiving(cut.num); running; running = tf.receiving(cut.num)) await running.settled();
+      for (let running = tf.receiving(cut.num); running; running = tf.receiving(cut.num)) await running.settled(opts.signal);
       if (!tf.has(cut.num)) {
         await tf.writeAt(cut.buf.subarray(0, cut.fill), p.rawStart);
         tf.markDone(cut.num);
