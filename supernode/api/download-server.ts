@@ -30,8 +30,10 @@ export function createDownloadServer(opts: {
   idleMs?: number;
 }): Server {
   const { cdn, log } = opts;
+  // With its length: writeHead alone would send it chunked, and piece clients frame by length.
   const send = (res: ServerResponse, status: number, msg: string) => {
-    res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
+    const body = `${msg}\n`;
+    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) }).end(body);
   };
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');

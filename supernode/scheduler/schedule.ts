@@ -57,21 +57,23 @@ const RARE = 16384;
  */
 function cdnMay(task: TaskState, peer: PeerState, n: number, peersOk: boolean, now: number, limits: SchedulerLimits): boolean {
   if (!task.cdnPieces.has(n)) return false;
-  return !peersOk || task.cdnStatus === 'success' || (noUsableHolder(task, peer, n) && !cdnCopyOnItsWay(task, n, now, limits));
+  return !peersOk || task.cdnStatus === 'success' || (noUsableHolder(task, peer, n, now) && !cdnCopyOnItsWay(task, n, now, limits));
 }
 
 /**
  * No live holder of n is one this requester may fetch from: there is none, or it blacklisted
- * them all. The same rule as pickSource's, so such a piece is offered from the CDN even while
- * its holders are busy; waiting for their slots would gain the requester nothing. Holders are
- * only walked for a requester with a blacklist, which is rare.
+ * them all, or they refused it as busy moments ago. The same rule as pickSource's, so such a
+ * piece is offered from the CDN even while its holders are at their upload cap; waiting for
+ * their slots would gain the requester nothing, and a holder busy with uploads this supernode
+ * does not know of may stay busy for long. Holders are only walked for a requester with a
+ * blacklist or a back-off, which is rare.
  */
-function noUsableHolder(task: TaskState, peer: PeerState, n: number): boolean {
+function noUsableHolder(task: TaskState, peer: PeerState, n: number, now: number): boolean {
   if ((task.liveHolders[n] ?? 0) === 0) return true;
-  if (peer.blacklist.size === 0) return false;
+  if (peer.blacklist.size === 0 && peer.busyUntil.size === 0) return false;
   for (const cid of task.holders.get(n) ?? []) {
     const h = task.peers.get(cid);
-    if (h && h !== peer && h.isLive && (peer.blacklist.get(cid) ?? 0) === 0) return false;
+    if (h && h !== peer && h.isLive && (peer.blacklist.get(cid) ?? 0) === 0 && !isBusyFor(peer, cid, now)) return false;
   }
   return true;
 }
@@ -205,9 +207,9 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
     for (let i = 0; i < list.length; i++) {
       const idx = (start + i) % list.length;
       const src = task.peers.get(list[idx]);
-      if (!src || src === peer || !src.isLive || (peer.blacklist.get(src.cid) ?? 0) > 0) continue;
+      if (!src || src === peer || !src.isLive || (peer.blacklist.get(src.cid) ?? 0) > 0 || isBusyFor(peer, src.cid, now)) continue;
       usable = true;
-      if (src.load + 1 > limits.peerUpLimit || isBusyFor(peer, src.cid, now)) continue;
+      if (src.load + 1 > limits.peerUpLimit) continue;
       task.cursor.set(n, idx + 1);
       return src.cid;
     }
@@ -220,7 +222,20 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
   return peersOk ? pickRelay(task, peer, n, limits, now) : undefined;
 }
 
-/** `src` refused `peer` as busy less than BUSY_BACKOFF_MS ago: like a full upload cap, for it. */
+/**
+ * Milliseconds until the first of `peer`'s busy back-offs ends, when it has any: a "wait" it got
+ * may turn into pieces then, with nothing else in the swarm changing.
+ */
+export function busyWakeIn(peer: PeerState, now: number): number | undefined {
+  let first = Infinity;
+  for (const until of peer.busyUntil.values()) if (until > now) first = Math.min(first, until - now);
+  return first === Infinity ? undefined : first;
+}
+
+/**
+ * `src` refused `peer` as busy less than BUSY_BACKOFF_MS ago: for that long it is no source for
+ * `peer`, as if blacklisted.
+ */
 function isBusyFor(peer: PeerState, src: string, now: number): boolean {
   if (peer.busyUntil.size === 0) return false;
   const until = peer.busyUntil.get(src);

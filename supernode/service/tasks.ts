@@ -9,6 +9,7 @@ import { downloadPath } from '../cdn/paths.js';
 import {
   addPeer,
   applyReport,
+  busyWakeIn,
   cdnFinished,
   cdnPieceReady,
   markDown,
@@ -236,7 +237,8 @@ export class TaskService {
     const deadline = Date.now() + waitMs;
     let d = this.decide(entry, cid);
     while (d.kind === 'wait' && Date.now() < deadline && !signal?.aborted) {
-      await this.changed(entry, deadline - Date.now(), signal);
+      // A back-off from a busy source ends without any event in the swarm to wake the wait.
+      await this.changed(entry, Math.min(deadline - Date.now(), busyWakeIn(peer, this.o.now()) ?? Infinity), signal);
       // A peer that hung up would never fetch what we assign now, and the pieces would
       // count against the limits until they expire.
       if (signal?.aborted) break;
