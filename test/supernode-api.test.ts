@@ -132,6 +132,8 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     assert.equal(data.fileLength, 5 * 1024 * 1024);
     // At least 64 pieces per blob, but never under 256 KiB (shared/protocol/pieces.ts).
     assert.equal(data.pieceSize, 256 * 1024);
+    // Ours: tells our dfdaemons a busy source may be reported as such; Go's decoder skips it.
+    assert.equal((data as { busyReports?: boolean }).busyReports, true);
     // dfget's first poll: unescaped query in its fixed field order, result 502 status 700.
     let t: Res;
     const deadline = Date.now() + 5000;

@@ -9,7 +9,7 @@ import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
 import { p2pDownload, SupernodeLost, type P2PCounters } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
-import { RegisterRefused, type RegisterBody, type SupernodeClient } from './supernode-client.js';
+import { RegisterRefused, type RegisterBody, type Registered, type SupernodeClient } from './supernode-client.js';
 
 export interface DownloadRequest {
   url: string;
@@ -104,7 +104,7 @@ export class Downloader {
         const reg = await this.o.client.register(id, (node) => this.registration(req, node));
         if (reg.fileLength >= 0) {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
-          const done = this.swarm(reg.node, tf, bucket, log).catch(async (err: Error) => {
+          const done = this.swarm(reg, tf, bucket, log).catch(async (err: Error) => {
             // Only a lost supernode moves down the order: a swarm stalled by bad peers says
             // nothing about it, and demoting it would split the next tasks' swarms.
             if (err instanceof SupernodeLost) {
@@ -126,9 +126,10 @@ export class Downloader {
   }
 
   /** Fetch the task's missing pieces through the swarm of `node`, where it is registered. */
-  private swarm(node: string, tf: TaskFile, bucket: TokenBucket, log: Logger): Promise<void> {
-    tf.node = node;
-    return p2pDownload({ client: this.o.client, node, taskId: tf.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
+  private swarm(reg: Registered, tf: TaskFile, bucket: TokenBucket, log: Logger): Promise<void> {
+    tf.node = reg.node;
+    const { node, busyReports } = reg;
+    return p2pDownload({ client: this.o.client, node, busyReports, taskId: tf.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
   }
 
   private async registration(req: DownloadRequest, node: string): Promise<RegisterBody> {
@@ -166,7 +167,7 @@ export class Downloader {
       const same = reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
       if (reg.node === lost || !same) return false;
       log.warn({ from: lost, to: reg.node, held: tf.completedPieces }, 'supernode lost, continuing with the next');
-      await this.swarm(reg.node, tf, bucket, log);
+      await this.swarm(reg, tf, bucket, log);
       return true;
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'no other supernode finished the download');

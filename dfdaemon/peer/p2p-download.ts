@@ -25,6 +25,8 @@ export interface P2PContext {
   signal?: AbortSignal;
   /** Give up when no piece completes for this long (then the caller goes back to source). */
   stallMs?: number;
+  /** The supernode said it takes busy reports (result 502 with a piece); else a 503 is a failure. */
+  busyReports?: boolean;
 }
 
 /** The supernode stopped answering (or answered nonsense): another one may take over. */
@@ -129,9 +131,10 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
           running--;
           limited = false;
           if (settled) return;
-          // Only our supernode (the one that sends piece sha256s) takes a busy source for what it
-          // is; to a stock one, a 503 stays a failure.
-          if (err instanceof PieceFetchError && err.busy && p.pieceSha256) {
+          // Only a supernode that said so at registration takes a busy source for what it is (a
+          // stock one, or an older one of ours, would drop the report and keep the run); to the
+          // rest, a 503 stays a failure.
+          if (err instanceof PieceFetchError && err.busy && ctx.busyReports) {
             ctx.counters?.pieceBusy();
             log.info({ pieceNum: p.pieceNum, src: p.cid }, 'piece source busy');
             return ask({ piece: p, ok: false, busy: true });

@@ -33,6 +33,8 @@ export interface Registered {
   taskId: string;
   fileLength: number;
   pieceSize: number;
+  /** The supernode takes a busy source's 503 reported as result 502 (ours; older ones drop it). */
+  busyReports?: boolean;
 }
 
 export interface TaskQuery {
@@ -158,10 +160,10 @@ export class SupernodeClient {
             timeoutMs: 60_000,
             totalMs: this.replyTimeoutMs,
           });
-          const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number } };
+          const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number; busyReports?: boolean } };
           if (json.code === Code.Success && json.data) {
             this.failedAt.delete(node);
-            return { node, ...json.data };
+            return { node, taskId: json.data.taskId, fileLength: json.data.fileLength, pieceSize: json.data.pieceSize, busyReports: json.data.busyReports === true };
           }
           if (json.code === Code.WaitAuth && wait < 3) {
             await sleep(this.waitAuthMs);

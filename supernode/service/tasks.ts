@@ -128,7 +128,7 @@ export class TaskService {
     this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
     this.o.log.info({ taskId: id, cid: reg.cid, ip: reg.ip, fileLength: cdnTask.fileLength }, 'peer registered');
-    return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode' };
+    return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode', busyReports: true };
   }
 
   private async waitReady(t: CdnTask): Promise<void> {

@@ -25,6 +25,8 @@ export interface RegisterReply {
   fileLength: number;
   pieceSize: number;
   cdnSource: 'supernode';
+  /** Ours: this supernode takes result 502 with a piece as "the source refused as busy". */
+  busyReports: true;
 }
 
 /** One element of a 601 reply, with Dragonfly's field names. */
