@@ -31,6 +31,24 @@ describe('dfdaemon limits and dfget_flags', () => {
     return d;
   };
 
+  /** A dfdaemon whose uploads share `totallimit` and take at most `slots` at once. */
+  const uploader = async (ip: string, totallimit: string, slots: number) => {
+    const file = join(dir, `uploader-${ip}.yml`);
+    const flags = JSON.stringify(['--node', node(), '--totallimit', totallimit]);
+    writeFileSync(file, `port: 0\nworkHome: ${join(dir, `df-up-${ip}`)}\nratelimit: 1G\nmaxConcurrentUploads: ${slots}\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
+    const df = await startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host: ip, log: quiet });
+    daemons.push(df);
+    return df;
+  };
+  /** GET piece n of the daemon's only task from its uploader, as a peer would. */
+  const getPiece = (ip: string, df: Dfdaemon, n: number) => {
+    const [tf] = [...df.store.all()];
+    const p = tf.layout.piece(n);
+    return request(`http://${ip}:${df.port}/peer/file/${tf.taskId}`, {
+      headers: { range: `bytes=${p.start}-${p.end}`, pieceNum: String(n), pieceSize: String(tf.layout.pieceSize) },
+    });
+  };
+
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dfts-limits-'));
     origin = await startOrigin('127.0.0.60');
@@ -62,22 +80,15 @@ describe('dfdaemon limits and dfget_flags', () => {
   });
 
   it('--totallimit bounds all uploads together, and uploads beyond maxConcurrentUploads get 503', async () => {
-    const file = join(dir, 'uploader.yml');
-    const flags = JSON.stringify(['--node', node(), '--totallimit', '256K']);
-    writeFileSync(file, `port: 0\nworkHome: ${join(dir, 'df-up')}\nratelimit: 1G\nmaxConcurrentUploads: 2\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
-    const df = await startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host: '127.0.0.63', log: quiet });
-    daemons.push(df);
+    const df = await uploader('127.0.0.63', '256K', 2);
     const d = origin.add(randomBlob(12 * MiB));
     assert.equal((await getViaProxy('127.0.0.63', df.port, origin.blobUrl(d))).sha256, d);
     const [tf] = [...df.store.all()];
     assert.equal(tf.layout.pieceSize, 256 * 1024, 'a 12 MiB blob is cut into 256 KiB pieces');
     const piece = async (n: number) => {
-      const p = tf.layout.piece(n);
-      const res = await request(`http://127.0.0.63:${df.port}/peer/file/${tf.taskId}`, {
-        headers: { range: `bytes=${p.start}-${p.end}`, pieceNum: String(n), pieceSize: String(tf.layout.pieceSize) },
-      });
+      const res = await getPiece('127.0.0.63', df, n);
       const body = Buffer.from(await res.body.arrayBuffer());
-      return { status: res.statusCode, ok: body.length === p.contentLen + WRAP_OVERHEAD, ms: performance.now() - t0 };
+      return { status: res.statusCode, ok: body.length === tf.layout.piece(n).contentLen + WRAP_OVERHEAD, ms: performance.now() - t0 };
     };
     const t0 = performance.now();
     const got = await Promise.all([piece(0), piece(1), piece(2)]);
@@ -92,18 +103,10 @@ describe('dfdaemon limits and dfget_flags', () => {
   it('a holder whose upload slots are all taken answers 503, and is neither blamed nor waited on', async () => {
     // The holder: one upload slot and 64 KiB/s for all its uploads, so one upload started by
     // hand (which the supernode does not know of) keeps it busy for seconds.
-    const file = join(dir, 'busy-holder.yml');
-    const flags = JSON.stringify(['--node', node(), '--totallimit', '64K']);
-    writeFileSync(file, `port: 0\nworkHome: ${join(dir, 'df-busy')}\nratelimit: 1G\nmaxConcurrentUploads: 1\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
-    const holder = await startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host: '127.0.0.64', log: quiet });
-    daemons.push(holder);
+    const holder = await uploader('127.0.0.64', '64K', 1);
     const d = origin.add(randomBlob(4 * MiB));
     assert.equal((await getViaProxy('127.0.0.64', holder.port, origin.blobUrl(d))).sha256, d);
-    const [tf] = [...holder.store.all()];
-    const p = tf.layout.piece(0);
-    const slow = await request(`http://127.0.0.64:${holder.port}/peer/file/${tf.taskId}`, {
-      headers: { range: `bytes=${p.start}-${p.end}`, pieceNum: '0', pieceSize: String(tf.layout.pieceSize) },
-    });
+    const slow = await getPiece('127.0.0.64', holder, 0);
     try {
       assert.equal(slow.statusCode, 206, 'the hand-made upload holds the only slot');
       const requester = await start('127.0.0.65', '');
