@@ -8,6 +8,7 @@ import type { Downloader } from '../peer/downloader.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import { handleUpload, type Uploader } from '../uploader/uploader.js';
+import { replyText } from '../../shared/http/text-reply.js';
 import { sendError, socketError } from './errors.js';
 import { createHijacker } from './hijack.js';
 import type { HijackCerts } from './hijack-certs.js';
@@ -38,7 +39,6 @@ export interface ProxyServer {
   destroyTunnels(): void;
 }
 
-const text = (res: ServerResponse, status: number, msg: string) => void res.writeHead(status, { 'content-type': 'text/plain' }).end(`${msg}\n`);
 
 /** Docker's HTTP(S)_PROXY endpoint, the registry mirror, and (by default) the peer uploader. */
 export function createProxyServer(d: ProxyDeps): ProxyServer {
@@ -95,7 +95,7 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
         d.metrics.requests.inc({ route: 'upload' });
         return handleUpload(req, res, d.uploader);
       }
-      if (url === '/_ping' || url === '/server/ping') return text(res, 200, 'OK');
+      if (url === '/_ping' || url === '/server/ping') return replyText(res, 200, 'OK');
       if (url === '/metrics') {
         const body = await d.metrics.registry.metrics();
         return void res.writeHead(200, { 'content-type': d.metrics.registry.contentType }).end(body);

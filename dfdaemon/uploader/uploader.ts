@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { IdleCut } from '../../shared/http/idle-cut.js';
+import { replyText } from '../../shared/http/text-reply.js';
 import { parseRange, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
@@ -39,13 +40,6 @@ export function createUploader(o: UploaderOptions): Uploader {
   return { ...o, active: 0 };
 }
 
-/** A short answer with its length: writeHead alone would send it chunked, which a piece client
- * that reads by Content-Length cannot frame. */
-function reply(res: ServerResponse, status: number, msg: string, headers: Record<string, string> = {}): void {
-  const body = `${msg}\n`;
-  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), ...headers }).end(body);
-}
-
 /**
  * GET /peer/file/<taskId>: Dragonfly's uploader contract. The Range is in wrapped offsets; we
  * rebuild the 4-byte header and 0x7f tail around the raw bytes, so the md5 matches the CDN's.
@@ -54,20 +48,20 @@ function reply(res: ServerResponse, status: number, msg: string, headers: Record
  */
 export async function handleUpload(req: IncomingMessage, res: ServerResponse, o: Uploader): Promise<void> {
   const m = /^\/peer\/file\/([A-Za-z0-9._-]{1,200})$/.exec((req.url ?? '').split('?')[0]);
-  if (!m) return reply(res, 404, 'not found');
+  if (!m) return replyText(res, 404, 'not found');
   const found = o.store.get(m[1]);
-  if (!found) return reply(res, 404, 'no such task');
+  if (!found) return replyText(res, 404, 'no such task');
   const tf = found;
   const r = parseRange(String(req.headers.range ?? ''));
   const pieceNum = Number(req.headers.piecenum);
   const pieceSize = Number(req.headers.piecesize);
   if (!r || r.end <= r.start || !Number.isInteger(pieceNum) || pieceNum < 0 || pieceSize !== tf.layout.pieceSize) {
-    return reply(res, 400, 'bad range, pieceNum or pieceSize');
+    return replyText(res, 400, 'bad range, pieceNum or pieceSize');
   }
   const length = r.end - r.start + 1;
   const start = r.start - pieceNum * WRAP_OVERHEAD;
   const contentLen = length - WRAP_OVERHEAD;
-  if (contentLen < 0 || start < 0 || start + contentLen > tf.layout.fileLength) return reply(res, 416, 'range not satisfiable');
+  if (contentLen < 0 || start < 0 || start + contentLen > tf.layout.fileLength) return replyText(res, 416, 'range not satisfiable');
   const first = Math.floor(start / tf.layout.contentSize);
   const last = Math.floor((start + Math.max(contentLen, 1) - 1) / tf.layout.contentSize);
   const signal = hangUpSignal(res);
@@ -80,10 +74,10 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
     // A failed task file gets no new fetch, so nothing is worth waiting for.
     if (whole && !tf.failure) await tf.arrival(n, RELAY_START_WAIT_MS, signal);
     relay = whole && !tf.has(n) ? tf.receiving(n) : undefined;
-    if (!relay && !tf.has(n)) return reply(res, 404, `piece ${n} is not here`);
+    if (!relay && !tf.has(n)) return replyText(res, 404, `piece ${n} is not here`);
   }
 
-  if (o.active >= (o.maxConcurrent ?? Infinity)) return reply(res, 503, 'too many uploads', { 'retry-after': '1' });
+  if (o.active >= (o.maxConcurrent ?? Infinity)) return replyText(res, 503, 'too many uploads', { 'retry-after': '1' });
   res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
   o.active++;
   tf.busy++;

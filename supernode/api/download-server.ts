@@ -2,6 +2,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { IdleCut } from '../../shared/http/idle-cut.js';
+import { replyText } from '../../shared/http/text-reply.js';
 import { parseRange } from '../../shared/protocol/pieces.js';
 import { BufferPool, BufferRing } from '../../shared/io/buffer-ring.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
@@ -30,25 +31,20 @@ export function createDownloadServer(opts: {
   idleMs?: number;
 }): Server {
   const { cdn, log } = opts;
-  // With its length: writeHead alone would send it chunked, and piece clients frame by length.
-  const send = (res: ServerResponse, status: number, msg: string) => {
-    const body = `${msg}\n`;
-    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) }).end(body);
-  };
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return replyText(res, 405, 'method not allowed');
     const m = /^\/download\/([0-9a-f]{3})\/([0-9a-f]{64})$/.exec((req.url ?? '').split('?')[0]);
-    if (!m || !m[2].startsWith(m[1])) return send(res, 404, 'not found');
+    if (!m || !m[2].startsWith(m[1])) return replyText(res, 404, 'not found');
     const task = cdn.get(m[2]);
-    if (!task || !task.layout) return send(res, 404, 'task not found');
+    if (!task || !task.layout) return replyText(res, 404, 'task not found');
     const layout = task.layout;
     const total = layout.fileLength + layout.count * 5;
     const r = parseRange(req.headers.range ?? '');
-    if (!r) return send(res, 416, 'a wrapped byte range is required');
+    if (!r) return replyText(res, 416, 'a wrapped byte range is required');
     const first = Math.floor(r.start / layout.pieceSize);
     const last = Math.floor(r.end / layout.pieceSize);
-    if (last >= layout.count || r.end > layout.piece(last).end) return send(res, 416, 'range not satisfiable');
-    for (let n = first; n <= last; n++) if (!task.hasPiece(n)) return send(res, 404, `piece ${n} is not ready`);
+    if (last >= layout.count || r.end > layout.piece(last).end) return replyText(res, 416, 'range not satisfiable');
+    for (let n = first; n <= last; n++) if (!task.hasPiece(n)) return replyText(res, 404, `piece ${n} is not ready`);
     const len = r.end - r.start + 1;
     // Open before answering: the file moves from .part to its final name when the task
     // completes, which is exactly when its last piece is first asked for.
@@ -57,7 +53,7 @@ export function createDownloadServer(opts: {
       // Without this the CDN would keep offering pieces of a file it no longer has, and every
       // peer would fail on them until the task expired (Dragonfly GCs the task here too).
       if (task.status === 'SUCCESS') opts.onLost?.(task);
-      return send(res, 404, 'task file not found');
+      return replyText(res, 404, 'task file not found');
     }
     res.writeHead(206, {
       'content-type': 'application/octet-stream',
@@ -100,7 +96,7 @@ export function createDownloadServer(opts: {
   return createServer((req, res) => {
     handle(req, res).catch((err: Error) => {
       log.error({ err }, 'download server error');
-      if (!res.headersSent) send(res, 500, 'internal error');
+      if (!res.headersSent) replyText(res, 500, 'internal error');
       else res.destroy();
     });
   });
