@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { startDockerd, type Dockerd } from './fixtures/dockerd.js';
 import { addHosts } from './fixtures/hosts.js';
 import { buildImage, pushImage } from './fixtures/image.js';
-import { tmpDir, type TmpDir } from './fixtures/proc.js';
+import { tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { skopeoCopy, verifyCopiedDir } from './fixtures/skopeo.js';
 import { metric } from './helpers/cluster.js';
@@ -49,14 +49,12 @@ async function buildBase(docker: Dockerd, dir: string, tag: string): Promise<voi
   await docker.docker(['build', '--quiet', '-t', tag, dir]);
 }
 
+/** Until the daemon in a container answers /_ping; on a timeout the error carries its logs. */
 async function waitPing(url: string, logs: () => Promise<string>): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const res = await fetch(`${url}/_ping`).catch(() => undefined);
-    if (res?.ok) return;
-    if (Date.now() > deadline) throw new Error(`${url} did not answer /_ping within 30 s:\n${await logs()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const answers = async () => (await fetch(`${url}/_ping`).catch(() => undefined))?.ok;
+  await waitFor(answers, { timeoutMs: 30_000, intervalMs: 200, message: `${url}/_ping` }).catch(async (err: Error) => {
+    throw new Error(`${err.message}:\n${await logs()}`);
+  });
 }
 
 describe('container images: built from the Dockerfiles, run with the guide\'s compose and stack settings', { skip: e2eSkip(), timeout: 900_000 }, () => {
@@ -73,6 +71,12 @@ describe('container images: built from the Dockerfiles, run with the guide\'s co
     await docker.docker(['run', '--detach', '--name', full, '--network', 'host', ...args]);
     return { logs: () => docker.docker(['logs', '--tail', '50', full]).catch((e: Error) => e.message) };
   }
+
+  /** Entry names under `dirs` inside a container of `image` (the base has no ls, but node). */
+  const ls = async (image: string, dirs: string[], o: { recursive?: boolean; runArgs?: string[] } = {}) => {
+    const script = `for (const d of process.argv.slice(1)) console.log(require('fs').readdirSync(d, { recursive: ${o.recursive === true} }).join('\\n'))`;
+    return (await docker.docker(['run', '--rm', ...(o.runArgs ?? []), '--entrypoint', '/usr/bin/node', image, '-e', script, ...dirs])).split(/\s+/).filter(Boolean);
+  };
 
   const inspect = async (name: string, fmt: string) => (await docker.docker(['inspect', '--format', fmt, `dfts-${name}-${id}`])).trim();
 
@@ -95,13 +99,11 @@ describe('container images: built from the Dockerfiles, run with the guide\'s co
   after(() => cleanups.run());
 
   it('the image holds the daemons and production modules only', async () => {
-    const list = "for (const d of process.argv.slice(1)) console.log(require('fs').readdirSync(d).join('\\n'))";
-    const dirs = ['/app', '/app/dist', '/app/node_modules', '/app/node_modules/classic-level/prebuilds'];
-    const ls = (await docker.docker(['run', '--rm', '--entrypoint', '/usr/bin/node', `dfts-test-supernode:${id}`, '-e', list, ...dirs])).split(/\s+/);
+    const names = await ls(`dfts-test-supernode:${id}`, ['/app', '/app/dist', '/app/node_modules', '/app/node_modules/classic-level/prebuilds']);
     for (const want of ['bin', 'dist', 'node_modules', 'supernode', 'dfdaemon', 'shared', 'fastify', 'level', 'linux-x64', 'linux-arm64', 'linux-arm']) {
-      assert.ok(ls.includes(want), `${want} is in the image`);
+      assert.ok(names.includes(want), `${want} is in the image`);
     }
-    for (const unwanted of ['test', 'bench', 'typescript', '@types']) assert.ok(!ls.includes(unwanted), `${unwanted} is not in the image`);
+    for (const unwanted of ['test', 'bench', 'typescript', '@types']) assert.ok(!names.includes(unwanted), `${unwanted} is not in the image`);
   });
 
   it('supernode and dfdaemon containers serve a skopeo pull through P2P, within the guide\'s limits', async () => {
@@ -138,8 +140,8 @@ describe('container images: built from the Dockerfiles, run with the guide\'s co
     // The CDN wrote into the mounted data folder, as the compose file means it to.
     const cdnFiles = execFileSync('find', [snHome, '-type', 'f'], { encoding: 'utf8' });
     assert.ok(cdnFiles.split('\n').length > 2, `the supernode stored its CDN files in the mounted folder:\n${cdnFiles}`);
-    const cache = await docker.docker(['run', '--rm', '-v', `dfts-cache-${id}:/c`, '--entrypoint', '/usr/bin/node', `dfts-test-dfclient:${id}`, '-e', "console.log(require('fs').readdirSync('/c', { recursive: true }).join('\\n'))"]);
-    assert.ok(cache.split('\n').length > 2, `the dfdaemon keeps its piece cache in the stack's volume:\n${cache}`);
+    const cache = await ls(`dfts-test-dfclient:${id}`, ['/c'], { recursive: true, runArgs: ['-v', `dfts-cache-${id}:/c`] });
+    assert.ok(cache.length >= 2, `the dfdaemon keeps its piece cache in the stack's volume:\n${cache.join('\n')}`);
     for (const name of ['supernode', 'dfclient']) {
       assert.equal(await inspect(name, '{{.State.Running}} {{.State.OOMKilled}}'), 'true false', `${name} still runs and was never OOM-killed`);
     }
