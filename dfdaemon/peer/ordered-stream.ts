@@ -22,6 +22,8 @@ export interface StreamOptions {
 class OrderedReader {
   private pos = 0;
   private readonly hash: Hash | undefined;
+  /** Set once the digest was compared: null when it matched, else the mismatch. */
+  private verdict: Error | null | undefined;
 
   constructor(
     private readonly tf: TaskFile,
@@ -30,7 +32,8 @@ class OrderedReader {
     this.hash = opts.expectSha256 !== undefined && !tf.verified ? createHash('sha256') : undefined;
   }
 
-  /** The next bytes into `buf`, or undefined at the end (after the digest checked out). */
+  /** The next bytes into `buf`, or undefined at the end. The read that reaches the end throws
+   * instead of returning when the digest does not match. */
   async next(buf: Buffer): Promise<Buffer | undefined> {
     const { layout } = this.tf;
     if (this.pos >= layout.fileLength) {
@@ -48,14 +51,20 @@ class OrderedReader {
     const chunk = buf.subarray(0, got);
     this.hash?.update(chunk);
     this.pos += got;
+    // Checked before the last bytes go out, not on the call after: once a consumer has every
+    // byte of a Content-Length body, aborting the connection no longer tells it anything.
+    if (this.pos >= layout.fileLength) this.finish();
     return chunk;
   }
 
   private finish(): void {
     if (!this.hash) return;
-    const actual = this.hash.digest('hex');
-    if (actual !== this.opts.expectSha256) throw digestMismatch(`blob ${this.tf.taskId}`, `sha256:${this.opts.expectSha256}`, `sha256:${actual}`);
-    this.tf.verified = true;
+    if (this.verdict === undefined) {
+      const actual = this.hash.digest('hex');
+      this.verdict = actual === this.opts.expectSha256 ? null : digestMismatch(`blob ${this.tf.taskId}`, `sha256:${this.opts.expectSha256}`, `sha256:${actual}`);
+      if (!this.verdict) this.tf.verified = true;
+    }
+    if (this.verdict) throw this.verdict;
   }
 }
 
