@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fetchPiece } from '../dfdaemon/peer/fetch-piece.js';
+import { fetchPiece, PieceFetchError } from '../dfdaemon/peer/fetch-piece.js';
 import { PieceClient } from '../dfdaemon/peer/piece-client.js';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
 import type { TaskFile } from '../dfdaemon/store/task-file.js';
@@ -192,6 +192,26 @@ describe('cut-through relay in the uploader', () => {
     } finally {
       client.close();
       for (const p of [good, bad, r]) await p.close();
+    }
+  });
+
+  it('refuses a piece the supernode gave no digest for, and marks nothing', async () => {
+    const src = await peer(dir, 'nd-src');
+    const r = await peer(dir, 'nd-r');
+    const client = new PieceClient();
+    try {
+      const content = Buffer.alloc(CONTENT, 3);
+      await src.tf.writeAt(content, 0);
+      src.tf.markDone(0);
+      const undigested = { ...wirePiece(content, src.port, 'src'), pieceSha256: '', pieceMd5: '' };
+      await assert.rejects(fetchPiece(undigested, r.tf, { client }), (err) => err instanceof PieceFetchError && err.errorType === 'FILE_MD5_NOT_MATCH');
+      assert.equal(r.tf.has(0), false);
+      // The same piece with its digest is taken.
+      await fetchPiece(wirePiece(content, src.port, 'src'), r.tf, { client });
+      assert.equal(r.tf.has(0), true);
+    } finally {
+      client.close();
+      for (const p of [src, r]) await p.close();
     }
   });
 

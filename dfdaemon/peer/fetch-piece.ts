@@ -60,6 +60,9 @@ async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: P
   const piece = tf.layout.piece(p.pieceNum);
   const expected = piece.contentLen + WRAP_OVERHEAD;
   const who = `piece ${p.pieceNum} from ${p.cid}`;
+  // Without a digest, whatever the source sends would be stored, streamed and passed on as
+  // verified; such a piece is refused before a byte moves.
+  if (!p.pieceSha256 && !(p.pieceMd5 ?? '').split(':')[0]) throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: the supernode gave no digest to verify it against`);
   // A sha256 from our supernode makes the md5 redundant, and md5 is the slower of the two.
   const md5 = p.pieceSha256 ? undefined : createHash('md5');
   const sha = p.pieceSha256 ? createHash('sha256') : undefined;

@@ -103,6 +103,10 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     return effect;
   }
   if (r.ok) {
+    // Only a piece the CDN has cut has a digest to hand out with it. A success for any other
+    // piece (a forged /peer/piece/suc, or one fetched elsewhere) would make the reporter its
+    // source while every copy it sends goes out unverifiable, so it is not taken as held.
+    if (!task.cdnPieces.has(r.pieceNum)) return effect;
     effect.held = markHeld(task, peer, r.pieceNum);
     if (srcPeer) {
       srcPeer.serviceErrorCount = 0;
