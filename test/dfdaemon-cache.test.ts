@@ -114,5 +114,12 @@ describe('cache bound in a running dfdaemon', () => {
     assert.equal(existsSync(tf1.path), false);
     assert.equal(metric(await df.metrics.registry.metrics(), 'dfdaemon_cache_evictions_total'), 1);
     await waitFor(() => sn.svc.tasks.get(tf1.taskId)?.sched.peers.get(df.cid)?.down === true, { timeoutMs: 5_000, message: 'peer marked down for the evicted task' });
+
+    // Pulled again while the supernode still has that swarm: the host registers afresh and gets
+    // the blob through P2P again, not from the origin (it used to be told it was finished).
+    const fromSource = metric(await df.metrics.registry.metrics(), 'dfdaemon_source_bytes_total');
+    assert.equal((await getViaProxy('127.0.0.52', df.port, origin.blobUrl(first))).sha256, first);
+    assert.equal(metric(await df.metrics.registry.metrics(), 'dfdaemon_source_bytes_total'), fromSource, 'no byte from the origin');
+    assert.equal(sn.svc.tasks.get(tf1.taskId)?.sched.peers.get(df.cid)?.down, false);
   });
 });

@@ -7,6 +7,7 @@ import {
   busyWakeIn,
   cdnFinished,
   cdnPieceReady,
+  joinPeer,
   markDown,
   markHeld,
   newTask,
@@ -191,6 +192,42 @@ describe('scheduler core (pure)', () => {
     addPeer(t, 'r', 0);
     const d = schedule(t, 'r', ctx());
     assert.ok(d.kind === 'pieces' && d.pieces[0].src === 'cdn');
+  });
+
+  it('does not take a success for a piece the CDN has not cut as held, so it is never handed out undigested', () => {
+    const t = newTask('t', 'cdn');
+    t.pieceCount = 4;
+    cdnPieceReady(t, 0);
+    addPeer(t, 'forger', 0);
+    // Nobody assigned piece 2 and the CDN has no record (no digest) of it yet.
+    const eff = applyReport(t, { cid: 'forger', pieceNum: 2, src: '', ok: true }, limits, 1);
+    assert.equal(eff.held, false);
+    assert.equal(t.peers.get('forger')!.held.has(2), false);
+    addPeer(t, 'r', 1);
+    const d = schedule(t, 'r', ctx(2));
+    assert.deepEqual(d, { kind: 'pieces', pieces: [{ pieceNum: 0, src: 'cdn' }] });
+    // Once the CDN has cut it, a success is taken as usual.
+    cdnPieceReady(t, 2);
+    assert.equal(applyReport(t, { cid: 'forger', pieceNum: 2, src: '', ok: true }, limits, 3).held, true);
+  });
+
+  it('a peer that went down and registers again starts over, holding nothing', () => {
+    const t = task(2);
+    const a = joinPeer(t, 'a', 0);
+    for (let n = 0; n < 2; n++) markHeld(t, a, n);
+    assert.equal(schedule(t, 'a', ctx(1)).kind, 'finish');
+    // It evicted the file and said so; pulling the blob again, it registers with the same cid.
+    markDown(t, 'a', 2);
+    const back = joinPeer(t, 'a', 3);
+    assert.equal(back.down, false);
+    assert.equal(back.held.size, 0);
+    assert.equal(t.holderCount[0], 0);
+    const d = schedule(t, 'a', ctx(4));
+    assert.ok(d.kind === 'pieces' && d.pieces.length === 2, `got ${JSON.stringify(d)}`);
+    // A registration of a live peer keeps what it holds.
+    const b = joinPeer(t, 'b', 5);
+    markHeld(t, b, 0);
+    assert.equal(joinPeer(t, 'b', 6).held.has(0), true);
   });
 
   it('finishes a peer that holds every piece and takes back expired assignments', () => {

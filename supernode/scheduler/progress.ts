@@ -1,4 +1,4 @@
-import { markAvailable, syncFree, type PeerState, type Running, type TaskState } from './state.js';
+import { addPeer, markAvailable, syncFree, type PeerState, type Running, type TaskState } from './state.js';
 
 /** What a peer reports about one piece it tried to fetch. */
 export interface PieceReport {
@@ -168,6 +168,16 @@ export function removePeer(task: TaskState, cid: string): void {
     }
   }
   task.peers.delete(cid);
+}
+
+/**
+ * A registration. A peer that went down (/peer/service/down: our dfdaemon sends it when it
+ * evicts the file) and registers again holds none of what it had: it comes back as a new peer,
+ * or the scheduler would count it complete, or a source, for pieces it no longer has.
+ */
+export function joinPeer(task: TaskState, cid: string, now: number, streaming = false, relay = false): PeerState {
+  if (task.peers.get(cid)?.down) removePeer(task, cid);
+  return addPeer(task, cid, now, streaming, relay);
 }
 
 /**

@@ -7,11 +7,11 @@ import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask, SourceFailure } from '../cdn/cdn-task.js';
 import { downloadPath } from '../cdn/paths.js';
 import {
-  addPeer,
   applyReport,
   busyWakeIn,
   cdnFinished,
   cdnPieceReady,
+  joinPeer,
   markDown,
   removePeer,
   newTask,
@@ -123,7 +123,7 @@ export class TaskService {
     cdnTask.touch();
     await this.waitReady(cdnTask);
     if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
-    addPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
+    joinPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
     entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: reg.path, superNodeIp: reg.superNodeIp });
     this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
