@@ -18,16 +18,52 @@ export interface HijackTarget {
 export type HijackedHandler = (req: IncomingMessage, res: ServerResponse, target: HijackTarget) => void;
 
 /**
+ * The inner server never listen()s, so Node enforces none of its headersTimeout/requestTimeout,
+ * and a bare TLSSocket has no handshake timeout: without these a client that stalls holds its
+ * socket for good. Only waiting counts; a response in progress, however long, is never cut.
+ */
+export interface HijackTimeouts {
+  /** From the 200 to a finished handshake: tls.Server's default. */
+  handshakeMs?: number;
+  /** For a complete request head, from the handshake or the previous response's end: the
+   *  headersTimeout the plain proxy server runs with (Node's default). */
+  headMs?: number;
+}
+
+interface Conn {
+  target: HijackTarget;
+  /** Requests whose response has not closed; pipelined ones can overlap. */
+  inFlight: number;
+  timer?: NodeJS.Timeout;
+}
+
+/**
  * Terminates TLS for CONNECTs we hijack and feeds the decrypted HTTP/1.1 into an internal
  * server, so each request inside the tunnel is routed like a plain one. The CONNECT target,
  * not the inner Host header, decides the upstream: it is what the host rule matched.
  */
-export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, log: Logger) {
-  const targets = new WeakMap<object, HijackTarget>();
+export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, log: Logger, timeouts: HijackTimeouts = {}) {
+  const handshakeMs = timeouts.handshakeMs ?? 120_000;
+  const headMs = timeouts.headMs ?? 60_000;
+  const conns = new WeakMap<object, Conn>();
+  const expire = (conn: Conn, socket: TLSSocket, ms: number, what: string) => {
+    clearTimeout(conn.timer);
+    conn.timer = setTimeout(() => {
+      log.debug({ host: conn.target.host, timeoutMs: ms }, `hijacked connection timed out waiting for ${what}`);
+      socket.destroy();
+    }, ms);
+  };
   const inner = createServer((req, res) => {
-    const target = targets.get(req.socket);
-    if (!target) return void res.writeHead(500).end();
-    onRequest(req, res, target);
+    const conn = conns.get(req.socket);
+    if (!conn) return void res.writeHead(500).end();
+    clearTimeout(conn.timer);
+    conn.inFlight++;
+    // Node's keep-alive timer stops at the next request's first byte; a head that never ends
+    // would then hang on, so the head bound restarts once the connection is idle again.
+    res.once('close', () => {
+      if (--conn.inFlight === 0 && !req.socket.destroyed) expire(conn, req.socket as TLSSocket, headMs, 'a request head');
+    });
+    onRequest(req, res, conn.target);
   });
   inner.on('clientError', (err, socket) => {
     log.debug({ err: err.message }, 'hijacked connection error');
@@ -55,7 +91,11 @@ export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, l
       log.debug({ host: target.host, err: err.message }, 'hijacked TLS error');
       tlsSocket.destroy();
     });
-    targets.set(tlsSocket, target);
+    const conn: Conn = { target, inFlight: 0 };
+    conns.set(tlsSocket, conn);
+    expire(conn, tlsSocket, handshakeMs, 'the TLS handshake');
+    tlsSocket.once('secure', () => expire(conn, tlsSocket, headMs, 'a request head'));
+    tlsSocket.once('close', () => clearTimeout(conn.timer));
     inner.emit('connection', tlsSocket);
   };
 }
