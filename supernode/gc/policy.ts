@@ -41,9 +41,16 @@ export interface DiskDecision {
  */
 export function selectDiskVictims(tasks: readonly DiskCandidate[], freeBytes: number, l: DiskGcLimits, now: number): DiskDecision {
   if (freeBytes > l.youngGCThreshold) return { kind: 'none', victims: [] };
-  const idle = tasks.filter((t) => !t.inUse);
-  if (freeBytes <= l.fullGCThreshold) return { kind: 'full', victims: idle.map((t) => t.taskId) };
-  return young(idle.filter((t) => now - t.accessTime >= (l.youngMinIdleMs ?? 0)), l, now);
+  if (freeBytes <= l.fullGCThreshold) return { kind: 'full', victims: tasks.filter((t) => diskEligible(t, 'full', l, now)).map((t) => t.taskId) };
+  return young(tasks.filter((t) => diskEligible(t, 'young', l, now)), l, now);
+}
+
+/**
+ * Whether a GC of this kind may delete the task. The runner asks again right before each
+ * deletion: deleting takes a while per task, and a host may start pulling a later victim meanwhile.
+ */
+export function diskEligible(t: Pick<DiskCandidate, 'inUse' | 'accessTime'>, kind: 'young' | 'full', l: DiskGcLimits, now: number): boolean {
+  return !t.inUse && (kind === 'full' || now - t.accessTime >= (l.youngMinIdleMs ?? 0));
 }
 
 function young(idle: readonly DiskCandidate[], l: DiskGcLimits, now: number): DiskDecision {

@@ -5,7 +5,7 @@ import type { Cdn } from '../cdn/cdn.js';
 import type { SupernodeMetrics } from '../metrics.js';
 import { isComplete, removePeer } from '../scheduler/index.js';
 import type { TaskService } from '../service/tasks.js';
-import { selectDiskVictims, selectMetaActions, type DiskDecision, type MetaDecision } from './policy.js';
+import { diskEligible, selectDiskVictims, selectMetaActions, type DiskDecision, type MetaDecision } from './policy.js';
 
 export type FreeBytes = (dir: string) => Promise<number>;
 
@@ -79,6 +79,12 @@ export class GcRunner {
       inUse: this.inUse(e.id),
       peers: [...e.sched.peers.values()].map((p) => ({ cid: p.cid, down: p.down, downAt: p.downAt })),
     }));
+    // A preheat starts CDN tasks no peer has registered for. Without this they would stay in
+    // memory for good, request headers (registry tokens) and all: a failed one is not on disk for
+    // disk GC to find, and a finished one is found there only once space runs short.
+    for (const t of this.cdn.all()) {
+      if (!this.svc.tasks.has(t.taskId)) tasks.push({ taskId: t.taskId, accessedAt: t.accessTime, inUse: this.inUse(t.taskId), peers: [] });
+    }
     const d = selectMetaActions(tasks, this.cfg, now);
     for (const id of d.expire) {
       this.svc.drop(id);
@@ -102,16 +108,26 @@ export class GcRunner {
   async runDisk(): Promise<DiskDecision & { freedBytes: number }> {
     const free = await this.freeBytes(this.cfg.homeDir);
     const entries = this.cdn.diskEntries().map((e) => ({ ...e, inUse: e.running || this.inUse(e.taskId) }));
-    const d = selectDiskVictims(entries, free, { ...this.cfg, youngMinIdleMs: this.cfg.taskExpireTime }, this.now());
+    const limits = { ...this.cfg, youngMinIdleMs: this.cfg.taskExpireTime };
+    const d = selectDiskVictims(entries, free, limits, this.now());
+    const chosen = new Map(entries.map((e) => [e.taskId, e]));
+    const victims: string[] = [];
     let freed = 0;
     for (const id of d.victims) {
-      freed += entries.find((e) => e.taskId === id)?.bytes ?? 0;
+      // Each deletion awaits the disk and the store, so a long GC gives hosts time to register
+      // for a victim further down the list; deleting it then would 404 them mid-download.
+      const now = this.now();
+      const e = chosen.get(id)!;
+      const accessTime = this.cdn.get(id)?.accessTime ?? e.accessTime;
+      if (d.kind !== 'none' && !diskEligible({ inUse: this.inUse(id, now), accessTime }, d.kind, limits, now)) continue;
+      victims.push(id);
+      freed += e.bytes;
       this.svc.drop(id);
       await this.cdn.delete(id);
     }
     this.metrics.gcRuns.inc({ kind: d.kind === 'none' ? 'disk-none' : `disk-${d.kind}` });
     this.metrics.gcFreedBytes.inc(freed);
-    if (d.victims.length) this.log.info({ kind: d.kind, free, victims: d.victims, freed }, 'disk gc');
-    return { ...d, freedBytes: freed };
+    if (victims.length) this.log.info({ kind: d.kind, free, victims, skipped: d.victims.length - victims.length, freed }, 'disk gc');
+    return { kind: d.kind, victims, freedBytes: freed };
   }
 }
