@@ -48,6 +48,7 @@ export async function openOrigin(
  */
 export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: number, opts: FillOptions): Promise<void> {
   const { layout } = tf;
+  checkAnswer(layout.fileLength, src, from);
   // An origin that ignores Range sends everything from 0: then walk (and skip) from piece 0.
   const cut = { num: src.status === 206 ? Math.floor(from / layout.contentSize) : 0, fill: 0, buf: Buffer.allocUnsafe(layout.contentSize) };
   // The head timeout is over once headers arrive: without this, a stalled socket hangs the
@@ -74,6 +75,24 @@ export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: numb
     cut.num = 1;
   }
   if (cut.num !== layout.count) throw new Error(`origin stopped at piece ${cut.num} of ${layout.count}`);
+}
+
+/**
+ * Refuse an answer whose bytes would land at the wrong offsets: a 206 must start where we asked
+ * and describe a file of the task's length (a cache may answer `Range: bytes=N-` from 0). A 200
+ * is the whole body, which fillFromSource walks from piece 0, so only its length must agree.
+ */
+function checkAnswer(fileLength: number, src: SourceAnswer, from: number): void {
+  if (src.status === 206) {
+    const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(src.headers['content-range'] ?? ''));
+    if (!m || Number(m[1]) !== from || Number(m[3]) !== fileLength) {
+      src.body.resume();
+      throw new Error(`origin answered bytes=${from}- with 206 Content-Range '${String(src.headers['content-range'] ?? '')}', expected bytes ${from}-${fileLength - 1}/${fileLength}`);
+    }
+  } else if (src.length >= 0 && src.length !== fileLength) {
+    src.body.resume();
+    throw new Error(`origin answered ${src.status} with ${src.length} bytes, expected ${fileLength}`);
+  }
 }
 
 /** Cut one chunk into pieces, writing each piece the file still lacks as it fills. */

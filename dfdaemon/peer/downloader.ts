@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log/index.js';
 import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
@@ -9,7 +10,7 @@ import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
 import { p2pDownload, SupernodeLost, type P2PCounters } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
-import { RegisterRefused, type RegisterBody, type Registered, type SupernodeClient } from './supernode-client.js';
+import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered, type SupernodeClient } from './supernode-client.js';
 
 export interface DownloadRequest {
   url: string;
@@ -29,6 +30,16 @@ export interface Started {
   /** Settles when every piece is on disk (or the download gave up). */
   done: Promise<void>;
 }
+
+/**
+ * Times one download registers again with a supernode that forgot its task. A node that keeps
+ * forgetting it (dropping the task each time) then ends in the usual fallback to the origin.
+ */
+const MAX_REJOINS = 2;
+
+/** How long, and how often, a download whose supernode was lost tries to register again. */
+const FAILOVER_WINDOW_MS = 3_000;
+const FAILOVER_RETRY_MS = 500;
 
 /** What the origin answered when it refused a direct fetch; the proxy relays it. */
 export class OriginRefused extends Error {
@@ -104,12 +115,13 @@ export class Downloader {
         const reg = await this.o.client.register(id, (node) => this.registration(req, node));
         if (reg.fileLength >= 0) {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
-          const done = this.swarm(reg, tf, bucket, log).catch(async (err: Error) => {
+          const rejoins = { left: MAX_REJOINS };
+          const done = this.swarm(req, reg, tf, bucket, log, rejoins).catch(async (err: Error) => {
             // Only a lost supernode moves down the order: a swarm stalled by bad peers says
             // nothing about it, and demoting it would split the next tasks' swarms.
             if (err instanceof SupernodeLost) {
               this.o.client.markFailed(reg.node);
-              if (await this.failover(req, tf, reg.node, bucket, log)) return;
+              if (await this.failover(req, tf, reg.node, bucket, log, rejoins)) return;
             }
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
             await this.completeFromSource(req, tf, bucket);
@@ -125,11 +137,41 @@ export class Downloader {
     return this.fromSource(req, id, bucket);
   }
 
-  /** Fetch the task's missing pieces through the swarm of `node`, where it is registered. */
-  private swarm(reg: Registered, tf: TaskFile, bucket: TokenBucket, log: Logger): Promise<void> {
-    tf.node = reg.node;
-    const { node, busyReports } = reg;
-    return p2pDownload({ client: this.o.client, node, busyReports, taskId: tf.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
+  /**
+   * Fetch the task's missing pieces through the swarm of `node`, where it is registered. A node
+   * that answers but forgot the task (restart, GC, DELETE) is not lost: register there again,
+   * keeping every verified piece, while `rejoins` lasts.
+   */
+  private async swarm(req: DownloadRequest, reg: Registered, tf: TaskFile, bucket: TokenBucket, log: Logger, rejoins: { left: number }): Promise<void> {
+    for (;;) {
+      tf.node = reg.node;
+      const { node, busyReports } = reg;
+      try {
+        return await p2pDownload({ client: this.o.client, node, busyReports, taskId: tf.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
+      } catch (err) {
+        if (!(err instanceof TaskUnknown) || rejoins.left <= 0) throw err;
+        rejoins.left--;
+        reg = await this.rejoin(req, tf, node, log);
+      }
+    }
+  }
+
+  /** Register the task again with the node that forgot it, and only with that one. */
+  private async rejoin(req: DownloadRequest, tf: TaskFile, node: string, log: Logger): Promise<Registered> {
+    let reg: Registered;
+    try {
+      reg = await this.o.client.register(tf.taskId, (n) => this.registration(req, n), node);
+    } catch (err) {
+      // Unreachable now: lost after all, so the caller fails over as for any lost node.
+      if (err instanceof RegisterRefused) throw err;
+      throw new SupernodeLost(node, err as Error);
+    }
+    // Another blob behind the same URL: the pieces held belong to the old one.
+    if (reg.taskId !== tf.taskId || reg.fileLength !== tf.layout.fileLength || reg.pieceSize !== tf.layout.pieceSize) {
+      throw new Error(`supernode ${node} registered ${tf.taskId} again with another layout`);
+    }
+    log.warn({ node, held: tf.completedPieces }, 'supernode forgot the task, registered again');
+    return reg;
   }
 
   private async registration(req: DownloadRequest, node: string): Promise<RegisterBody> {
@@ -157,21 +199,38 @@ export class Downloader {
 
   /**
    * The supernode went away mid-download: register with the next one and carry on there,
-   * keeping every verified piece (they are reported, not fetched again). False when no other
-   * supernode takes the task, or its swarm fails too; the caller then completes the file from
-   * the origin.
+   * keeping every verified piece (they are reported, not fetched again). A supernode that is
+   * restarting (compose's `restart: always`, an upgrade) is down for moments, so registration is
+   * retried for a little while; if the lost node itself takes the task again, it is back and the
+   * download carries on there, while `rejoins` lasts. False when no supernode takes the task, or
+   * its swarm fails too; the caller then completes the file from the origin.
    */
-  private async failover(req: DownloadRequest, tf: TaskFile, lost: string, bucket: TokenBucket, log: Logger): Promise<boolean> {
+  private async failover(req: DownloadRequest, tf: TaskFile, lost: string, bucket: TokenBucket, log: Logger, rejoins: { left: number }): Promise<boolean> {
     try {
-      const reg = await this.o.client.register(tf.taskId, (node) => this.registration(req, node));
+      const reg = await this.registerRetrying(req, tf.taskId);
       const same = reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
-      if (reg.node === lost || !same) return false;
-      log.warn({ from: lost, to: reg.node, held: tf.completedPieces }, 'supernode lost, continuing with the next');
-      await this.swarm(reg, tf, bucket, log);
+      if (!same) return false;
+      if (reg.node === lost) {
+        if (rejoins.left <= 0) return false;
+        rejoins.left--;
+      }
+      log.warn({ from: lost, to: reg.node, held: tf.completedPieces }, reg.node === lost ? 'supernode back, continuing with it' : 'supernode lost, continuing with the next');
+      await this.swarm(req, reg, tf, bucket, log, rejoins);
       return true;
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'no other supernode finished the download');
       return false;
+    }
+  }
+
+  private async registerRetrying(req: DownloadRequest, taskId: string): Promise<Registered> {
+    for (let waited = 0; ; waited += FAILOVER_RETRY_MS) {
+      try {
+        return await this.o.client.register(taskId, (node) => this.registration(req, node));
+      } catch (err) {
+        if (err instanceof RegisterRefused || waited >= FAILOVER_WINDOW_MS) throw err;
+        await sleep(FAILOVER_RETRY_MS, undefined, { ref: false });
+      }
     }
   }
 

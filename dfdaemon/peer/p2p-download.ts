@@ -4,7 +4,7 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fetchPiece, PieceFetchError } from './fetch-piece.js';
 import type { PieceClient } from './piece-client.js';
-import type { SupernodeClient, TaskAnswer, TaskQuery, WirePiece } from './supernode-client.js';
+import { TaskUnknown, type SupernodeClient, type TaskAnswer, type TaskQuery, type WirePiece } from './supernode-client.js';
 
 export interface P2PCounters {
   pieceBytes(fromCdn: boolean, n: number): void;
@@ -97,7 +97,8 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         },
         (err: Error) => {
           outstanding--;
-          finish(ctx.signal?.aborted ? (ctx.signal.reason as Error) : new SupernodeLost(node, err));
+          // A node that answers 404 is up: the caller registers again there instead of leaving it.
+          finish(ctx.signal?.aborted ? (ctx.signal.reason as Error) : err instanceof TaskUnknown ? err : new SupernodeLost(node, err));
         },
       );
     };
@@ -155,6 +156,10 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       } else if (a.code === 600) {
         if (tf.complete) return finish();
         return finish(new Error(`supernode says ${taskId} is finished but ${tf.layout.count - tf.completedPieces} pieces are missing`));
+      } else if (a.code === 500 && a.error === 'PEER_NOT_REGISTERED') {
+        // The task is known again (another peer registered it after a restart or a drop) but
+        // this peer is not.
+        return finish(new TaskUnknown(node, `supernode ${node}: ${a.msg}`));
       } else if (a.code !== 602) {
         return finish(new Error(`supernode answered ${a.code}: ${a.msg ?? ''}`));
       }

@@ -63,12 +63,24 @@ export interface WirePiece {
 export interface TaskAnswer {
   code: number;
   msg?: string;
+  /** Our supernode's stable code for a refusal a peer acts on. */
+  error?: string;
   data?: WirePiece[] | { md5: string; fileLength: number } | null;
 }
 
 /** A registration the supernode refused for a source reason (607 unreachable, 608 auth). */
 export class RegisterRefused extends Error {
   constructor(readonly dfCode: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * The supernode answered but no longer knows this task, or this peer on it (it restarted, or the
+ * task was dropped): the node is up, so registering again with it carries on.
+ */
+export class TaskUnknown extends Error {
+  constructor(readonly node: string, message: string) {
     super(message);
   }
 }
@@ -144,9 +156,10 @@ export class SupernodeClient {
     return addr;
   }
 
-  async register(taskKey: string, make: (node: string) => Promise<RegisterBody>): Promise<Registered> {
+  /** Register with the first node of the task's order that takes it; with `only`, that node alone. */
+  async register(taskKey: string, make: (node: string) => Promise<RegisterBody>, only?: string): Promise<Registered> {
     let lastErr: Error = new Error('no supernode configured');
-    for (const node of this.order(taskKey)) {
+    for (const node of only !== undefined ? [only] : this.order(taskKey)) {
       try {
         const body = await make(node);
         // 609 (wait auth): a stock supernode still checking the source's credentials. Like
@@ -188,6 +201,7 @@ export class SupernodeClient {
     for (const [k, v] of Object.entries(q)) if (v !== undefined) qs.set(k, String(v));
     const res = await send(`http://${node}/peer/task?${qs}`, { agent: this.agent, signal, timeoutMs: 60_000, totalMs: this.replyTimeoutMs });
     const json = (await readJson(res.body)) as TaskAnswer;
+    if (res.status === 404) throw new TaskUnknown(node, `supernode ${node} no longer knows task ${q.taskId}: ${json.msg ?? ''}`);
     if (res.status !== 200) throw new Error(`supernode ${node} /peer/task HTTP ${res.status}: ${json.msg ?? ''}`);
     return json;
   }

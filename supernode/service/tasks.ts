@@ -229,7 +229,7 @@ export class TaskService {
     const entry = this.get(taskId);
     entry.accessedAt = this.o.now();
     const peer = entry.sched.peers.get(cid);
-    if (!peer) return { code: 500, msg: `peer ${cid} is not registered for task ${taskId}` };
+    if (!peer) return { code: 500, msg: `peer ${cid} is not registered for task ${taskId}`, error: 'PEER_NOT_REGISTERED' };
     // Every call counts as a sign of life, also one answered before the scheduler runs (meta GC
     // marks incomplete peers silent for peerExpireTime down).
     peer.lastSeen = this.o.now();

@@ -50,7 +50,8 @@ export type TaskReply =
   /** The peer is at peerDownLimit: Dragonfly sends 601 with no data key. */
   | { code: 601; msg: string }
   | { code: 602; msg: string }
-  | { code: 500 | 607 | 608; msg: string };
+  /** `error`: our stable code, where a peer should act on the reason (ours act on PEER_NOT_REGISTERED). */
+  | { code: 500 | 607 | 608; msg: string; error?: 'PEER_NOT_REGISTERED' };
 
 /** A piece result reported with /peer/task or /peer/piece/suc. */
 export interface ReportIn {
