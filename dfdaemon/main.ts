@@ -1,5 +1,5 @@
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
-import { runDaemon } from '../shared/cli/run-daemon.js';
+import { runDaemon, startupLogger } from '../shared/cli/run-daemon.js';
 import { answerInfoFlags } from '../shared/protocol/version.js';
 import { startDfdaemon } from './daemon.js';
 
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'gen-ca') return runGenCa(argv.slice(1));
   if (answerInfoFlags('dfdaemon', argv, USAGE)) return;
-  await runDaemon('dfdaemon', () => loadDfdaemonConfig({ argv }), startDfdaemon);
+  await runDaemon('dfdaemon', () => loadDfdaemonConfig({ argv }), (cfg) => startDfdaemon(cfg, { log: startupLogger('dfdaemon', cfg.verbose, cfg) }));
 }
 
 void main();

@@ -1,4 +1,4 @@
-import { runDaemon } from '../shared/cli/run-daemon.js';
+import { runDaemon, startupLogger } from '../shared/cli/run-daemon.js';
 import { loadSupernodeConfig } from '../shared/config/supernode.js';
 import { answerInfoFlags } from '../shared/protocol/version.js';
 import { startSupernode } from './server.js';
@@ -9,4 +9,6 @@ Flags and supernode.yml keys follow Dragonfly 1.x (README, "Configuration"); a b
 in the error. Default config: /etc/dragonfly/supernode.yml.`;
 
 const argv = process.argv.slice(2);
-if (!answerInfoFlags('supernode', argv, USAGE)) void runDaemon('supernode', () => loadSupernodeConfig({ argv }), startSupernode);
+if (!answerInfoFlags('supernode', argv, USAGE)) {
+  void runDaemon('supernode', () => loadSupernodeConfig({ argv }), (cfg) => startSupernode(cfg, { log: startupLogger('supernode', cfg.debug, cfg) }));
+}

@@ -2,10 +2,12 @@
 // refusal to replace a CA that Docker hosts already trust.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../shared/errors.js';
 import { loadSupernodeConfig } from '../shared/config/supernode.js';
@@ -16,6 +18,7 @@ import { genCa, parseGenCaArgs } from '../dfdaemon/cli/gen-ca.js';
 const HOME_ENV = { HOME: '/home/tester' };
 const MIN = 60_000;
 const DFDAEMON_MAIN = fileURLToPath(new URL('../dfdaemon/main.js', import.meta.url));
+const SUPERNODE_MAIN = fileURLToPath(new URL('../supernode/main.js', import.meta.url));
 
 function throwsConfig(fn: () => unknown, key: string, message?: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -101,6 +104,129 @@ describe('YAML 1.1 booleans', () => {
     assert.equal(dfdaemon(['--verbose=on']).verbose, true);
     assert.equal(parseDfgetFlags(['--notbs=No']).notbs, false);
     throwsConfig(() => supernode(['--profiler=maybe']), '--profiler', /got "maybe"/);
+  });
+});
+
+/** Runs a daemon until it logs that it is listening; returns the log records up to there. */
+async function startupLog(main: string, argv: string[]): Promise<Array<{ level: number; msg: string }>> {
+  const child = spawn(process.execPath, [main, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+  try {
+    const records: Array<{ level: number; msg: string }> = [];
+    for await (const line of createInterface({ input: child.stdout })) {
+      const rec = JSON.parse(line) as { level: number; msg: string };
+      records.push(rec);
+      if (rec.msg.endsWith(' listening')) return records;
+    }
+    throw new Error(`${main} exited before listening: ${stderr}`);
+  } finally {
+    if (child.exitCode === null) {
+      child.kill();
+      await once(child, 'exit');
+    }
+  }
+}
+
+const WARN = 40;
+
+describe('settings we do not act on', () => {
+  it('supernode: each is reported with its reason, from the file or a flag', () => {
+    const c = withDir((dir) => {
+      const file = join(dir, 'supernode.yml');
+      writeFileSync(file, [
+        'base:',
+        '  cdnPattern: source',
+        '  schedulerCorePoolSize: 20',
+        '  linkLimit: 10M',
+        '  enableProfiler: true',
+        '  maxSeedPerObject: 8',
+        '  logConfig: { path: /var/log/supernode.log }',
+        'plugins: { sourcePlugin: { enabled: true } }',
+        'storages: { local: { baseDir: /data } }',
+        '',
+      ].join('\n'));
+      return loadSupernodeConfig({ file, defaultFile: null });
+    });
+    assert.deepEqual(c.ignored, [
+      'plugins: ignored; the supernode has no plugins',
+      'storages: ignored; pieces are stored under base.homeDir',
+      'cdnPattern: source is not supported; the CDN always caches',
+      'schedulerCorePoolSize: ignored (unused in Dragonfly 1.x too)',
+      'linkLimit: ignored (unused in Dragonfly 1.x too)',
+      'enableProfiler: ignored; the supernode has no profiler',
+      'maxSeedPerObject: ignored; the supernode does not use it',
+      'logConfig: ignored; logs go to standard output, unrotated',
+    ]);
+    assert.deepEqual(supernode(['--cdn-pattern=source', '--pool-size', '20', '--profiler']).ignored, [
+      'cdnPattern: source is not supported; the CDN always caches',
+      'schedulerCorePoolSize: ignored (unused in Dragonfly 1.x too)',
+      'enableProfiler: ignored; the supernode has no profiler',
+    ]);
+    const asked = withDir((dir) => {
+      const file = join(dir, 'supernode.yml');
+      writeFileSync(file, 'base:\n  cdnPattern: local\n  schedulerCorePoolSize: 10\n  enableProfiler: false\n  logConfig: {}\nplugins: {}\nstorages:\n');
+      return loadSupernodeConfig({ file, defaultFile: null });
+    });
+    assert.deepEqual(asked.ignored, [], 'values that ask for what happens anyway are not reported');
+  });
+
+  it('dfdaemon: each is reported with its reason, dfget flags it reads are not', () => {
+    const c = withDir((dir) => {
+      const file = join(dir, 'dfdaemon.yml');
+      writeFileSync(file, [
+        'streamMode: true',
+        'maxprocs: 8',
+        'logConfig: { path: /var/log/dfdaemon.log }',
+        'dfpath: /opt/dragonfly/df-client/dfget',
+        'hostIp: 10.0.0.1',
+        'dfget_flags: ["--node", "sn.test", "-f", "Expires", "-s", "10M", "--totallimit", "20M", "--notbs", "--expiretime", "5m",',
+        '  "--dfdaemon", "--header", "X-A: 1", "--header", "X-B: 2", "--insecure", "--cacerts", "ca.crt", "-e", "10m",',
+        '  "--minrate", "1M", "-p", "source", "--callsystem", "ci", "--verbose=false"]',
+        '',
+      ].join('\n'));
+      return loadDfdaemonConfig({ file, defaultFile: null, env: HOME_ENV });
+    });
+    assert.deepEqual(c.ignored, [
+      'streamMode: ignored; blobs always stream to Docker as pieces arrive, and peers are served in-process',
+      'maxprocs: ignored; Node.js has no GOMAXPROCS to set',
+      'logConfig: ignored; logs go to standard output, unrotated',
+      'dfpath: ignored; dfdaemon downloads in-process and runs no dfget',
+      'hostIp: ignored (as in Dragonfly); localIP sets the address peers reach',
+      "dfget_flags --header: ignored; each request's own headers are forwarded",
+      'dfget_flags --insecure: ignored; set insecure under registry_mirror or hijack_https.hosts',
+      'dfget_flags --cacerts: ignored; set certs under registry_mirror or hijack_https.hosts',
+      'dfget_flags -e: ignored; dfdaemon does not use it',
+      'dfget_flags --minrate: ignored; dfdaemon does not use it',
+      'dfget_flags -p: ignored; downloads always go through the supernode (p2p)',
+      'dfget_flags --callsystem: ignored; dfdaemon does not use it',
+    ]);
+    assert.deepEqual(dfdaemon(['--streamMode', '--maxprocs', '2', '--callsystem', 'ci']).ignored, [
+      'streamMode: ignored; blobs always stream to Docker as pieces arrive, and peers are served in-process',
+      'maxprocs: ignored; Node.js has no GOMAXPROCS to set',
+      '--callsystem: ignored; dfdaemon does not use it',
+    ]);
+    assert.deepEqual(dfdaemon([], 'streamMode: false\nmaxprocs: 4\nhostIp: 127.0.0.1\nlogConfig: {}\n').ignored, []);
+  });
+
+  it('are logged once each as warnings when the daemons start', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'df-compat-warn-'));
+    try {
+      writeFileSync(join(dir, 'sn.yml'), `base:\n  cdnPattern: source\n  listenPort: 0\n  downloadPort: 0\n  homeDir: ${join(dir, 'sn')}\n`);
+      const sn = await startupLog(SUPERNODE_MAIN, ['--config', join(dir, 'sn.yml'), '--profiler']);
+      assert.deepEqual(sn.filter((r) => r.level === WARN).map((r) => r.msg), [
+        'cdnPattern: source is not supported; the CDN always caches',
+        'enableProfiler: ignored; the supernode has no profiler',
+      ]);
+
+      writeFileSync(join(dir, 'df.yml'), `streamMode: true\nport: 0\nworkHome: ${dir}\nsupernodes: [127.0.0.1:1]\n`);
+      const df = await startupLog(DFDAEMON_MAIN, ['--config', join(dir, 'df.yml')]);
+      assert.deepEqual(df.filter((r) => r.level === WARN).map((r) => r.msg), [
+        'streamMode: ignored; blobs always stream to Docker as pieces arrive, and peers are served in-process',
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -136,12 +136,15 @@ describe('seed files', () => {
     assert.equal(c.advertiseIP, '');
     assert.equal(c.configFile, join(SEED_DIR, 'supernode.yml'));
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.logConfig));
+    // schedulerCorePoolSize: 10 and enableProfiler: false ask for nothing beyond the defaults.
+    assert.deepEqual(c.ignored, []);
   });
 
   it('supernode.yml with the compose command line', () => {
     const c = loadSupernodeConfig({ argv: ['--config', join(SEED_DIR, 'supernode.yml'), '--download-port=8001'], defaultFile: null });
     assert.equal(c.downloadPort, 8001);
     assert.equal(c.listenPort, 8002);
+    assert.deepEqual(c.ignored, []);
   });
 
   it('dfdaemon, HTTP Harbor', () => {
@@ -175,6 +178,7 @@ describe('seed files', () => {
       assert.equal(c.workHome, '/home/tester/.small-dragonfly');
       assert.equal(c.localrepo, '/home/tester/.small-dragonfly/dfdaemon/data');
       assert.ok(Object.isFrozen(c) && Object.isFrozen(c.proxies) && Object.isFrozen(c.proxies[0]) && Object.isFrozen(c.dfget.nodes));
+      assert.deepEqual(c.ignored, [], 'the daemon reads both of its dfget_flags, --node and -f');
     } finally {
       cleanup();
     }
@@ -193,6 +197,7 @@ describe('seed files', () => {
       assert.equal(c.hijackHttps.hosts[0].insecure, false);
       assert.ok(c.hijackHttps.hosts[0].regx.test('harbor.test:9443'));
       assert.ok(!c.hijackHttps.hosts[0].regx.test('harbor.test:443'));
+      assert.deepEqual(c.ignored, []);
     } finally {
       cleanup();
     }
@@ -206,6 +211,7 @@ describe('seed files', () => {
       assert.deepEqual(c.dfget.nodes.map((n) => n.addr), ['supernode.test:8002']);
       assert.ok(c.hijackHttps?.enabled);
       assert.deepEqual(c.hijackHttps.hosts[0].certs, [join(dir, 'ca.crt')]);
+      assert.deepEqual(c.ignored, []);
     } finally {
       cleanup();
     }
@@ -392,6 +398,25 @@ describe('flag overrides', () => {
       assert.equal(c.localrepo, '/var/df/repo');
       assert.equal(c.verbose, true);
       assert.deepEqual(c.dfget.nodes.map((n) => n.addr), ['supernode.test:8002'], 'dfget_flags stay as written');
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("dfdaemon: --node replaces the file's supernodes and its dfget_flags --node", () => {
+    // A shared dfdaemon.yml may name a supernode that is gone where compose's command names another.
+    const { dir, cleanup } = sandbox();
+    try {
+      const shared = writeConfig(dir, 'shared.yml', 'supernodes: [old.test:8002]\ndfget_flags: ["--node", "flags.test"]\n');
+      const c = loadDfdaemonConfig({ file: shared, argv: ['--node', 'new.test:8002'], defaultFile: null, env: HOME_ENV });
+      assert.deepEqual(c.nodes.map((n) => n.addr), ['new.test:8002']);
+      assert.deepEqual(c.supernodes, ['new.test:8002']);
+      assert.deepEqual(loadDfdaemonConfig({ file: shared, defaultFile: null, env: HOME_ENV }).nodes.map((n) => n.addr), ['old.test:8002']);
+
+      const guide = writeConfig(dir, 'dfdaemon.yml', substitute(seed('dfdaemon-http.yml'), dir));
+      const g = loadDfdaemonConfig({ file: guide, argv: ['--node=b.test,c.test:9000', '--node', 'd.test'], defaultFile: null, env: HOME_ENV });
+      assert.deepEqual(g.nodes.map((n) => n.addr), ['b.test:8002', 'c.test:9000', 'd.test:8002'], 'command-line --nodes add up among themselves');
+      assert.deepEqual(loadDfdaemonConfig({ file: guide, defaultFile: null, env: HOME_ENV }).nodes.map((n) => n.addr), ['supernode.test:8002']);
     } finally {
       cleanup();
     }

@@ -65,6 +65,31 @@ describe('preheat config', () => {
     assert.ok(Object.isFrozen(p.webhooks.rules[0]));
   });
 
+  it('resolves relative certs next to supernode.yml, not the working directory', () => {
+    // As in a container: /etc/dragonfly/supernode.yml with harbor-ca.crt beside it, cwd elsewhere.
+    const etc = mkdtempSync(join(tmpdir(), 'dfts-preheat-etc-'));
+    try {
+      assert.notEqual(process.cwd(), etc);
+      writeFileSync(join(etc, 'harbor-ca.crt'), '-----BEGIN CERTIFICATE-----\nRELATIVE\n-----END CERTIFICATE-----\n');
+      const file = join(etc, 'supernode.yml');
+      writeFileSync(file, `preheat:\n  certs: [harbor-ca.crt, ${CA}]\n`);
+      const p = loadSupernodeConfig({ file, defaultFile: null }).preheat;
+      assert.equal(p.rootCAs.length, 2);
+      assert.match(p.rootCAs[0], /RELATIVE/);
+      assert.match(p.rootCAs[1], /MIIB/, 'an absolute path is read as written');
+
+      writeFileSync(file, 'preheat:\n  certs: [missing-ca.crt]\n');
+      assert.throws(() => loadSupernodeConfig({ file, defaultFile: null }), (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.equal(err.key, 'preheat.certs[0]');
+        assert.ok(err.message.includes(`cannot read ${join(etc, 'missing-ca.crt')}`), err.message);
+        return true;
+      });
+    } finally {
+      rmSync(etc, { recursive: true, force: true });
+    }
+  });
+
   it('reads each auth mode', () => {
     assert.deepEqual(section('auth: { mode: basic, username: u, password: p }').auth.username, 'u');
     assert.deepEqual(section('auth: { mode: header, header: { name: X-Key, value: v } }').auth.header, { name: 'X-Key', value: 'v' });

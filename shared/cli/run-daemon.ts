@@ -1,4 +1,5 @@
 import { DfError, startupError } from '../errors.js';
+import { createLogger, type Logger } from '../log/index.js';
 import { ioGc } from '../mem/gc-pacer.js';
 
 /**
@@ -30,4 +31,14 @@ export async function runDaemon<C, D extends { close(): Promise<void> }>(name: s
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/**
+ * The daemon's logger, after it has warned once about each setting the config asks for and the
+ * daemon does not act on: Dragonfly's files must keep loading, so those are not refused.
+ */
+export function startupLogger(name: string, debug: boolean, cfg: { ignored: readonly string[]; configFile: string | null }): Logger {
+  const log = createLogger(name, { debug });
+  for (const setting of cfg.ignored) log.warn({ configFile: cfg.configFile }, setting);
+  return log;
 }

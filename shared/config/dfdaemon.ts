@@ -13,7 +13,9 @@ import {
   deepFreeze, describe, isMapping, parseBool, parseHttpUrl, parseIP, parseInteger, parseList,
   parsePort, parseRegExp, parseSection, parseSize, parseString, parseStringList, rule, type SectionSchema,
 } from '../units.js';
-import { parseDfgetFlags, parseNodeList, tokenizeFlags, type DfgetFlags, type FlagSpec, type SupernodeAddress } from './dfget-flags.js';
+import {
+  parseDfgetFlags, parseNodeList, tokenizeDfgetFlags, tokenizeFlags, type DfgetFlags, type FlagSpec, type SupernodeAddress,
+} from './dfget-flags.js';
 import { readYamlFile } from './supernode.js';
 
 export interface RegistryMirror {
@@ -82,11 +84,12 @@ export interface DfdaemonConfig {
   readonly dfgetFlags: readonly string[];
   /** `dfget_flags` parsed, then --urlfilter, --notbs and --callsystem on top. */
   readonly dfget: DfgetFlags;
-  /** `supernodes` as written plus `--node` values. */
+  /** `--node` values when the command line has any (they replace the file's), else `supernodes` as written. */
   readonly supernodes: readonly string[];
   /**
-   * The supernodes to use: `supernodes` when non-empty (Dragonfly passes them as a later
-   * `--node`, which wins), else the `--node`s inside dfget_flags. Expand with expandNodes.
+   * The supernodes to use: the command line's `--node`s; else `supernodes` when non-empty
+   * (Dragonfly passes them as a later `--node`, which wins); else the `--node`s inside
+   * dfget_flags. Expand with expandNodes.
    */
   readonly nodes: readonly SupernodeAddress[];
   /** Bytes/s, per download and for the host's uploads. */
@@ -106,6 +109,8 @@ export interface DfdaemonConfig {
   readonly keypem: string;
   readonly logConfig: DfdaemonLogConfig;
   readonly configFile: string | null;
+  /** Settings given a value this dfdaemon does not act on, each with the reason; to warn about at startup. */
+  readonly ignored: readonly string[];
 }
 
 export const DEFAULT_DFDAEMON_CONFIG_PATH = '/etc/dragonfly/dfdaemon.yml';
@@ -114,6 +119,8 @@ export const DEFAULT_REGISTRY = 'https://index.docker.io';
 export const DEFAULT_CACHE_LIMIT = 10 * 1024 ** 3;
 /** Three times Dragonfly's peerUpLimit (5): room for a second supernode or a stock one. */
 export const DEFAULT_MAX_UPLOADS = 16;
+const DEFAULT_MAXPROCS = 4;
+const DEFAULT_HOST_IP = '127.0.0.1';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -132,6 +139,8 @@ interface Draft {
   /** Dragonfly 0.4-era dfdaemon flags that set dfget options; they win over dfget_flags. */
   dfgetOverrides: Partial<Mutable<Pick<DfgetFlags, 'filter' | 'notbs' | 'callSystem'>>>;
   supernodes: string[];
+  /** `--node` values from the command line; null when none was given. */
+  cliNodes: string[] | null;
   ratelimit: number;
   cacheLimit: number;
   maxConcurrentUploads: number;
@@ -148,7 +157,7 @@ interface Draft {
 function defaults(env: NodeJS.ProcessEnv): Draft {
   return {
     port: 65001,
-    hostIp: '127.0.0.1',
+    hostIp: DEFAULT_HOST_IP,
     localIP: '',
     listenIP: '',
     peerPort: 0,
@@ -159,6 +168,7 @@ function defaults(env: NodeJS.ProcessEnv): Draft {
     dfgetFlags: [],
     dfgetOverrides: {},
     supernodes: [],
+    cliNodes: null,
     ratelimit: 20 * 1024 * 1024,
     cacheLimit: DEFAULT_CACHE_LIMIT,
     maxConcurrentUploads: DEFAULT_MAX_UPLOADS,
@@ -166,7 +176,7 @@ function defaults(env: NodeJS.ProcessEnv): Draft {
     localrepo: '',
     dfpath: '',
     verbose: false,
-    maxprocs: 4,
+    maxprocs: DEFAULT_MAXPROCS,
     certpem: '',
     keypem: '',
     logConfig: { path: '', maxSize: 0, maxBackups: 0 },
@@ -329,7 +339,8 @@ const FLAG_RULES: readonly FlagRule[] = [
   { name: 'config' },
   { name: 'port', apply: (d, v, k) => { d.port = parsePort(v, k, true); } },
   { name: 'registry', apply: (d, v, k) => { d.registryMirror.remote = parseHttpUrl(v, k); } },
-  { name: 'node', apply: (d, v, k) => { d.supernodes.push(...validateNodes(splitComma(v), k)); } },
+  // A shared file's supernodes may be dead where the command line names others: replace, not add.
+  { name: 'node', apply: (d, v, k) => { (d.cliNodes ??= []).push(...validateNodes(splitComma(v), k)); } },
   { name: 'ratelimit', apply: (d, v, k) => { d.ratelimit = parseSize(v, k); } },
   { name: 'localrepo', apply: (d, v, k, cwd) => { d.localrepo = resolve(cwd, parseString(v, k, true)); } },
   { name: 'workHome', apply: (d, v, k, cwd) => { d.workHome = resolve(cwd, parseString(v, k, true)); } },
@@ -407,7 +418,8 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
   if (d.cacheLimit <= 0) throw new ConfigError('cacheLimit', `expected a positive size, got ${d.cacheLimit}`, d.cacheLimit);
 
   const dfget: DfgetFlags = { ...parseDfgetFlags(d.dfgetFlags, { keyPrefix: 'dfget_flags' }), ...d.dfgetOverrides };
-  const fromSupernodes = d.supernodes.flatMap((n, i) => parseNodeList(n, `supernodes[${i}]`));
+  const supernodes = d.cliNodes ?? d.supernodes;
+  const fromSupernodes = supernodes.flatMap((n, i) => parseNodeList(n, d.cliNodes === null ? `supernodes[${i}]` : '--node'));
   const config: DfdaemonConfig = {
     port: d.port,
     hostIp: d.hostIp,
@@ -420,7 +432,7 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
     hijackHttps: d.hijackHttps,
     dfgetFlags: d.dfgetFlags,
     dfget,
-    supernodes: d.supernodes,
+    supernodes,
     nodes: fromSupernodes.length > 0 ? fromSupernodes : dfget.nodes,
     ratelimit: d.ratelimit,
     cacheLimit: d.cacheLimit,
@@ -434,6 +446,52 @@ function finish(d: Draft, file: string | null): DfdaemonConfig {
     keypem: d.keypem,
     logConfig: d.logConfig,
     configFile: file,
+    ignored: ignoredSettings(d),
   };
   return deepFreeze(config);
+}
+
+/**
+ * dfget flags daemon.ts reads (add one here when it starts reading it). It warns on its own when
+ * ratelimit overrides -s and --totallimit; `--dfdaemon` only says what is true of every download.
+ */
+const DFGET_FLAGS_USED: ReadonlySet<string> = new Set(['node', 'filter', 'locallimit', 'totallimit', 'notbs', 'expiretime', 'dfdaemon']);
+const DFGET_BOOL_FLAGS: ReadonlySet<string> = new Set(['insecure', 'verbose', 'showbar', 'console']);
+const DFGET_FLAG_HINTS: Readonly<Record<string, string>> = {
+  url: 'the daemon sets it per request',
+  output: 'the daemon sets it per request',
+  md5: 'the daemon sets it per request',
+  identifier: 'the daemon sets it per request',
+  header: "each request's own headers are forwarded",
+  insecure: 'set insecure under registry_mirror or hijack_https.hosts',
+  cacerts: 'set certs under registry_mirror or hijack_https.hosts',
+  pattern: 'downloads always go through the supernode (p2p)',
+  ip: 'set localIP',
+  port: 'peers are served on port, or peerPort',
+  home: 'set localrepo',
+  verbose: 'set verbose',
+};
+
+/**
+ * What the operator asked for and will not get. A value equal to the default asks for nothing
+ * (`streamMode: false`), so only other values are reported; files still load, as Dragonfly's do.
+ */
+function ignoredSettings(d: Draft): string[] {
+  const out: string[] = [];
+  if (d.streamMode) out.push('streamMode: ignored; blobs always stream to Docker as pieces arrive, and peers are served in-process');
+  if (d.maxprocs !== DEFAULT_MAXPROCS) out.push('maxprocs: ignored; Node.js has no GOMAXPROCS to set');
+  if (d.logConfig.path !== '' || d.logConfig.maxSize !== 0 || d.logConfig.maxBackups !== 0) {
+    out.push('logConfig: ignored; logs go to standard output, unrotated');
+  }
+  if (d.dfpath !== '') out.push('dfpath: ignored; dfdaemon downloads in-process and runs no dfget');
+  if (d.hostIp !== DEFAULT_HOST_IP) out.push('hostIp: ignored (as in Dragonfly); localIP sets the address peers reach');
+  if (d.dfgetOverrides.callSystem !== undefined) out.push('--callsystem: ignored; dfdaemon does not use it');
+  const seen = new Set<string>();
+  for (const t of tokenizeDfgetFlags(d.dfgetFlags, 'dfget_flags')) {
+    if (DFGET_FLAGS_USED.has(t.name) || seen.has(t.name)) continue;
+    if (DFGET_BOOL_FLAGS.has(t.name) && !parseBool(t.value, `dfget_flags ${t.as}`)) continue;
+    seen.add(t.name);
+    out.push(`dfget_flags ${t.as}: ignored; ${DFGET_FLAG_HINTS[t.name] ?? 'dfdaemon does not use it'}`);
+  }
+  return out;
 }

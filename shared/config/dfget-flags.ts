@@ -250,6 +250,11 @@ const DFGET_SPECS: readonly FlagSpec[] = [
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
+/** dfget's flags as written, unparsed: for callers that must say which flags they do not use. */
+export function tokenizeDfgetFlags(argv: readonly string[], prefix = ''): FlagToken[] {
+  return tokenizeFlags(argv, DFGET_SPECS, prefix);
+}
+
 export interface ParseDfgetOptions {
   /** Prefix for error keys, e.g. `dfget_flags` when parsing dfdaemon's config. */
   readonly keyPrefix?: string;

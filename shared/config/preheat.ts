@@ -11,7 +11,7 @@
  *   concurrency: 8                         # blobs fetched for preheat at once
  *   failedStatus: FAILED                   # FAIL for Harbor 2.1-2.7 (they only stop polling on FAIL)
  *   insecure: false
- *   certs: [/etc/dragonfly/harbor-ca.crt]
+ *   certs: [harbor-ca.crt]                 # relative paths: next to this file
  *   webhooks:
  *     token: "Bearer hook-secret"          # the whole Authorization header senders must send
  *     scheme: https                        # for Harbor's scheme-less resource_url
@@ -203,9 +203,10 @@ function parsePlatforms(v: unknown, key: string): string[] {
   });
 }
 
-function readCerts(v: unknown, key: string): string[] {
-  return parseStringList(v, key).map((file, i) => {
-    const path = resolve(file);
+/** Relative paths resolve against `baseDir`, as dfdaemon's do: a container's cwd is not the config's. */
+const readCerts = (baseDir: string) => (v: unknown, key: string): string[] =>
+  parseStringList(v, key).map((file, i) => {
+    const path = resolve(baseDir, file);
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
@@ -215,9 +216,8 @@ function readCerts(v: unknown, key: string): string[] {
     if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`${key}[${i}]`, `${path} holds no PEM certificate`, file);
     return text;
   });
-}
 
-const SCHEMA: SectionSchema<Mutable<PreheatConfig>> = {
+const schema = (baseDir: string): SectionSchema<Mutable<PreheatConfig>> => ({
   enabled: rule('enabled', parseBool),
   auth: rule('auth', parseAuth),
   platforms: rule('platforms', parsePlatforms),
@@ -225,14 +225,15 @@ const SCHEMA: SectionSchema<Mutable<PreheatConfig>> = {
   concurrency: rule('concurrency', parsePositiveInt),
   failedStatus: rule('failedStatus', (v, k) => parseEnum(v, k, ['FAILED', 'FAIL'] as const)),
   insecure: rule('insecure', parseBool),
-  certs: rule('rootCAs', readCerts),
+  certs: rule('rootCAs', readCerts(baseDir)),
   webhooks: rule('webhooks', parseWebhooks),
-};
+});
 
-export function parsePreheatSection(raw: unknown, key: string): PreheatConfig {
+/** `baseDir`: the directory of the file the section came from, for relative `certs`. */
+export function parsePreheatSection(raw: unknown, key: string, baseDir: string = process.cwd()): PreheatConfig {
   if (raw === null || raw === undefined) return PREHEAT_DEFAULTS;
   const c: Mutable<PreheatConfig> = { ...PREHEAT_DEFAULTS };
-  parseSection(raw, SCHEMA, key, c);
+  parseSection(raw, schema(baseDir), key, c);
   if (c.webhooks.registryAuth !== null && c.webhooks.token === '') {
     throw new ConfigError(`${key}.webhooks.token`, `required when ${key}.webhooks.registryAuth is set: otherwise anyone could have the supernode send those credentials to a registry of their choosing`);
   }

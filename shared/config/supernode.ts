@@ -7,7 +7,7 @@
  * interface). To add a top-level section (e.g. `preheat:`), add one entry to TOP_LEVEL.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { PREHEAT_DEFAULTS, parsePreheatSection, type PreheatConfig } from './preheat.js';
@@ -77,6 +77,8 @@ export interface SupernodeConfig {
   readonly preheat: PreheatConfig;
   /** The YAML file that was loaded, or null for none. */
   readonly configFile: string | null;
+  /** Settings given a value this supernode does not act on, each with the reason; to warn about at startup. */
+  readonly ignored: readonly string[];
 }
 
 const MB = 1024 * 1024;
@@ -116,6 +118,7 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = deepFreeze({
   logConfig: { path: '', maxSize: 0, maxBackups: 0 },
   preheat: PREHEAT_DEFAULTS,
   configFile: null,
+  ignored: [],
 } satisfies SupernodeConfig);
 
 export const DEFAULT_SUPERNODE_CONFIG_PATH = '/etc/dragonfly/supernode.yml';
@@ -176,22 +179,41 @@ export const BASE_SCHEMA: SectionSchema<Draft> = {
   logConfig: rule('logConfig', parseLogConfig),
 };
 
-/** Accepted for compatibility with Dragonfly's config files and otherwise ignored. */
-function ignoredMapping(raw: unknown, key: string): void {
+/** Accepted for compatibility with Dragonfly's config files; a non-empty one is reported as ignored. */
+const ignoredMapping = (why: string) => (raw: unknown, key: string, draft: Draft): void => {
   if (raw !== null && raw !== undefined && !isMapping(raw)) {
     throw new ConfigError(key, `expected a mapping, got ${describe(raw)}`, raw);
   }
-}
+  if (isMapping(raw) && Object.keys(raw).length > 0) draft.ignored = [...draft.ignored, `${key}: ignored; ${why}`];
+};
 
-/** Top-level sections: name -> how to apply it to the draft. */
-const TOP_LEVEL: Readonly<Record<string, (raw: unknown, key: string, draft: Draft) => void>> = {
+/** Top-level sections: name -> how to apply it to the draft; `baseDir` is the file's directory. */
+const TOP_LEVEL: Readonly<Record<string, (raw: unknown, key: string, draft: Draft, baseDir: string) => void>> = {
   base: (raw, key, draft) => parseSection(raw, BASE_SCHEMA, key, draft),
-  plugins: (raw, key) => ignoredMapping(raw, key),
-  storages: (raw, key) => ignoredMapping(raw, key),
-  preheat: (raw, key, draft) => {
-    draft.preheat = parsePreheatSection(raw, key);
+  plugins: ignoredMapping('the supernode has no plugins'),
+  storages: ignoredMapping('pieces are stored under base.homeDir'),
+  preheat: (raw, key, draft, baseDir) => {
+    draft.preheat = parsePreheatSection(raw, key, baseDir);
   },
 };
+
+/**
+ * What the operator asked for and will not get. A value equal to the default asks for nothing
+ * (`enableProfiler: false`), so only other values are reported; files still load, as Dragonfly's do.
+ */
+function ignoredSettings(c: SupernodeConfig): string[] {
+  const d = SUPERNODE_DEFAULTS;
+  const out: string[] = [];
+  if (c.cdnPattern === 'source') out.push('cdnPattern: source is not supported; the CDN always caches');
+  if (c.schedulerCorePoolSize !== d.schedulerCorePoolSize) out.push('schedulerCorePoolSize: ignored (unused in Dragonfly 1.x too)');
+  if (c.linkLimit !== d.linkLimit) out.push('linkLimit: ignored (unused in Dragonfly 1.x too)');
+  if (c.enableProfiler) out.push('enableProfiler: ignored; the supernode has no profiler');
+  if (c.maxSeedPerObject !== d.maxSeedPerObject) out.push('maxSeedPerObject: ignored; the supernode does not use it');
+  if (c.logConfig.path !== d.logConfig.path || c.logConfig.maxSize !== d.logConfig.maxSize || c.logConfig.maxBackups !== d.logConfig.maxBackups) {
+    out.push('logConfig: ignored; logs go to standard output, unrotated');
+  }
+  return out;
+}
 
 /**
  * Flags: name -> the base key they set (parsed by that key's rule). Dragonfly 1.0.x spells
@@ -227,13 +249,13 @@ const FLAG_SPECS: readonly FlagSpec[] = Object.entries(FLAGS).map(([name, f]) =>
  * Applies a parsed YAML document to a draft (exported for tests and for callers that
  * already hold YAML text). `source` names the document in error messages.
  */
-export function applySupernodeYaml(doc: unknown, draft: Draft): void {
+export function applySupernodeYaml(doc: unknown, draft: Draft, baseDir: string = process.cwd()): void {
   if (doc === null || doc === undefined) return;
   if (!isMapping(doc)) throw new ConfigError('', `supernode config: expected a mapping at the top level, got ${describe(doc)}`, doc);
   for (const [k, v] of Object.entries(doc)) {
     const apply = Object.hasOwn(TOP_LEVEL, k) ? TOP_LEVEL[k] : undefined;
     if (apply === undefined) throw unknownKey(k, k, Object.keys(TOP_LEVEL), v);
-    apply(v, k, draft);
+    apply(v, k, draft, baseDir);
   }
 }
 
@@ -291,7 +313,7 @@ export function loadSupernodeConfig(options: LoadSupernodeOptions = {}): Superno
   }
 
   const draft: Draft = { ...SUPERNODE_DEFAULTS, logConfig: { ...SUPERNODE_DEFAULTS.logConfig }, configFile: file };
-  if (file !== null) applySupernodeYaml(readYamlFile(file, configFlag?.as ?? 'config'), draft);
+  if (file !== null) applySupernodeYaml(readYamlFile(file, configFlag?.as ?? 'config'), draft, dirname(file));
 
   for (const t of tokens) {
     const field = FLAGS[t.name].field;
@@ -302,5 +324,6 @@ export function loadSupernodeConfig(options: LoadSupernodeOptions = {}): Superno
   }
 
   validateSupernodeConfig(draft);
+  draft.ignored = [...draft.ignored, ...ignoredSettings(draft)];
   return deepFreeze(draft);
 }
