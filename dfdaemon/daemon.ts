@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import type { DfdaemonConfig } from '../shared/config/dfdaemon.js';
+import { ConfigError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
 import { ioGc } from '../shared/mem/gc-pacer.js';
 import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
@@ -34,11 +37,23 @@ export interface DfdaemonDeps {
   supernode?: SupernodeClientOptions;
 }
 
-function listen(server: Server, port: number, host: string): Promise<number> {
+function listen(server: NetServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
   });
+}
+
+/** certpem/keypem as PEM text, checked to be a pair; undefined when dfdaemon speaks plain HTTP. */
+function ownTls(cfg: DfdaemonConfig): { cert: string; key: string } | undefined {
+  if (!cfg.certpem || !cfg.keypem) return undefined;
+  const tls = { cert: readFileSync(cfg.certpem, 'utf8'), key: readFileSync(cfg.keypem, 'utf8') };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new ConfigError('keypem', `cannot serve TLS with ${cfg.certpem} and ${cfg.keypem}: ${(err as Error).message}`, cfg.keypem, { cause: err });
+  }
+  return tls;
 }
 
 /** Wires one dfdaemon: store, cache, supernode client, downloader, proxy and uploader. */
@@ -52,6 +67,15 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   if (leftovers > 0) log.info({ removed: leftovers, dir: cfg.localrepo }, 'removed task files an earlier run left behind');
   const client = new SupernodeClient(cfg.nodes, log, { now, ...deps.supernode });
   const cid = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tls = ownTls(cfg);
+  // Dragonfly runs dfget with `-s ratelimit --totallimit ratelimit` after dfget_flags, so
+  // ratelimit is what a download and the host's uploads get, whatever dfget_flags says.
+  if (cfg.dfget.localLimit !== undefined || cfg.dfget.totalLimit !== undefined) {
+    log.warn(
+      { ratelimit: cfg.ratelimit, locallimit: cfg.dfget.localLimit, totallimit: cfg.dfget.totalLimit },
+      'ratelimit overrides -s/--locallimit and --totallimit in dfget_flags, as in Dragonfly',
+    );
+  }
   // node-forge is loaded only when hijacking: a few MB that a plain proxy need not carry.
   const certs = cfg.hijackHttps?.enabled
     ? (await import('./proxy/hijack-certs.js')).HijackCerts.fromFiles(cfg.hijackHttps.cert!, cfg.hijackHttps.key!, log, now)
@@ -60,7 +84,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     store,
     log,
     // Dragonfly hands each dfget `--totallimit ratelimit`: one budget for all of the host's uploads.
-    bucket: new TokenBucket(cfg.dfget.totalLimit ?? cfg.ratelimit),
+    bucket: new TokenBucket(cfg.ratelimit),
     maxConcurrent: cfg.maxConcurrentUploads,
     onBytes: (n) => {
       metrics.uploadBytes.inc(n);
@@ -83,10 +107,12 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   );
   gc.start(Math.max(1_000, Math.min(cfg.dfget.expireTime / 4, 60_000)));
 
-  // The uploader port must be known before the downloader registers with it.
+  // The uploader port must be known before the downloader registers with it. Peers (a stock
+  // dfget too) fetch pieces over plain HTTP: with TLS on the proxy port they get a port of
+  // their own, an ephemeral one unless peerPort says, as Dragonfly's uploader had.
   let peerServer: Server | undefined;
   let peerPort = 0;
-  if (cfg.peerPort !== 0) {
+  if (cfg.peerPort !== 0 || tls) {
     peerServer = createServer((req, res) => {
       metrics.requests.inc({ route: 'upload' });
       void handleUpload(req, res, uploader);
@@ -100,7 +126,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     uploadPort: 0,
     localIP: cfg.localIP || (host !== '0.0.0.0' ? host : ''),
     filter: cfg.dfget.filter,
-    rate: cfg.dfget.localLimit ?? cfg.ratelimit,
+    rate: cfg.ratelimit,
     reserve: (bytes) => gc.sweep(bytes),
     notbs: cfg.dfget.notbs,
     counters: {
@@ -117,10 +143,10 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     },
     log,
   });
-  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw });
+  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw, tls });
   const port = await listen(proxy.server, cfg.port, host);
   downloader.setUploadPort(peerServer ? peerPort : port);
-  log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off' }, 'dfdaemon listening');
+  log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off', tls: !!tls }, 'dfdaemon listening');
 
   return {
     port,

@@ -1,5 +1,5 @@
-// dfget_flags and limits in a running dfdaemon: ratelimit per download, --totallimit for the
-// host's uploads, the upload concurrency cap, -f filter keys, and what the uploader refuses.
+// dfget_flags and limits in a running dfdaemon: ratelimit per download and for the host's
+// uploads together (it overrides dfget_flags' -s and --totallimit, as in Dragonfly), the upload concurrency cap, -f filter keys, and what the uploader refuses.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,11 +31,11 @@ describe('dfdaemon limits and dfget_flags', () => {
     return d;
   };
 
-  /** A dfdaemon whose uploads share `totallimit` and take at most `slots` at once. */
-  const uploader = async (ip: string, totallimit: string, slots: number) => {
+  /** A dfdaemon whose uploads share `ratelimit` (its downloads get it too) and take at most `slots` at once. */
+  const uploader = async (ip: string, ratelimit: string, slots: number) => {
     const file = join(dir, `uploader-${ip}.yml`);
-    const flags = JSON.stringify(['--node', node(), '--totallimit', totallimit]);
-    writeFileSync(file, `port: 0\nworkHome: ${join(dir, `df-up-${ip}`)}\nratelimit: 1G\nmaxConcurrentUploads: ${slots}\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
+    const flags = JSON.stringify(['--node', node()]);
+    writeFileSync(file, `port: 0\nworkHome: ${join(dir, `df-up-${ip}`)}\nratelimit: ${ratelimit}\nmaxConcurrentUploads: ${slots}\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n`);
     const df = await startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host: ip, log: quiet });
     daemons.push(df);
     return df;
@@ -79,12 +79,13 @@ describe('dfdaemon limits and dfget_flags', () => {
     assert.ok(Math.max(...timed.map((t) => t.ms)) < 1_700, `both took ${Math.max(...timed.map((t) => t.ms)).toFixed(0)} ms`);
   });
 
-  it('--totallimit bounds all uploads together, and uploads beyond maxConcurrentUploads get 503', async () => {
+  it('ratelimit bounds all uploads together, and uploads beyond maxConcurrentUploads get 503', async () => {
     const df = await uploader('127.0.0.63', '256K', 2);
-    const d = origin.add(randomBlob(12 * MiB));
+    // Small, because the download that fills the cache is held to 256 KiB/s too.
+    const d = origin.add(randomBlob(1 * MiB));
     assert.equal((await getViaProxy('127.0.0.63', df.port, origin.blobUrl(d))).sha256, d);
     const [tf] = [...df.store.all()];
-    assert.equal(tf.layout.pieceSize, 256 * 1024, 'a 12 MiB blob is cut into 256 KiB pieces');
+    assert.equal(tf.layout.pieceSize, 256 * 1024, 'a 1 MiB blob is cut into 256 KiB pieces');
     const piece = async (n: number) => {
       const res = await getPiece('127.0.0.63', df, n);
       const body = Buffer.from(await res.body.arrayBuffer());
@@ -102,9 +103,10 @@ describe('dfdaemon limits and dfget_flags', () => {
 
   it('a holder whose upload slots are all taken answers 503, and is neither blamed nor waited on', async () => {
     // The holder: one upload slot and 64 KiB/s for all its uploads, so one upload started by
-    // hand (which the supernode does not know of) keeps it busy for seconds.
+    // hand (which the supernode does not know of) keeps it busy for seconds. Its own download of
+    // the two-piece blob is held to 64 KiB/s as well.
     const holder = await uploader('127.0.0.64', '64K', 1);
-    const d = origin.add(randomBlob(4 * MiB));
+    const d = origin.add(randomBlob(256 * 1024));
     assert.equal((await getViaProxy('127.0.0.64', holder.port, origin.blobUrl(d))).sha256, d);
     const slow = await getPiece('127.0.0.64', holder, 0);
     try {

@@ -19,22 +19,29 @@ export interface PassOptions {
  */
 export function createPassThrough(log: Logger) {
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, proxyTimeout: 120_000, changeOrigin: true });
-  // Connection itself leaves only the outgoing request: http-proxy reads the client's to answer
-  // it (a 'close' must still close this side). http-proxy skips 'proxyReq' for Expect:
-  // 100-continue, so the other hop-by-hop headers also leave req.headers before proxying.
-  proxy.on('proxyReq', (proxyReq) => proxyReq.removeHeader('connection'));
+  // proxyTimeout aborts the upstream request, which then fails with the same "socket hang up"
+  // as an upstream that closed without answering: only the former is a 504. (An Expect request
+  // gets no 'proxyReq', so its timeout is reported as the 502 of a hang-up.)
+  const timedOut = new WeakSet<IncomingMessage>();
+  proxy.on('proxyReq', (proxyReq, req) => {
+    // Connection itself leaves only the outgoing request: http-proxy reads the client's to
+    // answer it (a 'close' must still close this side). http-proxy skips 'proxyReq' for Expect:
+    // 100-continue, so the other hop-by-hop headers also leave req.headers before proxying.
+    proxyReq.removeHeader('connection');
+    proxyReq.once('timeout', () => timedOut.add(req));
+  });
   proxy.on('proxyRes', (proxyRes, req) => {
     stripHopByHop(proxyRes.headers);
     // The client's own Connection tokens are not ours to echo: only close or keep-alive.
     proxyRes.headers.connection = /\bclose\b/i.test(String(req.headers.connection ?? '')) ? 'close' : 'keep-alive';
   });
-  proxy.on('error', (err: NodeJS.ErrnoException, _req, res) => {
+  proxy.on('error', (err: NodeJS.ErrnoException, req, res) => {
     log.warn({ err: err.message }, 'pass-through failed');
     const r = res as ServerResponse;
     if (typeof r.writeHead !== 'function') return (res as { destroy(): void }).destroy();
     if (r.headersSent) return void r.destroy();
-    const timedOut = err.code === 'ETIMEDOUT' || err.code === 'ECONNRESET' && /hang up/.test(err.message);
-    sendError(r, new DfError(timedOut ? 'SOURCE_TIMEOUT' : 'SOURCE_UNREACHABLE', `upstream error: ${err.message}`));
+    const timeout = err.code === 'ETIMEDOUT' || timedOut.has(req);
+    sendError(r, new DfError(timeout ? 'SOURCE_TIMEOUT' : 'SOURCE_UNREACHABLE', `upstream error: ${err.message}`));
   });
   return (req: IncomingMessage, res: ServerResponse, url: string, opts: PassOptions = {}) => {
     const u = new URL(url);

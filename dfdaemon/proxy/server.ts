@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { DfdaemonConfig } from '../../shared/config/dfdaemon.js';
 import { badRequest, internal } from '../../shared/errors.js';
@@ -31,14 +32,23 @@ export interface ProxyDeps {
   certs?: HijackCerts;
   /** A task file was thrown away (failed its digest): withdraw it from its supernode. */
   onDiscard?: (tf: TaskFile) => void;
+  /** certpem/keypem (PEM text): the proxy port itself speaks TLS. */
+  tls?: { cert: string; key: string };
 }
 
 export interface ProxyServer {
-  server: Server;
+  server: Server | HttpsServer;
   /** Destroy CONNECT tunnels and hijacked connections, which server.close() does not track. */
   destroyTunnels(): void;
 }
 
+/**
+ * Node's default requestTimeout (5 min) answers 408 and drops a request whose body is still
+ * arriving: a large `docker push` through the pass-through. The body may take as long as it
+ * takes; only a stalled request head is cut, after Node's usual 60 s. headersTimeout must be
+ * given: left out it defaults to min(60 s, requestTimeout), which is 0 here.
+ */
+export const PROXY_SERVER_OPTIONS: ServerOptions = Object.freeze({ requestTimeout: 0, headersTimeout: 60_000 });
 
 /** Docker's HTTP(S)_PROXY endpoint, the registry mirror, and (by default) the peer uploader. */
 export function createProxyServer(d: ProxyDeps): ProxyServer {
@@ -113,7 +123,10 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
     return dispatch(req, res, route, upstream.forUrl(route.url), 'direct');
   };
 
-  const server = createServer((req, res) => guard(() => onRequest(req, res), res));
+  const handler = (req: IncomingMessage, res: ServerResponse) => guard(() => onRequest(req, res), res);
+  const server = d.tls
+    ? createHttpsServer({ ...PROXY_SERVER_OPTIONS, cert: d.tls.cert, key: d.tls.key }, handler)
+    : createServer(PROXY_SERVER_OPTIONS, handler);
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));

@@ -1,8 +1,11 @@
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { badRequest, DfError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import { socketError } from './errors.js';
+
+/** How long one side of a tunnel may stay silent after the other has ended before it is dropped. */
+const DRAIN_IDLE_MS = 30_000;
 
 /**
  * CONNECT host:port as a blind TCP tunnel (hosts we do not hijack). The caller has validated
@@ -30,8 +33,21 @@ export function tunnel(target: { host: string; port: number }, client: Duplex, h
     if (!established) socketError(client, new DfError('SOURCE_UNREACHABLE', `cannot reach ${where}: ${err.message}`));
     else client.destroy();
   });
-  client.once('close', () => upstream.destroy());
+  // A side that ended cleanly has been end()ed onto the other by pipe(), which still flushes
+  // what is queued for it: destroying that side too would cut the tail of, say, a slow
+  // client's download. Only a side that went away without its end takes the other with it.
+  client.once('close', () => {
+    if (!established || !client.readableEnded || client.errored) return void upstream.destroy();
+    // The client's last bytes may still be on their way up, but nobody is left to read the
+    // answer: drain it so the upstream can finish, and drop an upstream that goes quiet.
+    upstream.unpipe(client);
+    upstream.resume();
+    upstream.setTimeout(DRAIN_IDLE_MS, () => upstream.destroy());
+  });
   upstream.once('close', () => {
-    if (established) client.destroy();
+    if (established && (!upstream.readableEnded || upstream.errored)) return void client.destroy();
+    // Ended cleanly: the client gets the tail, but one that never closes its side must not hold
+    // the socket for good.
+    if (client instanceof Socket) client.setTimeout(DRAIN_IDLE_MS, () => client.destroy());
   });
 }
