@@ -3,7 +3,7 @@ import { DfError } from '../../shared/errors.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 import { agentFor } from '../../shared/http/agents.js';
-import { entityLength, getFollowing } from '../../shared/http/client.js';
+import { contentRange, entityLength, getFollowing } from '../../shared/http/client.js';
 
 /** As the supernode's CDN: an origin silent this long mid-body has stalled, and the task fails. */
 export const BODY_IDLE_MS = 60_000;
@@ -84,8 +84,8 @@ export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: numb
  */
 function checkAnswer(fileLength: number, src: SourceAnswer, from: number): void {
   if (src.status === 206) {
-    const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(src.headers['content-range'] ?? ''));
-    if (!m || Number(m[1]) !== from || Number(m[3]) !== fileLength) {
+    const cr = contentRange(src.headers);
+    if (!cr || cr.start !== from || cr.total !== fileLength) {
       src.body.resume();
       throw new Error(`origin answered bytes=${from}- with 206 Content-Range '${String(src.headers['content-range'] ?? '')}', expected bytes ${from}-${fileLength - 1}/${fileLength}`);
     }

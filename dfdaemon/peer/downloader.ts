@@ -167,7 +167,7 @@ export class Downloader {
       throw new SupernodeLost(node, err as Error);
     }
     // Another blob behind the same URL: the pieces held belong to the old one.
-    if (reg.taskId !== tf.taskId || reg.fileLength !== tf.layout.fileLength || reg.pieceSize !== tf.layout.pieceSize) {
+    if (!fitsTask(reg, tf)) {
       throw new Error(`supernode ${node} registered ${tf.taskId} again with another layout`);
     }
     log.warn({ node, held: tf.completedPieces }, 'supernode forgot the task, registered again');
@@ -208,8 +208,7 @@ export class Downloader {
   private async failover(req: DownloadRequest, tf: TaskFile, lost: string, bucket: TokenBucket, log: Logger, rejoins: { left: number }): Promise<boolean> {
     try {
       const reg = await this.registerRetrying(req, tf.taskId);
-      const same = reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
-      if (!same) return false;
+      if (!fitsTask(reg, tf)) return false;
       if (reg.node === lost) {
         if (rejoins.left <= 0) return false;
         rejoins.left--;
@@ -269,4 +268,9 @@ export class Downloader {
   async close(): Promise<void> {
     this.pieces.close();
   }
+}
+
+/** A registration that describes the task file's own blob, so the pieces it holds still count. */
+function fitsTask(reg: Registered, tf: TaskFile): boolean {
+  return reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
 }

@@ -16,7 +16,7 @@ import {
 import {
   parseDfgetFlags, parseNodeList, tokenizeDfgetFlags, tokenizeFlags, type DfgetFlags, type FlagSpec, type SupernodeAddress,
 } from './dfget-flags.js';
-import { readYamlFile } from './supernode.js';
+import { ignoredLogConfig, readYamlFile } from './supernode.js';
 
 export interface RegistryMirror {
   /** Registry that origin-form requests are reverse-proxied to. */
@@ -480,9 +480,7 @@ function ignoredSettings(d: Draft): string[] {
   const out: string[] = [];
   if (d.streamMode) out.push('streamMode: ignored; blobs always stream to Docker as pieces arrive, and peers are served in-process');
   if (d.maxprocs !== DEFAULT_MAXPROCS) out.push('maxprocs: ignored; Node.js has no GOMAXPROCS to set');
-  if (d.logConfig.path !== '' || d.logConfig.maxSize !== 0 || d.logConfig.maxBackups !== 0) {
-    out.push('logConfig: ignored; logs go to standard output, unrotated');
-  }
+  out.push(...ignoredLogConfig(d.logConfig));
   if (d.dfpath !== '') out.push('dfpath: ignored; dfdaemon downloads in-process and runs no dfget');
   if (d.hostIp !== DEFAULT_HOST_IP) out.push('hostIp: ignored (as in Dragonfly); localIP sets the address peers reach');
   if (d.dfgetOverrides.callSystem !== undefined) out.push('--callsystem: ignored; dfdaemon does not use it');

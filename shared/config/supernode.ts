@@ -27,6 +27,14 @@ export interface SupernodeLogConfig {
   readonly maxBackups: number;
 }
 
+/**
+ * Both daemons accept Dragonfly's logConfig and log to standard output: a logConfig that asks for
+ * anything (a path, rotation) is reported as ignored, the default one is not.
+ */
+export function ignoredLogConfig(lc: { path: string; maxSize: number; maxBackups: number }): string[] {
+  return lc.path !== '' || lc.maxSize !== 0 || lc.maxBackups !== 0 ? ['logConfig: ignored; logs go to standard output, unrotated'] : [];
+}
+
 export interface SupernodeConfig {
   /** API port. 0 = an ephemeral port (tests). */
   readonly listenPort: number;
@@ -209,9 +217,7 @@ function ignoredSettings(c: SupernodeConfig): string[] {
   if (c.linkLimit !== d.linkLimit) out.push('linkLimit: ignored (unused in Dragonfly 1.x too)');
   if (c.enableProfiler) out.push('enableProfiler: ignored; the supernode has no profiler');
   if (c.maxSeedPerObject !== d.maxSeedPerObject) out.push('maxSeedPerObject: ignored; the supernode does not use it');
-  if (c.logConfig.path !== d.logConfig.path || c.logConfig.maxSize !== d.logConfig.maxSize || c.logConfig.maxBackups !== d.logConfig.maxBackups) {
-    out.push('logConfig: ignored; logs go to standard output, unrotated');
-  }
+  out.push(...ignoredLogConfig(c.logConfig));
   return out;
 }
 

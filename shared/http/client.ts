@@ -95,6 +95,12 @@ export async function getFollowing(url: string, o: SendOptions & { agentFor: (ur
   }
 }
 
+/** `Content-Range: bytes s-e/total` of a 206. */
+export function contentRange(h: Record<string, string | string[] | undefined>): { start: number; end: number; total: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(h['content-range'] ?? ''));
+  return m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : undefined;
+}
+
 /**
  * The whole entity's length: Content-Length of a 200, the total after the slash in
  * Content-Range of a 206; -1 when the answer does not say.

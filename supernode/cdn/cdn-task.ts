@@ -4,12 +4,13 @@ import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { redactUrl } from '../../shared/errors.js';
+import { contentRange } from '../../shared/http/client.js';
 import { pieceSizeFor, Layout, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { cutPieces, type PieceRecord } from './cutter.js';
 import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
-import { contentRange, openSource, requestedRange } from './source.js';
+import { openSource, requestedRange } from './source.js';
 
 export type CdnStatus = 'WAITING' | 'RUNNING' | 'SUCCESS' | 'FAILED' | 'SOURCE_ERROR';
 

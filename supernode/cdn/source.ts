@@ -78,9 +78,3 @@ export function requestedRange(h: Record<string, string>): ByteRange | undefined
   if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) return undefined;
   return { start: Number(m[1]), end: m[2] === undefined ? undefined : Number(m[2]) };
 }
-
-/** `Content-Range: bytes s-e/total` of a 206. */
-export function contentRange(h: Record<string, string | string[] | undefined>): { start: number; end: number; total: number } | undefined {
-  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(h['content-range'] ?? ''));
-  return m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : undefined;
-}
