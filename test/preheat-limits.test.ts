@@ -7,7 +7,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Supernode } from '../supernode/server.js';
+import { PreheatJob, runJob, type RunDeps } from '../supernode/preheat/job.js';
 import { MAX_UNFINISHED } from '../supernode/preheat/jobs.js';
+import { Limiter } from '../supernode/preheat/limiter.js';
+import { createLogger } from '../shared/log/index.js';
 import { MAX_BLOBS } from '../supernode/preheat/resolve.js';
 import { tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
 import { supernodeAt } from './helpers/cluster.js';
@@ -158,5 +161,28 @@ describe('preheat limits', { timeout: 120_000 }, () => {
     const again = await call('POST', '/preheats', { type: 'image', url: `${reg}/v2/hang/app/manifests/t0`, headers: {} });
     assert.equal(again.status, 201, 'deleting jobs makes room');
     await call('DELETE', `/preheats/${String(again.body.ID)}`);
+  });
+});
+
+describe('a finished preheat job', () => {
+  it('forgets the registry token it was given, whether it succeeded or failed', async () => {
+    for (const status of ['SUCCESS', 'SOURCE_ERROR'] as const) {
+      const seen: Array<Record<string, string>> = [];
+      const cdn = {
+        ensure(t: { headers: Record<string, string> }) {
+          seen.push({ ...t.headers });
+          return { status, fileLength: 5, failure: status === 'SUCCESS' ? undefined : { code: 'SOURCE', message: 'gone' } };
+        },
+      };
+      const deps = { cdn, limiter: new Limiter(2), tls: { insecure: false, rootCAs: [] }, log: createLogger('test', { level: 'silent' }), now: Date.now } as unknown as RunDeps;
+      const job = new PreheatJob(1, {
+        type: 'file', url: 'http://198.18.0.1/files/a.bin', headers: { Authorization: 'Bearer HARBOR-SECRET' }, filter: [], identifier: '',
+        platforms: [], timeoutMs: 10_000, trigger: 'v1', digest: '', credentials: null,
+      }, Date.now());
+      await runJob(job, deps);
+      assert.equal(job.state, status === 'SUCCESS' ? 'SUCCESS' : 'FAILED');
+      assert.deepEqual(seen, [{ Authorization: 'Bearer HARBOR-SECRET' }], 'the CDN fetch still carried the token');
+      assert.doesNotMatch(JSON.stringify(job), /HARBOR-SECRET/);
+    }
   });
 });

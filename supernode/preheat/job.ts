@@ -134,6 +134,8 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
     if (!(reason instanceof PreheatFailure || reason instanceof Timeout)) log.warn({ err: reason }, 'preheat failed unexpectedly');
   } finally {
     clearTimeout(timer);
+    // A finished job stays listed for status queries, maybe for days: its registry token need not.
+    job.req.headers = {};
     job.finishedAt = job.updatedAt = d.now();
     log.info({ state: job.state, error: job.error || undefined, blobs: job.blobs.length, cached: job.cached }, 'preheat finished');
   }
