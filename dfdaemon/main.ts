@@ -1,4 +1,5 @@
-import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
+import { DFDAEMON_FLAGS, loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
+import { flagHelp } from '../shared/config/dfget-flags.js';
 import { runDaemon, startupLogger } from '../shared/cli/run-daemon.js';
 import { answerInfoFlags } from '../shared/protocol/version.js';
 import { startDfdaemon } from './daemon.js';
@@ -17,8 +18,11 @@ async function runGenCa(argv: string[]): Promise<void> {
 const USAGE = `usage: dfdaemon [--config FILE] [--port N] [--node host[:port][=weight],...] [flags]
        dfdaemon gen-ca [--out DIR] [--cn NAME] [--days N] [--force]
 
-Flags and dfdaemon.yml keys follow Dragonfly 1.x (README, "Configuration"); a bad one is named
-in the error. Default config: /etc/dragonfly/dfdaemon.yml.`;
+Flags and dfdaemon.yml keys follow Dragonfly 1.x; each flag below names the key it sets, and
+the README's "Configuration beyond Dragonfly's" lists the keys added here. A bad flag or key is
+named in the error, exit 2; another start-up failure is one line, exit 1.
+
+${flagHelp(DFDAEMON_FLAGS)}`;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

@@ -7,10 +7,11 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
-import { parseDfgetFlags, DFGET_DEFAULTS } from '../../shared/config/dfget-flags.js';
+import { DFGET_DEFAULTS, DFGET_SPECS, flagHelp, parseDfgetFlags } from '../../shared/config/dfget-flags.js';
 import { badRequest, DfError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
+import { answerInfoFlags } from '../../shared/protocol/version.js';
 import { Downloader } from '../peer/downloader.js';
 import { orderedStream } from '../peer/ordered-stream.js';
 import { SupernodeClient } from '../peer/supernode-client.js';
@@ -18,6 +19,12 @@ import { PieceStore } from '../store/piece-store.js';
 import { createUploader, handleUpload } from '../uploader/uploader.js';
 
 const USAGE = 'usage: dfget -u URL -o FILE [--node host[:port][=weight],...] [-f k1&k2] [--header "K: V"] [-m md5] [-s rate] [--notbs]';
+const HELP = `${USAGE}
+
+Downloads URL through P2P (Dragonfly 1.x's dfget flags). Exit 0 when FILE is written and verified,
+2 on a bad flag, 1 when the download fails, 130 on Ctrl-C.
+
+${flagHelp(DFGET_SPECS)}`;
 
 /** Exit status for a run ended by a signal, as shells report it (128 + number). */
 const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
@@ -30,7 +37,7 @@ const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 async function main(argv: string[], stop: AbortSignal): Promise<number> {
   const flags = parseDfgetFlags(argv);
   if (!flags.url || !flags.output) {
-    process.stderr.write(`${USAGE}\n`);
+    process.stderr.write(`${USAGE}\n(dfget --help lists every flag)\n`);
     return 2;
   }
   const output = resolve(flags.output);
@@ -118,20 +125,23 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))]);
 }
 
-// The first SIGINT/SIGTERM stops the download and cleans up; a second one ends at once.
-const stop = new AbortController();
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (stop.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
-    stop.abort(sig);
-  });
-}
+const argv = process.argv.slice(2);
+if (!answerInfoFlags('dfget', argv, HELP)) {
+  // The first SIGINT/SIGTERM stops the download and cleans up; a second one ends at once.
+  const stop = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (stop.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
+      stop.abort(sig);
+    });
+  }
 
-main(process.argv.slice(2), stop.signal).then(
-  (code) => process.exit(code),
-  (err: Error & { code?: string }) => {
-    // Start-up failures (a busy --port, a missing --home) are one line, not a stack trace.
-    process.stderr.write(`dfget: ${err instanceof DfError ? `${err.code}: ${err.message}` : err.message}\n`);
-    process.exit(2);
-  },
-);
+  main(argv, stop.signal).then(
+    (code) => process.exit(code),
+    (err: Error & { code?: string }) => {
+      // Start-up failures (a busy --port, a missing --home) are one line, not a stack trace.
+      process.stderr.write(`dfget: ${err instanceof DfError ? `${err.code}: ${err.message}` : err.message}\n`);
+      process.exit(2);
+    },
+  );
+}

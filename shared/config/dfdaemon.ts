@@ -336,28 +336,36 @@ interface FlagRule extends FlagSpec {
 }
 
 const FLAG_RULES: readonly FlagRule[] = [
-  { name: 'config' },
-  { name: 'port', apply: (d, v, k) => { d.port = parsePort(v, k, true); } },
-  { name: 'registry', apply: (d, v, k) => { d.registryMirror.remote = parseHttpUrl(v, k); } },
+  { name: 'config', arg: 'FILE', help: `dfdaemon.yml to read (default ${DEFAULT_DFDAEMON_CONFIG_PATH} when it exists)` },
+  { name: 'port', arg: 'N', help: 'proxy port, also serving peers (default 65001); port', apply: (d, v, k) => { d.port = parsePort(v, k, true); } },
+  { name: 'registry', arg: 'URL', help: `registry the mirror forwards to (default ${DEFAULT_REGISTRY}); registry_mirror.remote`, apply: (d, v, k) => { d.registryMirror.remote = parseHttpUrl(v, k); } },
   // A shared file's supernodes may be dead where the command line names others: replace, not add.
-  { name: 'node', apply: (d, v, k) => { (d.cliNodes ??= []).push(...validateNodes(splitComma(v), k)); } },
-  { name: 'ratelimit', apply: (d, v, k) => { d.ratelimit = parseSize(v, k); } },
-  { name: 'localrepo', apply: (d, v, k, cwd) => { d.localrepo = resolve(cwd, parseString(v, k, true)); } },
-  { name: 'workHome', apply: (d, v, k, cwd) => { d.workHome = resolve(cwd, parseString(v, k, true)); } },
-  { name: 'verbose', bool: true, apply: (d, v, k) => { d.verbose = parseBool(v, k); } },
-  { name: 'maxprocs', apply: (d, v, k) => { d.maxprocs = parseInteger(v, k, { min: 1 }); } },
-  { name: 'listen-ip', apply: (d, v, k) => { d.listenIP = parseIP(v, k); } },
-  { name: 'hostIp', apply: (d, v, k) => { d.hostIp = parseString(v, k).trim(); } },
-  { name: 'peerPort', apply: (d, v, k) => { d.peerPort = parsePort(v, k, true); } },
-  { name: 'streamMode', bool: true, apply: (d, v, k) => { d.streamMode = parseBool(v, k); } },
-  { name: 'certpem', apply: (d, v, k, cwd) => { d.certpem = optionalFile(cwd, 'cert')(v, k); } },
-  { name: 'keypem', apply: (d, v, k, cwd) => { d.keypem = optionalFile(cwd, 'key')(v, k); } },
-  { name: 'dfpath', apply: (d, v, k) => { d.dfpath = parseString(v, k).trim(); } },
+  {
+    name: 'node', arg: 'host[:port][=weight],...', help: "supernodes (repeatable); replace the file's supernodes and dfget_flags' --node",
+    apply: (d, v, k) => { (d.cliNodes ??= []).push(...validateNodes(splitComma(v), k)); },
+  },
+  { name: 'ratelimit', arg: 'RATE', help: "per-download rate and the host's upload budget (default 20M); ratelimit", apply: (d, v, k) => { d.ratelimit = parseSize(v, k); } },
+  { name: 'localrepo', arg: 'DIR', help: 'piece cache (default WORKHOME/dfdaemon/data); localrepo', apply: (d, v, k, cwd) => { d.localrepo = resolve(cwd, parseString(v, k, true)); } },
+  { name: 'workHome', arg: 'DIR', help: 'working directory (default $HOME/.small-dragonfly); workHome', apply: (d, v, k, cwd) => { d.workHome = resolve(cwd, parseString(v, k, true)); } },
+  { name: 'verbose', bool: true, help: 'debug logging; verbose', apply: (d, v, k) => { d.verbose = parseBool(v, k); } },
+  { name: 'maxprocs', arg: 'N', help: 'accepted, ignored; maxprocs', apply: (d, v, k) => { d.maxprocs = parseInteger(v, k, { min: 1 }); } },
+  { name: 'listen-ip', arg: 'IP', help: 'address the ports bind to (default every interface); listenIP', apply: (d, v, k) => { d.listenIP = parseIP(v, k); } },
+  { name: 'hostIp', arg: 'IP', help: 'accepted, ignored as in Dragonfly (localIP sets the address peers reach); hostIp', apply: (d, v, k) => { d.hostIp = parseString(v, k).trim(); } },
+  {
+    name: 'peerPort', arg: 'N', help: 'separate plain-HTTP port for peers (default 0: the proxy port, or any free one with certpem); peerPort',
+    apply: (d, v, k) => { d.peerPort = parsePort(v, k, true); },
+  },
+  { name: 'streamMode', bool: true, help: 'accepted, ignored (blobs always stream); streamMode', apply: (d, v, k) => { d.streamMode = parseBool(v, k); } },
+  { name: 'certpem', arg: 'FILE', help: 'certificate that makes the proxy port speak HTTPS (with --keypem); certpem', apply: (d, v, k, cwd) => { d.certpem = optionalFile(cwd, 'cert')(v, k); } },
+  { name: 'keypem', arg: 'FILE', help: "the certificate's private key; keypem", apply: (d, v, k, cwd) => { d.keypem = optionalFile(cwd, 'key')(v, k); } },
+  { name: 'dfpath', arg: 'PATH', help: 'accepted, ignored (no external dfget); dfpath', apply: (d, v, k) => { d.dfpath = parseString(v, k).trim(); } },
   // Dragonfly's dfdaemon passed these three to every dfget it ran (`-f`, `--notbs`, `--callsystem`).
-  { name: 'urlfilter', apply: (d, v) => { d.dfgetOverrides.filter = v.split('&').filter((q) => q !== ''); } },
-  { name: 'notbs', bool: true, apply: (d, v, k) => { d.dfgetOverrides.notbs = parseBool(v, k); } },
-  { name: 'callsystem', apply: (d, v) => { d.dfgetOverrides.callSystem = v; } },
+  { name: 'urlfilter', arg: "'k1&k2'", help: "query keys left out of task IDs (dfget's -f)", apply: (d, v) => { d.dfgetOverrides.filter = v.split('&').filter((q) => q !== ''); } },
+  { name: 'notbs', bool: true, help: "never fall back to the origin (dfget's --notbs)", apply: (d, v, k) => { d.dfgetOverrides.notbs = parseBool(v, k); } },
+  { name: 'callsystem', arg: 'NAME', help: 'accepted, ignored', apply: (d, v) => { d.dfgetOverrides.callSystem = v; } },
 ];
+/** Every flag the dfdaemon accepts, with its help line: what `dfdaemon --help` lists. */
+export const DFDAEMON_FLAGS: readonly FlagSpec[] = FLAG_RULES;
 
 const splitComma = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
 

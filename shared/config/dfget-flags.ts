@@ -17,6 +17,24 @@ export interface FlagSpec {
   readonly short?: string;
   /** Boolean flags take no value (`--debug`, or `--debug=false`). */
   readonly bool?: boolean;
+  /** The value's placeholder in --help (`N`, `FILE`); VALUE when unset. */
+  readonly arg?: string;
+  /** One line for --help. The tables are the only list of flags, so help cannot miss one. */
+  readonly help?: string;
+}
+
+/** Answered before any config is read (shared/protocol/version.ts), so in no table. */
+export const INFO_FLAGS: readonly FlagSpec[] = [
+  { name: 'help', short: 'h', bool: true, help: 'this text' },
+  { name: 'version', short: 'v', bool: true, help: 'the version' },
+];
+
+/** The flag lines of a --help text, one per spec, in table order, then --help and --version. */
+export function flagHelp(table: readonly FlagSpec[]): string {
+  const specs = [...table, ...INFO_FLAGS];
+  const left = specs.map((s) => `${s.short === undefined ? '    ' : `-${s.short}, `}--${s.name}${s.bool === true ? '' : ` ${s.arg ?? 'VALUE'}`}`);
+  const width = Math.max(...left.map((l) => l.length)) + 2;
+  return specs.map((s, i) => `  ${left[i].padEnd(width)}${s.help ?? ''}`.trimEnd()).join('\n');
 }
 
 export interface FlagToken {
@@ -219,33 +237,34 @@ export const DFGET_DEFAULTS = Object.freeze({
   clientQueue: 6,
 });
 
-const DFGET_SPECS: readonly FlagSpec[] = [
-  { name: 'url', short: 'u' },
-  { name: 'output', short: 'o' },
-  { name: 'node', short: 'n' },
-  { name: 'filter', short: 'f' },
-  { name: 'header' },
-  { name: 'md5', short: 'm' },
-  { name: 'identifier', short: 'i' },
-  { name: 'callsystem' },
-  { name: 'locallimit', short: 's' },
-  { name: 'totallimit' },
-  { name: 'minrate' },
-  { name: 'timeout', short: 'e' },
-  { name: 'pattern', short: 'p' },
-  { name: 'notbs', bool: true },
-  { name: 'dfdaemon', bool: true },
-  { name: 'insecure', bool: true },
-  { name: 'cacerts' },
-  { name: 'ip' },
-  { name: 'port' },
-  { name: 'expiretime' },
-  { name: 'alivetime' },
-  { name: 'home' },
-  { name: 'verbose', bool: true },
-  { name: 'showbar', short: 'b', bool: true },
-  { name: 'console', bool: true },
-  { name: 'clientqueue' },
+/** dfget's flags with Dragonfly's meanings; also what `dfget --help` lists. */
+export const DFGET_SPECS: readonly FlagSpec[] = [
+  { name: 'url', short: 'u', arg: 'URL', help: 'what to download (http or https)' },
+  { name: 'output', short: 'o', arg: 'FILE', help: 'where to write it, once verified (its directory is created)' },
+  { name: 'node', short: 'n', arg: 'host[:port][=weight],...', help: 'supernodes (repeatable; port 8002 by default)' },
+  { name: 'filter', short: 'f', arg: "'k1&k2'", help: 'query keys left out of the task ID, e.g. Expires&Signature' },
+  { name: 'header', arg: "'Name: value'", help: 'request header for the origin (repeatable)' },
+  { name: 'md5', short: 'm', arg: 'MD5', help: "the file's expected md5; a mismatch fails the download" },
+  { name: 'identifier', short: 'i', arg: 'ID', help: 'task identity instead of the URL' },
+  { name: 'callsystem', arg: 'NAME', help: 'accepted, ignored' },
+  { name: 'locallimit', short: 's', arg: 'RATE', help: 'download rate limit (default 20M)' },
+  { name: 'totallimit', arg: 'RATE', help: 'accepted, ignored' },
+  { name: 'minrate', arg: 'RATE', help: 'accepted, ignored' },
+  { name: 'timeout', short: 'e', arg: 'DURATION', help: 'give up after this long (e.g. 10m)' },
+  { name: 'pattern', short: 'p', arg: 'p2p|cdn|source', help: 'source: straight from the origin; cdn downloads as p2p (default p2p)' },
+  { name: 'notbs', bool: true, help: 'never fall back to the origin' },
+  { name: 'dfdaemon', bool: true, help: 'accepted (every registration says dfdaemon)' },
+  { name: 'insecure', bool: true, help: "skip verifying the origin's TLS certificate" },
+  { name: 'cacerts', arg: 'FILE,...', help: 'CA certificates (PEM) trusted for the origin' },
+  { name: 'ip', arg: 'IP', help: 'address peers fetch pieces from (default: the one that reaches the supernode)' },
+  { name: 'port', arg: 'N', help: 'port peers fetch pieces from (default: any free port)' },
+  { name: 'expiretime', arg: 'DURATION', help: 'accepted, ignored (dfget stops serving when it ends)' },
+  { name: 'alivetime', arg: 'DURATION', help: 'accepted, ignored' },
+  { name: 'home', arg: 'DIR', help: 'where the piece cache lives while downloading (default the temp directory)' },
+  { name: 'verbose', bool: true, help: 'debug logging' },
+  { name: 'showbar', short: 'b', bool: true, help: 'accepted, ignored (no progress bar)' },
+  { name: 'console', bool: true, help: 'accepted, ignored' },
+  { name: 'clientqueue', arg: 'N', help: 'accepted, ignored' },
 ];
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };

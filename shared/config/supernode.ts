@@ -225,31 +225,41 @@ function ignoredSettings(c: SupernodeConfig): string[] {
  * Flags: name -> the base key they set (parsed by that key's rule). Dragonfly 1.0.x spells
  * some differently from ours (`--up-limit`, `--pool-size`); both are kept so its
  * docker-compose `command:` lines run unchanged. A flag without a field is read elsewhere.
+ * `help` is its line in --help, which says which key it sets.
  */
-const FLAGS: Readonly<Record<string, { readonly bool?: boolean; readonly short?: string; readonly field?: string }>> = {
-  config: {},
-  port: { field: 'listenPort' },
-  'download-port': { field: 'downloadPort' },
-  'home-dir': { field: 'homeDir' },
-  'advertise-ip': { field: 'advertiseIP' },
-  'listen-ip': { field: 'listenIP' },
-  'cdn-pattern': { field: 'cdnPattern' },
-  'max-bandwidth': { field: 'maxBandwidth' },
-  'system-bandwidth': { field: 'systemReservedBandwidth' },
-  'peer-up-limit': { field: 'peerUpLimit' },
-  'up-limit': { field: 'peerUpLimit' },
-  'peer-down-limit': { field: 'peerDownLimit' },
-  'down-limit': { field: 'peerDownLimit' },
-  'pool-size': { field: 'schedulerCorePoolSize' },
-  'fail-access-interval': { field: 'failAccessInterval' },
-  'gc-initial-delay': { field: 'gcInitialDelay' },
-  'gc-meta-interval': { field: 'gcMetaInterval' },
-  'task-expire-time': { field: 'taskExpireTime' },
-  'peer-gc-delay': { field: 'peerGCDelay' },
-  debug: { bool: true, short: 'D', field: 'debug' },
-  profiler: { bool: true, field: 'enableProfiler' },
+type FlagEntry = { readonly bool?: boolean; readonly short?: string; readonly field?: string; readonly arg?: string; readonly help: string };
+const FLAGS: Readonly<Record<string, FlagEntry>> = {
+  config: { arg: 'FILE', help: 'supernode.yml to read (default /etc/dragonfly/supernode.yml when it exists)' },
+  port: { field: 'listenPort', arg: 'N', help: 'API port (default 8002; 0: any free port)' },
+  'download-port': { field: 'downloadPort', arg: 'N', help: 'port peers fetch CDN pieces from (default 8001)' },
+  'home-dir': { field: 'homeDir', arg: 'DIR', help: 'pieces and metadata (default /home/admin/supernode)' },
+  'advertise-ip': { field: 'advertiseIP', arg: 'IP', help: "the supernode's address given to peers (default: the first non-loopback one)" },
+  'listen-ip': { field: 'listenIP', arg: 'IP', help: 'address both ports bind to (default every interface)' },
+  'cdn-pattern': { field: 'cdnPattern', arg: 'local|source', help: 'only local is supported' },
+  'max-bandwidth': { field: 'maxBandwidth', arg: 'RATE', help: 'bandwidth the supernode may use (default 200M)' },
+  'system-bandwidth': { field: 'systemReservedBandwidth', arg: 'RATE', help: 'bandwidth kept for the system (default 20M)' },
+  'peer-up-limit': { field: 'peerUpLimit', arg: 'N', help: 'pieces a peer serves at once (default 5)' },
+  'up-limit': { field: 'peerUpLimit', arg: 'N', help: "Dragonfly 1.0's name for --peer-up-limit" },
+  'peer-down-limit': { field: 'peerDownLimit', arg: 'N', help: 'pieces a peer fetches at once (default 4)' },
+  'down-limit': { field: 'peerDownLimit', arg: 'N', help: "Dragonfly 1.0's name for --peer-down-limit" },
+  'pool-size': { field: 'schedulerCorePoolSize', arg: 'N', help: 'accepted, ignored (unused in Dragonfly 1.x too)' },
+  'fail-access-interval': { field: 'failAccessInterval', arg: 'DURATION', help: 'how long an origin 404 is remembered (default 3m)' },
+  'gc-initial-delay': { field: 'gcInitialDelay', arg: 'DURATION', help: 'delay before the first GC (default 6s)' },
+  'gc-meta-interval': { field: 'gcMetaInterval', arg: 'DURATION', help: 'interval of meta GC (default 2m)' },
+  'task-expire-time': { field: 'taskExpireTime', arg: 'DURATION', help: 'idle time after which a task may be collected (default 3m)' },
+  'peer-gc-delay': { field: 'peerGCDelay', arg: 'DURATION', help: 'delay before a departed peer is forgotten (default 3m)' },
+  debug: { bool: true, short: 'D', field: 'debug', help: 'debug logging' },
+  profiler: { bool: true, field: 'enableProfiler', help: 'accepted, ignored (no profiler)' },
 };
-const FLAG_SPECS: readonly FlagSpec[] = Object.entries(FLAGS).map(([name, f]) => ({ name, bool: f.bool, short: f.short }));
+const FLAG_SPECS: readonly FlagSpec[] = Object.entries(FLAGS).map(([name, f]) => ({
+  name,
+  bool: f.bool,
+  short: f.short,
+  arg: f.arg,
+  help: f.field === undefined ? f.help : `${f.help}; base.${f.field}`,
+}));
+/** Every flag the supernode accepts, with its help line: what `supernode --help` lists. */
+export const SUPERNODE_FLAGS: readonly FlagSpec[] = FLAG_SPECS;
 
 /**
  * Applies a parsed YAML document to a draft (exported for tests and for callers that
