@@ -1,4 +1,5 @@
 import { DFDAEMON_FLAGS, loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
+import { checkHijackKeyPair, p2pWarnings } from '../shared/config/dfdaemon-startup.js';
 import { flagHelp } from '../shared/config/dfget-flags.js';
 import { runDaemon, startupLogger } from '../shared/cli/run-daemon.js';
 import { answerInfoFlags } from '../shared/protocol/version.js';
@@ -28,7 +29,12 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'gen-ca') return runGenCa(argv.slice(1));
   if (answerInfoFlags('dfdaemon', argv, USAGE)) return;
-  await runDaemon('dfdaemon', () => loadDfdaemonConfig({ argv }), (cfg) => startDfdaemon(cfg, { log: startupLogger('dfdaemon', cfg.verbose, cfg) }));
+  const load = () => {
+    const cfg = loadDfdaemonConfig({ argv });
+    checkHijackKeyPair(cfg);
+    return cfg;
+  };
+  await runDaemon('dfdaemon', load, (cfg) => startDfdaemon(cfg, { log: startupLogger('dfdaemon', cfg.verbose, cfg, p2pWarnings(cfg)) }));
 }
 
 void main();

@@ -1,11 +1,11 @@
 // `npm start`: a supernode and a dfdaemon on this host with defaults, the dfdaemon pointed at the
-// supernode. Either one exiting stops the other, and Ctrl-C stops both.
+// supernode and, unless /etc/dragonfly/dfdaemon.yml exists, given config/dfdaemon.yml so that
+// image layers go through P2P. Either one exiting stops the other, and Ctrl-C stops both.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadSupernodeConfig } from '../shared/config/supernode.js';
+import { dfdaemonArgs, REPO_ROOT as root } from './start-args.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const extra = process.argv.slice(2);
 const children: ChildProcess[] = [];
 /** How long a daemon gets to stop after SIGTERM before it is killed. */
@@ -54,4 +54,4 @@ function maybeExit(): void {
 process.once('SIGINT', () => stop(0));
 process.once('SIGTERM', () => stop(0));
 run('supernode', extra);
-run('dfdaemon', ['--node', node]);
+run('dfdaemon', dfdaemonArgs(node));

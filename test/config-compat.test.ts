@@ -219,7 +219,8 @@ describe('settings we do not act on', () => {
         'enableProfiler: ignored; the supernode has no profiler',
       ]);
 
-      writeFileSync(join(dir, 'df.yml'), `streamMode: true\nport: 0\nworkHome: ${dir}\nsupernodes: [127.0.0.1:1]\n`);
+      // With a proxies rule: without one the dfdaemon also warns that nothing goes through P2P.
+      writeFileSync(join(dir, 'df.yml'), `streamMode: true\nport: 0\nworkHome: ${dir}\nsupernodes: [127.0.0.1:1]\nproxies: [{regx: blobs/sha256.*}]\n`);
       const df = await startupLog(DFDAEMON_MAIN, ['--config', join(dir, 'df.yml')]);
       assert.deepEqual(df.filter((r) => r.level === WARN).map((r) => r.msg), [
         'streamMode: ignored; blobs always stream to Docker as pieces arrive, and peers are served in-process',

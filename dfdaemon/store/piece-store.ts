@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layout } from '../../shared/protocol/pieces.js';
 import { TaskFile } from './task-file.js';
@@ -21,16 +21,32 @@ export class PieceStore {
     readonly dir: string,
     readonly now: () => number = Date.now,
   ) {
-    this.leftovers = this.removeLeftovers();
+    this.leftovers = this.prepare();
+    // Whoever calls ready() or open() sees the failure; a store nobody asks must not crash the
+    // process with an unhandled rejection.
+    this.leftovers.catch(() => undefined);
   }
 
   /**
    * Resolves with how many task files of an earlier process (killed before it could close the
    * store) were removed. Their piece bitmaps lived only in memory, so they cannot be reused,
-   * and the cache bound would never count them.
+   * and the cache bound would never count them. Rejects when the directory cannot be written:
+   * every download would otherwise fail later and quietly fall back to passing through.
    */
   ready(): Promise<number> {
     return this.leftovers;
+  }
+
+  private async prepare(): Promise<number> {
+    const probe = join(this.dir, `.write-probe-${process.pid}`);
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await writeFile(probe, '');
+      await rm(probe, { force: true });
+    } catch (err) {
+      throw new Error(`cannot write the piece cache ${this.dir} (set workHome or localrepo to a writable directory)`, { cause: err });
+    }
+    return this.removeLeftovers();
   }
 
   private async removeLeftovers(): Promise<number> {
@@ -98,7 +114,7 @@ export class PieceStore {
   }
 
   async close(): Promise<void> {
-    await this.leftovers;
+    await this.leftovers.catch(() => undefined);
     for (const id of [...this.files.keys()]) await this.remove(id);
   }
 }
