@@ -19,7 +19,15 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 SUDO=()
-if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+if [ "$(id -u)" -ne 0 ]; then
+  # A minimal Debian has no sudo: say what to do instead of failing on "sudo: command not found".
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: missing ${missing[*]}; installing them needs root, and sudo is not installed." >&2
+    echo "install-deps: run as root (su -c 'bash scripts/install-deps.sh'), or install sudo. The end-to-end tests need root anyway." >&2
+    exit 1
+  fi
+  SUDO=(sudo)
+fi
 
 echo "install-deps: installing ${missing[*]}"
 

@@ -20,25 +20,37 @@ import { tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
 import { startRegistry, type Registry } from './fixtures/registry.js';
 import { skopeoCopy, verifyCopiedDir } from './fixtures/skopeo.js';
 import { metric } from './helpers/cluster.js';
-import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, REPO_ROOT, scrape, seedFile } from './helpers/e2e.js';
+import { Cleanups, e2eSkip, expectBlobGets, loopbackIp, onPath, REPO_ROOT, scrape, seedFile } from './helpers/e2e.js';
 
 const MiB = 1024 * 1024;
-const TOOLS = ['/usr/bin/node', '/usr/bin/bash', '/usr/bin/env', '/usr/bin/readlink', '/usr/bin/dirname'];
+/** What our bin/ launchers run (`#!/usr/bin/env bash`, readlink, dirname, node), plus ldd to find their libraries. */
+const HOST_TOOLS = ['bash', 'env', 'readlink', 'dirname', 'ldd'];
 
-/** The files a base image needs to run our bin/ launchers: the tools and the libraries ldd names. */
-function baseFiles(): string[] {
-  const libs = execFileSync('ldd', TOOLS, { encoding: 'utf8' })
+/**
+ * The files a base image needs to run our bin/ launchers, as [host path, image path]: the tools
+ * under /usr/bin, where the launchers' shebang and PATH look, wherever this host keeps them
+ * (node is the one running this test: a fresh machine's may live under /usr/local or nvm), and
+ * the libraries ldd names, at their own paths.
+ */
+function baseFiles(): Array<[string, string]> {
+  const tools: Array<[string, string]> = [[process.execPath, '/usr/bin/node']];
+  for (const t of HOST_TOOLS.filter((n) => n !== 'ldd')) {
+    const found = onPath(t);
+    if (found === undefined) throw new Error(`${t} is not on PATH`);
+    tools.push([found, `/usr/bin/${t}`]);
+  }
+  const libs = execFileSync('ldd', tools.map(([host]) => host), { encoding: 'utf8' })
     .split('\n')
     .map((l) => /(\/\S+) \(0x/.exec(l)?.[1])
     .filter((p): p is string => p !== undefined);
-  return [...new Set([...TOOLS, ...libs])];
+  return [...tools, ...[...new Set(libs)].map((l): [string, string] => [l, l])];
 }
 
 async function buildBase(docker: Dockerd, dir: string, tag: string): Promise<void> {
   const root = join(dir, 'rootfs');
-  for (const f of baseFiles()) {
-    await mkdir(join(root, dirname(f)), { recursive: true });
-    await cp(f, join(root, f), { dereference: true });
+  for (const [host, image] of baseFiles()) {
+    await mkdir(join(root, dirname(image)), { recursive: true });
+    await cp(host, join(root, image), { dereference: true });
   }
   await mkdir(join(root, 'etc'), { recursive: true });
   await writeFile(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/usr/bin/bash\n');
@@ -57,7 +69,7 @@ async function waitPing(url: string, logs: () => Promise<string>): Promise<void>
   });
 }
 
-describe('container images: built from the Dockerfiles, run with the guide\'s compose and stack settings', { skip: e2eSkip(), timeout: 900_000 }, () => {
+describe('container images: built from the Dockerfiles, run with the guide\'s compose and stack settings', { skip: e2eSkip(HOST_TOOLS), timeout: 900_000 }, () => {
   const cleanups = new Cleanups();
   const id = randomBytes(4).toString('hex');
   let t: TmpDir;

@@ -13,14 +13,23 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..
 
 const TOOLS = ['/usr/bin/docker-registry', '/usr/sbin/dockerd', '/usr/bin/containerd', '/usr/bin/ctr', '/usr/bin/skopeo'];
 
+/** Where `cmd` is on PATH, as the shell would find it; undefined when it is not. */
+export function onPath(cmd: string): string | undefined {
+  for (const d of (process.env.PATH ?? '').split(':')) {
+    if (d !== '' && existsSync(join(d, cmd))) return join(d, cmd);
+  }
+  return undefined;
+}
+
 /**
- * Skip reason for tests that need root and the real tools. Under CI (`CI=true`) nothing is
- * skipped: `npm test` installs the tools, so a missing one must fail loudly.
+ * Skip reason for tests that need root and the real tools (`extra`: more of them, absolute paths
+ * or commands looked up on PATH). Under CI (`CI=true`) nothing is skipped: `npm test` installs
+ * the tools, so a missing one must fail loudly.
  */
-export function e2eSkip(): string | false {
+export function e2eSkip(extra: readonly string[] = []): string | false {
   if (process.env.CI === 'true') return false;
   if (process.getuid?.() !== 0) return 'needs root (/etc/hosts, dockerd)';
-  const missing = TOOLS.filter((t) => !existsSync(t));
+  const missing = [...TOOLS, ...extra].filter((t) => (t.startsWith('/') ? !existsSync(t) : onPath(t) === undefined));
   return missing.length > 0 ? `missing ${missing.join(', ')} (run scripts/install-deps.sh)` : false;
 }
 
