@@ -67,7 +67,8 @@ export async function serveP2P(
   try {
     started = await d.downloader.start({ url, headers, insecure: tls.insecure, ca: tls.ca });
   } catch (err) {
-    d.log.info({ url, err: (err as Error).message }, 'p2p unavailable for this request, passing through');
+    // Every pull now loads the registry: an operator must see it without debug logs.
+    d.log.warn({ url, err: (err as Error).message }, 'p2p unavailable for this request, passing through');
     d.metrics.requests.inc({ route: 'direct' });
     return d.passThrough(req, res, url, tls);
   }
