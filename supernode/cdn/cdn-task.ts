@@ -10,6 +10,7 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { cutPieces, type PieceRecord } from './cutter.js';
 import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
+import { digestPiece, READ_CHUNK } from './piece-io.js';
 import { openSource, requestedRange } from './source.js';
 
 export type CdnStatus = 'WAITING' | 'RUNNING' | 'SUCCESS' | 'FAILED' | 'SOURCE_ERROR';
@@ -40,6 +41,8 @@ export interface CdnTaskDeps {
   now: () => number;
   /** What an earlier run left on disk, to verify and continue from. */
   restored?: Restored;
+  /** Bytes read from the origin, counted as they arrive. */
+  onSourceBytes?: (bytes: number) => void;
 }
 
 /**
@@ -160,26 +163,25 @@ export class CdnTask extends EventEmitter {
   }
 
   /**
-   * Re-read what a previous run wrote: every piece must match its recorded md5, in order.
-   * Returns the first piece to fetch, with the whole-file hashes fed up to it.
+   * Re-read what a previous run wrote: every piece must match its recorded digests, in order.
+   * Returns the first piece to fetch, with the whole-file hashes fed up to it. Pieces are read
+   * in small chunks: a restart may verify several multi-GiB tasks at once.
    */
   private async verifyRestored(fh: FileHandle, r: Restored): Promise<{ next: number; md5: Hash; sha256: Hash }> {
-    const md5 = createHash('md5');
-    const sha256 = createHash('sha256');
+    let md5 = createHash('md5');
+    let sha256 = createHash('sha256');
     const layout = this.layout!;
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
     let n = 0;
     for (; n < layout.count; n++) {
       const rec = r.pieces[n];
       if (!rec) break;
       const p = layout.piece(n);
-      const buf = Buffer.alloc(p.contentLen + WRAP_OVERHEAD);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, p.start);
-      if (bytesRead !== buf.length) break;
-      const got = `${createHash('md5').update(buf).digest('hex')}:${buf.length}`;
-      if (got !== rec.md5) break;
-      const content = buf.subarray(4, buf.length - 1);
-      md5.update(content);
-      sha256.update(content);
+      // Copies, so a piece that turns out bad leaves the whole-file hashes where they were.
+      const next = { md5: md5.copy(), sha256: sha256.copy() };
+      const got = await digestPiece(fh, p.start, p.contentLen + WRAP_OVERHEAD, [next.md5, next.sha256], buf);
+      if (!got || got.md5 !== rec.md5 || got.sha256 !== rec.sha256) break;
+      ({ md5, sha256 } = next);
       this.addPiece(n, rec, false);
     }
     return { next: n, md5, sha256 };
@@ -277,11 +279,13 @@ export class CdnTask extends EventEmitter {
       body: src.body,
       fh,
       pieceSize: this.pieceSize,
+      layout: this.layout,
       bucket: this.d.bucket,
       signal: this.abort.signal,
       startPiece: start,
       hashes,
       onPiece: (num, rec) => this.addPiece(num, rec, true),
+      onBytes: this.d.onSourceBytes,
     });
     await this.finish(fh, result.md5, result.sha256, result.bytes);
   }

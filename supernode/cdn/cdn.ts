@@ -14,6 +14,10 @@ export interface CdnOptions {
   now: () => number;
   log: Logger;
   store?: MetaStore;
+  /**
+   * Bytes read from origins, counted per chunk as they arrive rather than per piece: the server
+   * paces garbage collection on it, and pieces reach 15 MiB.
+   */
   onSourceBytes?: (bytes: number) => void;
 }
 
@@ -71,9 +75,8 @@ export class Cdn {
     if (failure) throw failure;
     const restored = this.persisted.get(req.taskId);
     this.persisted.delete(req.taskId);
-    const task = new CdnTask(req, { homeDir: this.opts.homeDir, bucket: this.opts.bucket, log: this.opts.log, store: this.opts.store, now: this.opts.now, restored });
-    const count = this.opts.onSourceBytes;
-    if (count) task.on('piece', (n: number, fromSource: boolean) => fromSource && count(task.pieces[n].contentLen));
+    const { homeDir, bucket, log, store, now, onSourceBytes } = this.opts;
+    const task = new CdnTask(req, { homeDir, bucket, log, store, now, restored, onSourceBytes });
     this.tasks.set(req.taskId, task);
     task.once('end', (ok: boolean) => {
       // Only a 404 is a fact about the URL (Dragonfly's failAccessInterval). A 503, a reset or
