@@ -66,6 +66,11 @@ export class CdnTask extends EventEmitter {
   accessTime: number;
   interval = 0;
   accessCount = 0;
+  /**
+   * When touch() last ran, kept across forget/reload and restarts: the interval is the gap
+   * between touches, and a reloaded task starting from "now" would measure every gap as ~0.
+   */
+  private lastTouch: number;
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
   private rejectReady!: (f: SourceFailure) => void;
@@ -77,8 +82,10 @@ export class CdnTask extends EventEmitter {
   ) {
     super();
     this.setMaxListeners(0);
+    // Being started is an access (a preheat never touches); the interval runs between touches.
     this.accessTime = d.now();
     const prev = d.restored?.task;
+    this.lastTouch = prev?.lastTouch ?? prev?.accessTime ?? this.accessTime;
     if (prev) {
       this.interval = prev.interval;
       this.accessCount = prev.accessCount;
@@ -112,9 +119,10 @@ export class CdnTask extends EventEmitter {
   /** Record an access: GC keeps tasks that are fetched regularly. */
   touch(): void {
     const now = this.d.now();
-    if (this.accessCount > 0) this.interval = (this.interval * (this.accessCount - 1) + (now - this.accessTime)) / this.accessCount;
+    if (this.accessCount > 0) this.interval = (this.interval * (this.accessCount - 1) + (now - this.lastTouch)) / this.accessCount;
     this.accessCount++;
     this.accessTime = now;
+    this.lastTouch = now;
     if (this.status === 'SUCCESS') this.persist();
   }
 
@@ -142,6 +150,7 @@ export class CdnTask extends EventEmitter {
       sha256: this.sha256,
       expectSha256: this.req.expectSha256,
       accessTime: this.accessTime,
+      lastTouch: this.lastTouch,
       interval: this.interval,
       accessCount: this.accessCount,
     };

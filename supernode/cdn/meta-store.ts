@@ -18,6 +18,8 @@ export interface PersistedTask {
   sha256?: string;
   expectSha256?: string;
   accessTime: number;
+  /** When a peer last registered for it; absent in metadata written before it was kept. */
+  lastTouch?: number;
   /** Mean ms between accesses (0 until accessed twice), for disk GC's ordering. */
   interval: number;
   accessCount: number;
