@@ -4,6 +4,7 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { CdnTask, type CdnRequest, type SourceFailure } from './cdn-task.js';
 import type { MetaStore, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
+import { reconcileDownloads } from './reconcile.js';
 
 export interface CdnOptions {
   homeDir: string;
@@ -44,9 +45,22 @@ export class Cdn {
 
   constructor(private readonly opts: CdnOptions) {}
 
-  /** Load what an earlier run recorded under homeDir. */
+  /**
+   * Load what an earlier run recorded under homeDir, and make files and metadata agree: task
+   * files without metadata are removed, and metadata without files is forgotten.
+   */
   async restore(): Promise<number> {
-    if (this.opts.store) this.persisted = await this.opts.store.load();
+    const { store, homeDir, log } = this.opts;
+    if (!store) return 0;
+    this.persisted = await store.load();
+    const live = (id: string) => this.persisted.has(id) || this.tasks.has(id) || this.deleting.has(id);
+    const { withData, removed } = await reconcileDownloads(homeDir, live);
+    for (const id of [...this.persisted.keys()]) {
+      if (withData.has(id)) continue;
+      this.persisted.delete(id);
+      await store.delete(id);
+    }
+    if (removed.length) log.info({ removed }, 'removed task files no metadata describes');
     return this.persisted.size;
   }
 

@@ -1,8 +1,11 @@
 import { join } from 'node:path';
 
 /** Dragonfly's layout under homeDir, so an operator's tooling finds files where it expects. */
+export function downloadDir(homeDir: string): string {
+  return join(homeDir, 'repo', 'download');
+}
 export function taskDir(homeDir: string, taskId: string): string {
-  return join(homeDir, 'repo', 'download', taskId.slice(0, 3));
+  return join(downloadDir(homeDir), taskId.slice(0, 3));
 }
 export function dataFile(homeDir: string, taskId: string): string {
   return join(taskDir(homeDir, taskId), taskId);
