@@ -23,6 +23,8 @@ export interface CdnRequest {
   rootCAs: string[];
   /** sha256 the whole content must have (from a blob URL); checked before the task succeeds. */
   expectSha256?: string;
+  /** md5 (hex) the whole content must have (the registration's md5); checked the same way. */
+  expectMd5?: string;
 }
 
 /** Why a source fetch failed, in Dragonfly's terms: 607 unreachable, 608 needs auth, 500 other. */
@@ -149,6 +151,7 @@ export class CdnTask extends EventEmitter {
       md5: this.md5,
       sha256: this.sha256,
       expectSha256: this.req.expectSha256,
+      expectMd5: this.req.expectMd5,
       accessTime: this.accessTime,
       lastTouch: this.lastTouch,
       interval: this.interval,
@@ -305,6 +308,9 @@ export class CdnTask extends EventEmitter {
     }
     if (this.req.expectSha256 && sha256 !== this.req.expectSha256) {
       throw fail('SOURCE_CORRUPT', 500, `sha256 ${sha256} does not match ${this.req.expectSha256}`);
+    }
+    if (this.req.expectMd5 && md5 !== this.req.expectMd5.toLowerCase()) {
+      throw fail('SOURCE_CORRUPT', 500, `md5 ${md5} does not match ${this.req.expectMd5}`);
     }
     if (this.fileLength < 0) this.setLayout(bytes, this.pieceSize);
     this.sha256 = sha256;

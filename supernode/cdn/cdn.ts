@@ -4,7 +4,10 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { CdnTask, type CdnRequest, type SourceFailure } from './cdn-task.js';
 import type { MetaStore, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
+import { PieceRechecker, type PieceCheck } from './recheck.js';
 import { reconcileDownloads } from './reconcile.js';
+
+export type { PieceCheck } from './recheck.js';
 
 export interface CdnOptions {
   homeDir: string;
@@ -42,8 +45,17 @@ export class Cdn {
   /** Deletions still removing files, by task ID: a new task for the ID opens its file after. */
   private readonly deleting = new Map<string, Promise<void>>();
   private persisted = new Map<string, Restored>();
+  private readonly rechecker: PieceRechecker;
 
-  constructor(private readonly opts: CdnOptions) {}
+  constructor(private readonly opts: CdnOptions) {
+    this.rechecker = new PieceRechecker({
+      get: (id) => this.tasks.get(id),
+      drop: async (t) => {
+        if (this.tasks.get(t.taskId) === t) await this.delete(t.taskId);
+      },
+      log: opts.log,
+    });
+  }
 
   /**
    * Load what an earlier run recorded under homeDir, and make files and metadata agree: task
@@ -102,6 +114,16 @@ export class Cdn {
     });
     void task.run(this.deleting.get(req.taskId));
     return task;
+  }
+
+  /**
+   * Re-read one piece of a finished task and compare it with its recorded digests. On 'corrupt'
+   * or 'missing' the task is deleted (memory, metadata, files) like a full GC would, so the next
+   * registration fetches it from the origin; the caller drops its swarm state. 'unknown' when
+   * the task is not in memory and SUCCESS, or the piece does not exist. Never rejects.
+   */
+  recheckPiece(taskId: string, pieceNum: number): Promise<PieceCheck> {
+    return this.rechecker.check(taskId, pieceNum);
   }
 
   /** Every task file on disk, for disk GC. */

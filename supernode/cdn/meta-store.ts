@@ -17,6 +17,7 @@ export interface PersistedTask {
   md5?: string;
   sha256?: string;
   expectSha256?: string;
+  expectMd5?: string;
   accessTime: number;
   /** When a peer last registered for it; absent in metadata written before it was kept. */
   lastTouch?: number;
