@@ -57,13 +57,16 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
 
   app.get('/peer/piece/error', async (req) => {
     const p = params(req);
-    const taskId = p.str('taskId', { required: true, max: 128 });
-    const cid = p.str('srcCid', { required: true, max: 256 });
-    const dstCid = p.str('dstCid', { max: 256 });
-    // dfget's FILE_NOT_EXIST report sends an empty range; the failure reaches us again with its
-    // next /peer/task, so an unknown range is not an error here.
-    svc.report(taskId, cid, { range: p.str('range', { max: 64 }), result: 500, dstCid });
-    metrics.pieceFailures.inc({ source: dstCid.startsWith('cdnnode:') ? 'cdn' : 'peer' });
+    // Stock dfget follows this call with result=500 for the same piece on its next /peer/task,
+    // which is where the failure is counted (and metered); counting it here too would blacklist
+    // and eliminate sources twice as fast. As in Dragonfly, this call only concerns the CDN.
+    // dfget's FILE_NOT_EXIST report sends an empty range, so an unknown range is no error here.
+    svc.pieceError(p.str('taskId', { required: true, max: 128 }), {
+      cid: p.str('srcCid', { required: true, max: 256 }),
+      range: p.str('range', { max: 64 }),
+      dstCid: p.str('dstCid', { max: 256 }),
+      errorType: p.str('errorType', { max: 64 }),
+    });
     return { code: Code.Success, msg: 'success' };
   });
 

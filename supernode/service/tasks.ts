@@ -22,7 +22,7 @@ import {
   type TaskState,
 } from '../scheduler/index.js';
 import { PeerRegistry } from './peers.js';
-import type { PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
+import type { PieceErrorIn, PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
 
 interface PeerAddr {
   ip: string;
@@ -212,6 +212,11 @@ export class TaskService {
     // Any result frees the source's upload slot, and a success adds a holder: waiters may now fit.
     this.notify(entry);
     return n;
+  }
+
+  /** /peer/piece/error: counted with the /peer/task report that follows it, not here. */
+  pieceError(taskId: string, _e: PieceErrorIn): void {
+    this.get(taskId);
   }
 
   serviceDown(taskId: string, cid: string): boolean {

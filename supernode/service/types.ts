@@ -60,3 +60,12 @@ export interface ReportIn {
   result: number;
   dstCid: string;
 }
+
+/** A /peer/piece/error report (stock dfget's, after a piece failed to download or verify). */
+export interface PieceErrorIn {
+  cid: string;
+  range: string;
+  dstCid: string;
+  /** FILE_NOT_EXIST or FILE_MD5_NOT_MATCH from stock dfget; anything else is taken as given. */
+  errorType: string;
+}
