@@ -14,6 +14,7 @@ import { preheatRoutes } from './preheat/index.js';
 import { v1Routes } from './api/v1-routes.js';
 import { GcRunner, type FreeBytes } from './gc/runner.js';
 import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
+import { pieceCheckerOf, type PieceChecker } from './service/cdn-repair.js';
 import { TaskService } from './service/tasks.js';
 
 export interface Supernode {
@@ -38,6 +39,8 @@ export interface SupernodeDeps {
   freeBytes?: FreeBytes;
   /** How long the download port waits on a peer that takes no bytes (tests shorten it). */
   uploadIdleMs?: number;
+  /** Re-reads CDN pieces peers report as bad; the CDN's own when it has one (tests inject one). */
+  pieceChecker?: PieceChecker;
 }
 
 /** Wires config to the CDN, scheduler service and both servers, and starts listening. */
@@ -102,6 +105,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     now,
     rand: deps.rand,
     log,
+    checker: deps.pieceChecker ?? pieceCheckerOf(cdn),
     onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
     onReport: (_id, eff) => {
       if (eff.blacklisted) metrics.blacklistEvents.inc();

@@ -21,6 +21,7 @@ import {
   type SchedulerLimits,
   type TaskState,
 } from '../scheduler/index.js';
+import { CdnRepair, type PieceCheck, type PieceChecker } from './cdn-repair.js';
 import { PeerRegistry } from './peers.js';
 import type { PieceErrorIn, PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
 
@@ -54,6 +55,8 @@ export interface TaskServiceOptions {
   readyTimeoutMs?: number;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
   onReport?: (taskId: string, effect: ReportEffect) => void;
+  /** Re-reads CDN pieces that peers fail to get (the CDN's recheckPiece, when it has one). */
+  checker?: PieceChecker;
 }
 
 export class RegistrationFailed extends Error {
@@ -66,8 +69,11 @@ export class RegistrationFailed extends Error {
 export class TaskService {
   readonly tasks = new Map<string, TaskEntry>();
   readonly peers = new PeerRegistry();
+  private readonly repair: CdnRepair | undefined;
 
-  constructor(private readonly o: TaskServiceOptions) {}
+  constructor(private readonly o: TaskServiceOptions) {
+    this.repair = o.checker && new CdnRepair(o.checker, o.now);
+  }
 
   /** Forget a task's swarm (peers, progress); the CDN decides separately about its files. */
   drop(taskId: string): boolean {
@@ -205,6 +211,9 @@ export class TaskService {
     const busy = r.result === PieceResult.Invalid;
     if (n === undefined || (busy && !r.dstCid)) return undefined;
     const ok = r.result === PieceResult.Success || r.result === PieceResult.SemiSuccess;
+    // The scheduler counts no failure against the CDN, but a bad copy there fails every peer.
+    const src = r.dstCid || entry.sched.peers.get(cid)?.running.get(n)?.src;
+    if (!ok && !busy && src === entry.sched.cdnCid) this.suspectCdn(entry, n);
     const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok, busy }, this.o.limits, this.o.now());
     this.o.onReport?.(taskId, eff);
     if (busy) this.o.log.info({ taskId, cid, src: r.dstCid, pieceNum: n }, 'piece source busy');
@@ -214,9 +223,34 @@ export class TaskService {
     return n;
   }
 
-  /** /peer/piece/error: counted with the /peer/task report that follows it, not here. */
-  pieceError(taskId: string, _e: PieceErrorIn): void {
-    this.get(taskId);
+  /**
+   * /peer/piece/error: counted with the /peer/task report that follows it, not here. Against
+   * the CDN it asks for a re-check; a FILE_NOT_EXIST report names no piece, and any piece shows
+   * whether the file is there.
+   */
+  pieceError(taskId: string, e: PieceErrorIn): void {
+    const entry = this.get(taskId);
+    if (e.dstCid !== entry.sched.cdnCid) return;
+    const n = this.pieceOf(entry, e.range) ?? (e.range === '' && e.errorType === 'FILE_NOT_EXIST' ? 0 : undefined);
+    if (n !== undefined) this.suspectCdn(entry, n);
+  }
+
+  /**
+   * A peer failed piece n from the CDN: have the CDN re-read its copy. A corrupt or missing one
+   * makes the CDN drop the task; its swarm goes too, so every peer's next /peer/task is a 404
+   * and it registers again (stock dfget: "any other code: re-register"), which refetches the
+   * task from the origin. Left alone, the peers would get the bad piece from the CDN again and
+   * again until they give up on the supernode.
+   */
+  private suspectCdn(entry: TaskEntry, n: number): void {
+    const cdnTask = entry.cdn;
+    void this.repair?.suspect(entry.id, n)?.then((result: PieceCheck) => {
+      const bad = result === 'corrupt' || result === 'missing';
+      this.o.log[bad ? 'warn' : 'info']({ taskId: entry.id, pieceNum: n, result }, 'cdn piece re-checked after a peer failed it');
+      if (!bad) return;
+      // A registration since may have started a fresh copy: that one is not the bad one.
+      if (this.tasks.get(entry.id)?.cdn === cdnTask) this.drop(entry.id);
+    });
   }
 
   serviceDown(taskId: string, cid: string): boolean {
@@ -247,6 +281,9 @@ export class TaskService {
       // A peer that hung up would never fetch what we assign now, and the pieces would
       // count against the limits until they expire.
       if (signal?.aborted) break;
+      // Dropped meanwhile (GC, or a bad CDN copy): the peer must register again, not be handed
+      // pieces of a swarm that no longer exists.
+      if (this.tasks.get(taskId) !== entry) throw taskNotFound(taskId);
       d = this.decide(entry, cid);
     }
     // A relay-capable peer that starts pieces can pass them on at once (cut-through), so the
