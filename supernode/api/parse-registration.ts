@@ -56,6 +56,23 @@ function rawHeaders(p: Params): Record<string, string> {
   return out;
 }
 
+/**
+ * Stock dfget names its file after the basename of -o, so the path may hold spaces and any
+ * script (`/peer/file/镜像 1.tar-<sign>`). Other peers are sent to fetch it, so it must stay a
+ * file under the uploader's /peer/file/: no control characters or line breaks, no dot segments
+ * (also percent-encoded), no broken UTF-16.
+ */
+function peerPath(p: Params): string {
+  const s = p.str('path', { max: 1024 });
+  if (!s) return s;
+  const dotSegment = (seg: string) => /^(?:\.|%2e){1,2}$/i.test(seg);
+  if (!s.startsWith('/peer/file/') || s.length === '/peer/file/'.length) throw badRequest('parameter path must name a file under /peer/file/');
+  if (/[\p{Cc}\p{Cs}\p{Zl}\p{Zp}]/u.test(s) || s.split('/').some(dotSegment)) {
+    throw badRequest(`parameter path is malformed: ${JSON.stringify(s.slice(0, 80))}`);
+  }
+  return s;
+}
+
 export function parseRegistration(p: Params): Registration {
   const rawUrl = httpUrl(p, 'rawUrl', true);
   const ip = p.str('ip', { required: true, max: 64 });
@@ -72,7 +89,7 @@ export function parseRegistration(p: Params): Registration {
     cid: p.str('cid', { required: true, max: 256 }),
     ip,
     port: p.int('port', { min: 0, max: 65535, def: 0 }),
-    path: p.str('path', { max: 1024, pattern: /^\/[\x21-\x7e]*$/ }),
+    path: peerPath(p),
     hostName: p.str('hostName', { max: 256 }),
     version: p.str('version', { max: 64 }),
     superNodeIp,

@@ -130,7 +130,7 @@ export class TaskService {
     await this.waitReady(cdnTask);
     if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
     joinPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
-    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: reg.path, superNodeIp: reg.superNodeIp });
+    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: urlPath(reg.path), superNodeIp: reg.superNodeIp });
     this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
     this.o.log.info({ taskId: id, cid: reg.cid, ip: reg.ip, fileLength: cdnTask.fileLength }, 'peer registered');
@@ -338,6 +338,16 @@ export class TaskService {
     const addr = entry.peers.get(src)!;
     return { ...base, peerIp: addr.ip, peerPort: addr.port, path: addr.path };
   }
+}
+
+/**
+ * A registered path as a URL path. Stock dfget's may hold spaces or any script; Go's client
+ * escapes those itself, Node's refuses to send them, so peers are handed them escaped (Go
+ * unescapes the path on both ends, so stock peers fetch the same file). A `%` that is no
+ * escape is escaped too: Go's client would refuse it.
+ */
+function urlPath(path: string): string {
+  return path.replace(/%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/gu, (c) => encodeURIComponent(c));
 }
 
 function wrappedLength(entry: TaskEntry): number {
