@@ -3,7 +3,7 @@ import type { SupernodeConfig } from '../../shared/config/supernode.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
 import type { SupernodeMetrics } from '../metrics.js';
-import { isComplete, removePeer } from '../scheduler/index.js';
+import { isComplete } from '../scheduler/index.js';
 import type { TaskService } from '../service/tasks.js';
 import { diskEligible, selectDiskVictims, selectMetaActions, type DiskDecision, type MetaDecision } from './policy.js';
 
@@ -48,10 +48,16 @@ export class GcRunner {
   /**
    * A peer that still lacks pieces and has not asked the supernode anything for peerExpireTime
    * is gone (its host died, or dfget was killed without service/down): it neither holds a task
-   * in use nor serves anyone. A complete peer is left alone: it has no reason to call.
+   * in use nor serves anyone. A complete peer has no reason to call, so it is judged by what it
+   * serves: one that served nobody for taskExpireTime is treated as its swarm would be after
+   * that long unused. Stock dfget drops a file idle for 3 minutes (--expiretime); one killed
+   * before it said service/down would otherwise stay a holder and a source for as long as
+   * the task is busy.
    */
   private silent(e: { sched: Parameters<typeof isComplete>[0] }, p: Parameters<typeof isComplete>[1], now: number): boolean {
-    return this.cfg.peerExpireTime > 0 && !p.down && !isComplete(e.sched, p) && now - p.lastSeen >= this.cfg.peerExpireTime;
+    if (p.down) return false;
+    const limit = isComplete(e.sched, p) ? this.cfg.taskExpireTime : this.cfg.peerExpireTime;
+    return limit > 0 && now - p.lastSeen >= limit;
   }
 
   /** A task is in use while the CDN fetches it or any live peer still lacks pieces. */
@@ -69,7 +75,7 @@ export class GcRunner {
     for (const e of this.svc.tasks.values()) {
       for (const p of [...e.sched.peers.values()]) {
         if (!this.silent(e, p, now)) continue;
-        this.log.info({ taskId: e.id, cid: p.cid }, 'peer silent for peerExpireTime: marked down');
+        this.log.info({ taskId: e.id, cid: p.cid, complete: isComplete(e.sched, p) }, 'peer silent: marked down');
         this.svc.serviceDown(e.id, p.cid);
       }
     }
@@ -90,13 +96,8 @@ export class GcRunner {
       this.svc.drop(id);
       this.cdn.forget(id);
     }
-    for (const { taskId, cid } of d.removePeers) {
-      const e = this.svc.tasks.get(taskId);
-      if (e) {
-        removePeer(e.sched, cid);
-        e.peers.delete(cid);
-      }
-    }
+    // Also off the peer's own record, or sweep below would keep it for as long as the task lives.
+    for (const { taskId, cid } of d.removePeers) this.svc.leave(taskId, cid);
     const sweptPeers = this.svc.peers.sweep(now, this.cfg.taskExpireTime);
     const sweptFailures = this.cdn.sweepFailures();
     if (sweptPeers.length || sweptFailures) this.log.debug({ sweptPeers: sweptPeers.length, sweptFailures }, 'meta gc sweep');

@@ -109,6 +109,8 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     if (!task.cdnPieces.has(r.pieceNum)) return effect;
     effect.held = markHeld(task, peer, r.pieceNum);
     if (srcPeer) {
+      // A complete peer has no reason to call; serving a piece is how it shows it is still there.
+      srcPeer.lastSeen = Math.max(srcPeer.lastSeen, now);
       srcPeer.serviceErrorCount = 0;
       peer.clientErrorCount = 0;
     }

@@ -30,6 +30,7 @@ export interface PeerState {
   streaming: boolean;
   /** Our peers serve a piece while it still arrives (cut-through); stock dfget does not. */
   relay: boolean;
+  /** Its last call, or the last piece someone reported fetching from it: GC's sign of life. */
   lastSeen: number;
 }
 

@@ -35,6 +35,11 @@ export class PeerRegistry {
     return p;
   }
 
+  /** The peer is no longer part of the task's swarm. */
+  leave(id: string, taskId: string): void {
+    this.peers.get(id)?.tasks.delete(taskId);
+  }
+
   /** A task is gone: forget it on every peer. */
   dropTask(taskId: string): void {
     for (const p of this.peers.values()) p.tasks.delete(taskId);

@@ -98,6 +98,16 @@ export class TaskService {
     return info !== undefined;
   }
 
+  /** The peer leaves one task's swarm (GC of a peer that is gone). */
+  leave(taskId: string, cid: string): void {
+    this.peers.leave(cid, taskId);
+    const e = this.tasks.get(taskId);
+    if (!e?.sched.peers.has(cid)) return;
+    removePeer(e.sched, cid);
+    e.peers.delete(cid);
+    this.notify(e);
+  }
+
   cdnCid(taskId: string): string {
     return `cdnnode:${this.o.advertiseIP || 'supernode'}~${taskId}`;
   }
