@@ -23,6 +23,7 @@ import {
 } from '../scheduler/index.js';
 import { CdnRepair, type PieceCheck, type PieceChecker } from './cdn-repair.js';
 import { PeerRegistry } from './peers.js';
+import { MAX_AUTH_ATTEMPTS, worthOwnAttempt } from './source-auth.js';
 import type { PieceErrorIn, PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
 
 interface PeerAddr {
@@ -122,9 +123,34 @@ export class TaskService {
     // Dragonfly matches the header name exactly, so only `Range` makes a ranged task.
     const range = reg.headers['Range'];
     const id = computeTaskId(reg.taskUrl, { md5: reg.md5, identifier: reg.identifier, range });
-    let cdnTask: CdnTask;
+    let cdnTask!: CdnTask;
+    let entry!: TaskEntry;
+    for (let attempt = 1; ; attempt++) {
+      cdnTask = this.ensureCdn(id, reg, range);
+      entry = this.attach(id, reg.rawUrl, cdnTask);
+      cdnTask.touch();
+      try {
+        await this.waitReady(cdnTask);
+        break;
+      } catch (err) {
+        // Joined a fetch the origin refused someone else's credentials for: try our own.
+        if (attempt >= MAX_AUTH_ATTEMPTS || !(err instanceof RegistrationFailed) || !worthOwnAttempt(err.failure, cdnTask, reg.headers)) throw err;
+        this.o.log.info({ taskId: id, cid: reg.cid }, 'origin refused another registrant: fetching with this one\'s headers');
+      }
+    }
+    if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
+    joinPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
+    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: urlPath(reg.path), superNodeIp: reg.superNodeIp });
+    this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
+    entry.accessedAt = this.o.now();
+    this.o.log.info({ taskId: id, cid: reg.cid, ip: reg.ip, fileLength: cdnTask.fileLength }, 'peer registered');
+    return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode', busyReports: true };
+  }
+
+  /** The CDN's task for this ID, started with this registrant's headers if none is running. */
+  private ensureCdn(id: string, reg: Registration, range: string | undefined): CdnTask {
     try {
-      cdnTask = this.o.cdn.ensure({
+      return this.o.cdn.ensure({
         taskId: id,
         url: reg.rawUrl,
         headers: reg.headers,
@@ -135,16 +161,6 @@ export class TaskService {
     } catch (f) {
       throw new RegistrationFailed(f as SourceFailure);
     }
-    const entry = this.attach(id, reg.rawUrl, cdnTask);
-    cdnTask.touch();
-    await this.waitReady(cdnTask);
-    if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
-    joinPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
-    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: urlPath(reg.path), superNodeIp: reg.superNodeIp });
-    this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
-    entry.accessedAt = this.o.now();
-    this.o.log.info({ taskId: id, cid: reg.cid, ip: reg.ip, fileLength: cdnTask.fileLength }, 'peer registered');
-    return { taskId: id, fileLength: cdnTask.fileLength, pieceSize: cdnTask.pieceSize, cdnSource: 'supernode', busyReports: true };
   }
 
   private async waitReady(t: CdnTask): Promise<void> {
