@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -55,5 +56,38 @@ describe('an origin that wants credentials, and registrants that bring them or n
     ]);
     assert.deepEqual(results.map((r) => r.code), [608, 608, 608]);
     assert.deepEqual(hits, ['Bearer bad']);
+  });
+});
+
+describe('a registration that names the md5 the content must have', () => {
+  const ctx = useOrigin('svc-md5', '');
+  const blob = randomBlob(300_000);
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+  let origin: Server;
+  let base = '';
+
+  before(async () => {
+    origin = createServer((_req, res) => void res.writeHead(200, { 'content-length': blob.length }).end(blob));
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+    base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    origin.closeAllConnections();
+    await new Promise((r) => origin.close(r));
+  });
+
+  it('fails the CDN task when the content has another md5, and succeeds with the right one', async () => {
+    const wrong = await registerPeer(ctx.api, { rawUrl: `${base}/f`, cid: 'w', ip: '127.0.0.62', port: 0, md5: md5(Buffer.from('other')) });
+    const right = await registerPeer(ctx.api, { rawUrl: `${base}/f`, cid: 'r', ip: '127.0.0.62', port: 0, md5: md5(blob) });
+    assert.equal(wrong.code, 200);
+    assert.notEqual(wrong.taskId, right.taskId, 'the md5 is part of the task ID');
+    const ended = (id: string) => new Promise<string>((resolve) => {
+      const t = ctx.sn.cdn.get(id)!;
+      if (t.status === 'SUCCESS' || t.status === 'FAILED') return resolve(t.status);
+      t.once('end', () => resolve(t.status));
+    });
+    assert.equal(await ended(wrong.taskId), 'FAILED');
+    assert.match(ctx.sn.cdn.get(wrong.taskId)?.failure?.message ?? '', /md5/);
+    assert.equal(await ended(right.taskId), 'SUCCESS');
   });
 });

@@ -157,6 +157,8 @@ export class TaskService {
         insecure: reg.insecure,
         rootCAs: reg.rootCAs,
         expectSha256: range ? undefined : blobDigestOf(reg.taskUrl),
+        // dfget --md5: the content must have it (Dragonfly fails the task on a mismatch).
+        expectMd5: reg.md5 || undefined,
       });
     } catch (f) {
       throw new RegistrationFailed(f as SourceFailure);
