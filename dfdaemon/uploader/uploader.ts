@@ -58,10 +58,14 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   if (!r || r.end <= r.start || !Number.isInteger(pieceNum) || pieceNum < 0 || pieceSize !== tf.layout.pieceSize) {
     return replyText(res, 400, 'bad range, pieceNum or pieceSize');
   }
-  const length = r.end - r.start + 1;
   const start = r.start - pieceNum * WRAP_OVERHEAD;
-  const contentLen = length - WRAP_OVERHEAD;
-  if (contentLen < 0 || start < 0 || start + contentLen > tf.layout.fileLength) return replyText(res, 416, 'range not satisfiable');
+  const fileLength = tf.layout.fileLength;
+  // A stock supernode names every piece by its full size, the short last one too; like the
+  // stock uploader (and RFC 7233 for an end past EOF), the end is clamped to the data there is.
+  // A start past the data is still unsatisfiable (an empty file's one piece starts at 0).
+  const contentLen = Math.min(r.end - r.start + 1 - WRAP_OVERHEAD, fileLength - start);
+  if (contentLen < 0 || start < 0 || start > fileLength || (start === fileLength && fileLength > 0)) return replyText(res, 416, 'range not satisfiable');
+  const length = contentLen + WRAP_OVERHEAD;
   const first = Math.floor(start / tf.layout.contentSize);
   const last = Math.floor((start + Math.max(contentLen, 1) - 1) / tf.layout.contentSize);
   const signal = hangUpSignal(res);
