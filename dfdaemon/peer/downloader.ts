@@ -113,6 +113,13 @@ export class Downloader {
     if (this.o.client.hasNodes) {
       try {
         const reg = await this.o.client.register(id, (node) => this.registration(req, node));
+        if (reg.cdnSource === 'source') {
+          // Stock `cdnPattern: source`: the supernode caches nothing and would send us to ranges
+          // of the origin without piece digests, so fetch the origin ourselves. This is where the
+          // supernode sends us, not a back-source, so --notbs does not forbid it.
+          log.info({ node: reg.node }, 'supernode serves this task from its source, fetching the origin directly');
+          return this.fromSource(req, id, bucket, true);
+        }
         if (reg.fileLength >= 0) {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
           const rejoins = { left: MAX_REJOINS };
@@ -241,8 +248,8 @@ export class Downloader {
     return tf;
   }
 
-  private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket): Promise<Started> {
-    if (this.o.notbs) throw new Error('no supernode answered and back-source is disabled');
+  private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket, directed = false): Promise<Started> {
+    if (this.o.notbs && !directed) throw new Error('no supernode answered and back-source is disabled');
     const src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca });
     if (src.status !== 200 || src.length < 0) {
       src.body.resume();

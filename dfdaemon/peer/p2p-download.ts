@@ -4,6 +4,7 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fetchPiece, PieceFetchError } from './fetch-piece.js';
 import type { PieceClient } from './piece-client.js';
+import { stockQuery, WaitBackoff, type PieceReport } from './stock-poll.js';
 import { TaskUnknown, type SupernodeClient, type TaskAnswer, type TaskQuery, type WirePiece } from './supernode-client.js';
 
 export interface P2PCounters {
@@ -25,7 +26,10 @@ export interface P2PContext {
   signal?: AbortSignal;
   /** Give up when no piece completes for this long (then the caller goes back to source). */
   stallMs?: number;
-  /** The supernode said it takes busy reports (result 502 with a piece); else a 503 is a failure. */
+  /**
+   * The supernode said it takes busy reports (result 502 with a piece): ours. Without it, a 503
+   * is a failure and the stock protocol is spoken.
+   */
   busyReports?: boolean;
 }
 
@@ -38,14 +42,20 @@ export class SupernodeLost extends Error {
 
 /** How long our supernode may hold a "wait" open before answering 602. */
 const LONG_POLL_MS = 5_000;
+/** A stock supernode with pieces running here: ask again this often, as dfget does (its 2 s queue poll). */
+const STOCK_IDLE_POLL_MS = 2_000;
 
 /**
  * Drive one task to completion: ask the supernode for pieces, fetch them concurrently, report
- * each result with the next request. A completion triggers the next request at once, and when
- * nothing is running the request long-polls, so there is no fixed back-off in the loop.
+ * each result with the next request. With our supernode (it says so at registration with
+ * busyReports) a completion triggers the next request at once, and when nothing is running the
+ * request long-polls, so there is no fixed back-off in the loop. A stock supernode gets the stock
+ * protocol instead (stock-poll.ts): /peer/piece/suc for each piece, piece results on every
+ * request after the first pieces, and dfget's back-off while it answers 602.
  */
 export function p2pDownload(ctx: P2PContext): Promise<void> {
   const { client, node, taskId, cid, tf, log } = ctx;
+  const stock = !ctx.busyReports;
   const inner = new AbortController();
   const onOuterAbort = () => inner.abort(ctx.signal?.reason);
   ctx.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -57,11 +67,16 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     let started = false;
     let limited = false;
     let lastProgress = Date.now();
+    const backoff = new WaitBackoff();
+    let lastOk: WirePiece | undefined;
+    let poll: NodeJS.Timeout | undefined;
+    let watchdog: NodeJS.Timeout | undefined;
 
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
       clearInterval(watchdog);
+      clearTimeout(poll);
       ctx.signal?.removeEventListener('abort', onOuterAbort);
       tf.off('complete', onComplete);
       inner.abort();
@@ -70,23 +85,30 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     };
     const onComplete = () => finish();
     tf.on('complete', onComplete);
+    if (ctx.signal?.aborted) return finish(ctx.signal.reason as Error);
     if (tf.complete) return finish();
 
-    const watchdog = setInterval(() => {
+    watchdog = setInterval(() => {
       if (Date.now() - lastProgress > (ctx.stallMs ?? 30_000)) finish(new Error(`p2p download of ${taskId} stalled`));
     }, 1_000);
 
-    const ask = (report?: { piece: WirePiece; ok: boolean; busy?: boolean }) => {
-      if (settled) return;
-      outstanding++;
-      const q: TaskQuery = { taskId, srcCid: cid, status: started ? PeerStatus.Running : PeerStatus.Start };
+    const ownQuery = (report?: PieceReport): TaskQuery => {
+      const q: TaskQuery = { taskId, srcCid: cid, status: started ? PeerStatus.Running : PeerStatus.Start, wait: LONG_POLL_MS };
       started = true;
       if (report) {
         q.range = report.piece.range;
         q.result = report.ok ? PieceResult.Success : report.busy ? PieceResult.Invalid : PieceResult.Fail;
         q.dstCid = report.piece.cid;
       }
-      q.wait = LONG_POLL_MS;
+      return q;
+    };
+
+    const ask = (report?: PieceReport) => {
+      if (settled) return;
+      clearTimeout(poll);
+      poll = undefined;
+      outstanding++;
+      const q = stock ? stockQuery(taskId, cid, report, lastOk) : ownQuery(report);
       const t0 = Date.now();
       // A report must reach the supernode even if this download completes meanwhile: a lost
       // one leaves the piece unknown as held here and its source slot taken until the timeout.
@@ -101,6 +123,27 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
           finish(ctx.signal?.aborted ? (ctx.signal.reason as Error) : err instanceof TaskUnknown ? err : new SupernodeLost(node, err));
         },
       );
+    };
+
+    /** A verified piece: tell the supernode, also when it completed the file and settled the download. */
+    const succeeded = (p: WirePiece) => {
+      if (!stock) {
+        if (!settled) return ask({ piece: p, ok: true });
+        // The supernode must still learn that we hold it: until then it counts the piece as in
+        // flight from its source and, as the CDN seeds each piece once, other peers would wait.
+        const q: TaskQuery = { taskId, srcCid: cid, status: PeerStatus.Finished, range: p.range, result: PieceResult.Success, dstCid: p.cid };
+        client.next(node, q).catch((err: Error) => log.debug({ taskId, err: err.message }, 'final piece report failed'));
+        return;
+      }
+      // A stock supernode frees the CDN's per-task slot only on /peer/piece/suc; if that never
+      // gets through, the piece result itself says success so the piece is still recorded. It
+      // ignores the range of a 702, so the last piece is reported like any other.
+      void client.pieceSuc(node, { taskId, cid, dstCid: p.cid, pieceRange: p.range }).then((recorded) => {
+        lastOk = p;
+        const report = { piece: p, ok: true, recorded };
+        if (!settled) return ask(report);
+        client.next(node, stockQuery(taskId, cid, report, lastOk)).catch((err: Error) => log.debug({ taskId, err: err.message }, 'final piece report failed'));
+      });
     };
 
     const start = (p: WirePiece) => {
@@ -120,13 +163,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
           running--;
           limited = false;
           lastProgress = Date.now();
-          if (!settled) return ask({ piece: p, ok: true });
-          // This piece completed the file, which settled the download before its report went
-          // out. The supernode must still learn that we hold it: until then it counts the
-          // piece as in flight from its source and, as the CDN seeds each piece once, other
-          // peers would wait for it.
-          const q: TaskQuery = { taskId, srcCid: cid, status: PeerStatus.Finished, range: p.range, result: PieceResult.Success, dstCid: p.cid };
-          client.next(node, q).catch((err: Error) => log.debug({ taskId, err: err.message }, 'final piece report failed'));
+          succeeded(p);
         },
         (err: Error) => {
           running--;
@@ -149,9 +186,11 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
 
     const handle = (a: TaskAnswer, elapsedMs: number) => {
       if (settled) return;
-      if (a.code === 601 && Array.isArray(a.data)) {
-        for (const p of a.data) start(p);
-      } else if (a.code === 601) {
+      const pieces = a.code === 601 && Array.isArray(a.data) ? a.data : undefined;
+      if (pieces) {
+        if (pieces.length > 0) backoff.reset();
+        for (const p of pieces) start(p);
+      } else if (a.code === 601 || (stock && a.code === 603)) {
         limited = true;
       } else if (a.code === 600) {
         if (tf.complete) return finish();
@@ -160,15 +199,28 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         // The task is known again (another peer registered it after a restart or a drop) but
         // this peer is not.
         return finish(new TaskUnknown(node, `supernode ${node}: ${a.msg}`));
+      } else if (stock && (a.code === 502 || a.code === 500)) {
+        // Stock for "this peer or task is unknown here" (502) and "the CDN failed or lost the
+        // task" (500); dfget registers again ("migrate"), which also restarts a failed CDN.
+        return finish(new TaskUnknown(node, `supernode ${node} answered ${a.code}: ${a.msg ?? ''}`));
       } else if (a.code !== 602) {
         return finish(new Error(`supernode answered ${a.code}: ${a.msg ?? ''}`));
+      }
+      if (outstanding > 0) return;
+      if (stock) {
+        // Completions ask at once; this only covers the time until one does, or a swarm with
+        // nothing to hand out yet.
+        const waiting = !pieces || pieces.length === 0;
+        poll = setTimeout(() => ask(), waiting ? backoff.next() : STOCK_IDLE_POLL_MS);
+        poll.unref();
+        return;
       }
       // Keep one request parked at the supernode whenever a slot is free, also while pieces are
       // running: a piece that becomes available elsewhere then starts at once instead of after
       // this peer's next completion. A supernode that does not long-poll answers at once, so
       // pace those with a short sleep.
-      if (outstanding === 0 && !limited) {
-        const nothing = a.code === 602 || (Array.isArray(a.data) && a.data.length === 0);
+      if (!limited) {
+        const nothing = a.code === 602 || (pieces !== undefined && pieces.length === 0);
         if (nothing && elapsedMs < 20) setTimeout(() => ask(), 100).unref();
         else ask();
       }

@@ -33,8 +33,14 @@ export interface Registered {
   taskId: string;
   fileLength: number;
   pieceSize: number;
-  /** The supernode takes a busy source's 503 reported as result 502 (ours; older ones drop it). */
+  /**
+   * The supernode takes a busy source's 503 reported as result 502. Only ours says so, and it
+   * also long-polls /peer/task, takes a 701 without a range as a poll and records a 702 report;
+   * without it the peer speaks the stock protocol (p2p-download.ts).
+   */
   busyReports?: boolean;
+  /** Stock `cdnPattern: source`: nothing is cached there, pieces would be ranges of the origin. */
+  cdnSource?: string;
 }
 
 export interface TaskQuery {
@@ -173,17 +179,18 @@ export class SupernodeClient {
             timeoutMs: 60_000,
             totalMs: this.replyTimeoutMs,
           });
-          const json = (await readJson(res.body)) as { code?: number; msg?: string; data?: { taskId: string; fileLength: number; pieceSize: number; busyReports?: boolean } };
+          const json = (await readJson(res.body)) as RegistryAnswer;
           if (json.code === Code.Success && json.data) {
             this.failedAt.delete(node);
-            return { node, taskId: json.data.taskId, fileLength: json.data.fileLength, pieceSize: json.data.pieceSize, busyReports: json.data.busyReports === true };
+            const d = json.data;
+            return { node, taskId: d.taskId, fileLength: d.fileLength, pieceSize: d.pieceSize, busyReports: d.busyReports === true, cdnSource: d.cdnSource };
           }
           if (json.code === Code.WaitAuth && wait < 3) {
             await sleep(this.waitAuthMs);
             continue;
           }
           if (json.code === Code.URLNotReachable || json.code === Code.NeedAuth) throw new RegisterRefused(json.code, json.msg ?? `code ${json.code}`);
-          throw new Error(`supernode ${node} answered HTTP ${res.status} code ${json.code}: ${json.msg ?? ''}`);
+          throw new Error(refusal(node, res.status, json, body.port));
         }
       } catch (err) {
         if (err instanceof RegisterRefused) throw err;
@@ -204,6 +211,23 @@ export class SupernodeClient {
     if (res.status === 404) throw new TaskUnknown(node, `supernode ${node} no longer knows task ${q.taskId}: ${json.msg ?? ''}`);
     if (res.status !== 200) throw new Error(`supernode ${node} /peer/task HTTP ${res.status}: ${json.msg ?? ''}`);
     return json;
+  }
+
+  /**
+   * GET /peer/piece/suc: a stock supernode records a piece's new holder, and frees the CDN's
+   * slot for the task, only here. Tried three times, as dfget does; false when none went through.
+   */
+  async pieceSuc(node: string, p: { taskId: string; cid: string; dstCid: string; pieceRange: string }, attempts = 3): Promise<boolean> {
+    for (let i = 0; i < attempts; i++) {
+      try {
+        const res = await send(`http://${node}/peer/piece/suc?${new URLSearchParams(p)}`, { agent: this.agent, timeoutMs: 10_000, totalMs: 10_000 });
+        const json = (await readJson(res.body)) as { code?: number };
+        if (res.status === 200 && (json.code === Code.PieceSuccess || json.code === Code.Success)) return true;
+      } catch {
+        // The next attempt, or the caller's fallback, covers it.
+      }
+    }
+    return false;
   }
 
   /** Fire-and-forget notifications (service down); failures only matter to the log. */
@@ -235,6 +259,29 @@ export class SupernodeClient {
   async close(): Promise<void> {
     this.agent.destroy();
   }
+}
+
+interface RegistryAnswer {
+  code?: number;
+  msg?: string;
+  /** A stock supernode's handler error: HTTP 500 with the reason here instead of in msg. */
+  message?: string;
+  data?: { taskId: string; fileLength: number; pieceSize: number; busyReports?: boolean; cdnSource?: string };
+}
+
+/** A stock supernode validates the peer port against this range (its swagger). */
+const STOCK_PORTS = { min: 15000, max: 65000 };
+
+/** Why a registration was refused, in words an operator can act on. */
+function refusal(node: string, status: number, json: RegistryAnswer, port: number): string {
+  const why = [json.msg, json.message].filter(Boolean).join(' ');
+  const base = `supernode ${node} answered HTTP ${status} code ${json.code}: ${why}`;
+  // Our default peer port (the proxy's 65001) is outside what a stock supernode accepts, and its
+  // answer names only the field: say what to change.
+  if (/port/i.test(why) && port !== 0 && (port < STOCK_PORTS.min || port > STOCK_PORTS.max)) {
+    return `${base} (it refused our peer port ${port}: a stock Dragonfly supernode takes ${STOCK_PORTS.min}-${STOCK_PORTS.max} only; set peerPort in dfdaemon.yml to a port in that range)`;
+  }
+  return base;
 }
 
 export function splitHostPort(node: string): [string, number] {
