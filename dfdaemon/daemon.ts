@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
@@ -35,6 +36,44 @@ export interface DfdaemonDeps {
   /** Clock for cache expiry and supernode retry (tests). */
   now?: () => number;
   supernode?: SupernodeClientOptions;
+  /** How long close() lets running responses finish before cutting them (default DRAIN_MS). */
+  drainMs?: number;
+}
+
+/**
+ * On SIGTERM a blob half sent is a failed layer for Docker, which then starts it over. Responses
+ * already running get this long to finish; with the rest of close() (at most ~4 s) that stays
+ * inside Docker's default 10 s stop grace period.
+ */
+const DRAIN_MS = 5_000;
+
+/** The responses servers are sending, so close() can wait for them. */
+function trackRequests(servers: Server[]): { readonly active: number; idle(): Promise<void>; closing(): void } {
+  const running = new Set<ServerResponse>();
+  const waiters: (() => void)[] = [];
+  let closing = false;
+  for (const server of servers) {
+    server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+      running.add(res);
+      // A keep-alive client that asks again while we close gets its answer on a connection
+      // that then ends, instead of holding the drain open.
+      if (closing) res.shouldKeepAlive = false;
+      res.once('close', () => {
+        running.delete(res);
+        if (running.size === 0) for (const w of waiters.splice(0)) w();
+      });
+    });
+  }
+  return {
+    get active() {
+      return running.size;
+    },
+    idle: () => (running.size === 0 ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
+    closing() {
+      closing = true;
+      for (const res of running) if (!res.headersSent) res.shouldKeepAlive = false;
+    },
+  };
 }
 
 function listen(server: NetServer, port: number, host: string): Promise<number> {
@@ -144,6 +183,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     log,
   });
   const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw, tls });
+  const requests = trackRequests([proxy.server as Server, ...(peerServer ? [peerServer] : [])]);
   const port = await listen(proxy.server, cfg.port, host);
   downloader.setUploadPort(peerServer ? peerPort : port);
   log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off', tls: !!tls }, 'dfdaemon listening');
@@ -158,17 +198,34 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     gc,
     async close() {
       gc.stop();
+      // No new connections; blob responses already running may finish, for a while.
+      const closed = Promise.all([proxy.server, ...(peerServer ? [peerServer] : [])].map((srv) => new Promise<void>((r) => srv.close(() => r()))));
+      requests.closing();
+      proxy.server.closeIdleConnections();
+      peerServer?.closeIdleConnections();
+      const drainMs = deps.drainMs ?? DRAIN_MS;
+      if (requests.active > 0 && drainMs > 0) {
+        log.info({ responses: requests.active, drainMs }, 'shutting down: letting running responses finish');
+        await Promise.race([requests.idle(), sleep(drainMs, undefined, { ref: false })]);
+      }
+      // From here no download registers anywhere, fails over or goes to the origin; the
+      // registrations already sent complete, so the service-down below covers them.
+      await downloader.close();
       proxy.destroyTunnels();
       proxy.server.closeAllConnections();
       peerServer?.closeAllConnections();
-      await Promise.all([
-        new Promise<void>((r) => proxy.server.close(() => r())),
-        peerServer ? new Promise<void>((r) => peerServer!.close(() => r())) : Promise.resolve(),
-      ]);
-      await downloader.close();
-      await client.leave(store.all(), cid);
+      await closed;
+      // Last, so it also covers every task registered while the daemon was closing.
+      await client.leave(uniqueTasks([...store.all(), ...downloader.registrations()]), cid);
       await client.close();
       await store.close();
     },
   };
+}
+
+/** Each (task, supernode) pair once. */
+function uniqueTasks(tasks: { taskId: string; node: string | undefined }[]): { taskId: string; node: string }[] {
+  const seen = new Map<string, { taskId: string; node: string }>();
+  for (const t of tasks) if (t.node !== undefined) seen.set(`${t.taskId}@${t.node}`, { taskId: t.taskId, node: t.node });
+  return [...seen.values()];
 }

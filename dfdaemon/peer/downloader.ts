@@ -41,6 +41,16 @@ const MAX_REJOINS = 2;
 const FAILOVER_WINDOW_MS = 3_000;
 const FAILOVER_RETRY_MS = 500;
 
+/** How long close() waits for registrations already sent, so the service-down after covers them. */
+const REGISTER_SETTLE_MS = 2_000;
+
+/** The daemon is shutting down: no registration, failover or origin fetch starts any more. */
+export class ShuttingDown extends Error {
+  constructor() {
+    super('dfdaemon is shutting down');
+  }
+}
+
 /** What the origin answered when it refused a direct fetch; the proxy relays it. */
 export class OriginRefused extends Error {
   constructor(readonly status: number) {
@@ -75,6 +85,10 @@ export interface DownloaderOptions {
 export class Downloader {
   private readonly inflight = new Map<string, Promise<Started>>();
   private readonly pieces = new PieceClient();
+  private readonly stop = new AbortController();
+  /** Nodes each running download registered with; entries go when the download ends. */
+  private readonly joined = new Map<string, Set<string>>();
+  private readonly registering = new Set<Promise<unknown>>();
 
   constructor(private readonly o: DownloaderOptions) {}
 
@@ -111,12 +125,15 @@ export class Downloader {
     const log = this.o.log.child({ taskId: id });
     const bucket = new TokenBucket(this.o.rate ?? 0);
     if (this.o.client.hasNodes) {
+      let joined: string | undefined;
       try {
-        const reg = await this.o.client.register(id, (node) => this.registration(req, node));
+        const reg = await this.join(id, req);
+        joined = reg.taskId;
         if (reg.cdnSource === 'source') {
           // Stock `cdnPattern: source`: the supernode caches nothing and would send us to ranges
           // of the origin without piece digests, so fetch the origin ourselves. This is where the
           // supernode sends us, not a back-source, so --notbs does not forbid it.
+          this.left(reg.taskId);
           log.info({ node: reg.node }, 'supernode serves this task from its source, fetching the origin directly');
           return this.fromSource(req, id, bucket, true);
         }
@@ -124,20 +141,25 @@ export class Downloader {
           const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
           const rejoins = { left: MAX_REJOINS };
           const done = this.swarm(req, reg, tf, bucket, log, rejoins).catch(async (err: Error) => {
+            if (this.stop.signal.aborted) throw new ShuttingDown();
             // Only a lost supernode moves down the order: a swarm stalled by bad peers says
             // nothing about it, and demoting it would split the next tasks' swarms.
             if (err instanceof SupernodeLost) {
               this.o.client.markFailed(reg.node);
               if (await this.failover(req, tf, reg.node, bucket, log, rejoins)) return;
             }
+            if (this.stop.signal.aborted) throw new ShuttingDown();
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
             await this.completeFromSource(req, tf, bucket);
           });
+          done.then(() => this.left(reg.taskId), () => this.left(reg.taskId));
           done.catch((err: Error) => tf.fail(err));
           return { tf, via: 'p2p', done };
         }
+        this.left(reg.taskId);
       } catch (err) {
-        if (err instanceof RegisterRefused) throw err;
+        if (joined !== undefined) this.left(joined);
+        if (err instanceof RegisterRefused || err instanceof ShuttingDown) throw err;
         log.warn({ err: (err as Error).message }, 'no supernode answered, going to the origin');
       }
     }
@@ -154,7 +176,19 @@ export class Downloader {
       tf.node = reg.node;
       const { node, busyReports } = reg;
       try {
-        return await p2pDownload({ client: this.o.client, node, busyReports, taskId: tf.taskId, cid: this.o.cid, tf, pieces: this.pieces, bucket, counters: this.o.counters, log });
+        return await p2pDownload({
+          client: this.o.client,
+          node,
+          busyReports,
+          taskId: tf.taskId,
+          cid: this.o.cid,
+          tf,
+          pieces: this.pieces,
+          bucket,
+          counters: this.o.counters,
+          log,
+          signal: this.stop.signal,
+        });
       } catch (err) {
         if (!(err instanceof TaskUnknown) || rejoins.left <= 0) throw err;
         rejoins.left--;
@@ -167,10 +201,10 @@ export class Downloader {
   private async rejoin(req: DownloadRequest, tf: TaskFile, node: string, log: Logger): Promise<Registered> {
     let reg: Registered;
     try {
-      reg = await this.o.client.register(tf.taskId, (n) => this.registration(req, n), node);
+      reg = await this.join(tf.taskId, req, node);
     } catch (err) {
       // Unreachable now: lost after all, so the caller fails over as for any lost node.
-      if (err instanceof RegisterRefused) throw err;
+      if (err instanceof RegisterRefused || err instanceof ShuttingDown) throw err;
       throw new SupernodeLost(node, err as Error);
     }
     // Another blob behind the same URL: the pieces held belong to the old one.
@@ -215,7 +249,7 @@ export class Downloader {
   private async failover(req: DownloadRequest, tf: TaskFile, lost: string, bucket: TokenBucket, log: Logger, rejoins: { left: number }): Promise<boolean> {
     try {
       const reg = await this.registerRetrying(req, tf.taskId);
-      if (!fitsTask(reg, tf)) return false;
+      if (!fitsTask(reg, tf) || this.stop.signal.aborted) return false;
       if (reg.node === lost) {
         if (rejoins.left <= 0) return false;
         rejoins.left--;
@@ -224,7 +258,7 @@ export class Downloader {
       await this.swarm(req, reg, tf, bucket, log, rejoins);
       return true;
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'no other supernode finished the download');
+      if (!this.stop.signal.aborted) log.warn({ err: (err as Error).message }, 'no other supernode finished the download');
       return false;
     }
   }
@@ -232,12 +266,44 @@ export class Downloader {
   private async registerRetrying(req: DownloadRequest, taskId: string): Promise<Registered> {
     for (let waited = 0; ; waited += FAILOVER_RETRY_MS) {
       try {
-        return await this.o.client.register(taskId, (node) => this.registration(req, node));
+        return await this.join(taskId, req);
       } catch (err) {
-        if (err instanceof RegisterRefused || waited >= FAILOVER_WINDOW_MS) throw err;
-        await sleep(FAILOVER_RETRY_MS, undefined, { ref: false });
+        if (err instanceof RegisterRefused || err instanceof ShuttingDown || waited >= FAILOVER_WINDOW_MS) throw err;
+        await sleep(FAILOVER_RETRY_MS, undefined, { ref: false, signal: this.stop.signal }).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * Register a task (with `only`, at that node alone), remembering where, so the service-down
+   * sent at shutdown reaches every node that may hand out this peer. None starts once closing.
+   */
+  private async join(taskId: string, req: DownloadRequest, only?: string): Promise<Registered> {
+    const p = this.o.client.register(taskId, (node) => this.registration(req, node), only, this.stop.signal);
+    this.registering.add(p);
+    try {
+      const reg = await p;
+      // Under the supernode's ID for the task: that is what a service-down must name.
+      const nodes = this.joined.get(reg.taskId) ?? new Set<string>();
+      nodes.add(reg.node);
+      this.joined.set(reg.taskId, nodes);
+      return reg;
+    } catch (err) {
+      if (this.stop.signal.aborted) throw new ShuttingDown();
+      throw err;
+    } finally {
+      this.registering.delete(p);
+    }
+  }
+
+  /** The download of `taskId` ended: its task file's node (if any) is what the supernode knows. */
+  private left(taskId: string): void {
+    if (!this.stop.signal.aborted) this.joined.delete(taskId);
+  }
+
+  /** Every node a download registered with, for the service-down at shutdown. */
+  registrations(): { taskId: string; node: string }[] {
+    return [...this.joined].flatMap(([taskId, nodes]) => [...nodes].map((node) => ({ taskId, node })));
   }
 
   /** A task file for this layout; a failed one is reopened, keeping its verified pieces. */
@@ -250,13 +316,13 @@ export class Downloader {
 
   private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket, directed = false): Promise<Started> {
     if (this.o.notbs && !directed) throw new Error('no supernode answered and back-source is disabled');
-    const src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca });
+    const src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca, signal: this.stop.signal });
     if (src.status !== 200 || src.length < 0) {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
     const tf = await this.open(id, new Layout(src.length, pieceSizeFor(src.length)));
-    const done = fillFromSource(tf, src, 0, { bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    const done = fillFromSource(tf, src, 0, { bucket, signal: this.stop.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
     done.catch((err: Error) => tf.fail(err));
     return { tf, via: 'source', done };
   }
@@ -264,15 +330,24 @@ export class Downloader {
   private async completeFromSource(req: DownloadRequest, tf: TaskFile, bucket: TokenBucket): Promise<void> {
     if (this.o.notbs) throw new Error('p2p failed and back-source is disabled');
     const from = tf.layout.piece(tf.firstMissing()).rawStart;
-    const src = await openOrigin(req.url, req.headers, { from, insecure: req.insecure, ca: req.ca });
+    const src = await openOrigin(req.url, req.headers, { from, insecure: req.insecure, ca: req.ca, signal: this.stop.signal });
     if (src.status !== 200 && src.status !== 206) {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
-    await fillFromSource(tf, src, from, { bucket, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    await fillFromSource(tf, src, from, { bucket, signal: this.stop.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
   }
 
+  /**
+   * Stop every download and refuse new work. Registrations already on the wire are given a
+   * moment to finish, so the caller's service-down (sent after this) covers them too.
+   */
   async close(): Promise<void> {
+    this.stop.abort(new ShuttingDown());
+    if (this.registering.size > 0) {
+      const settle = sleep(REGISTER_SETTLE_MS, undefined, { ref: false });
+      await Promise.race([Promise.allSettled([...this.registering]), settle]);
+    }
     this.pieces.close();
   }
 }

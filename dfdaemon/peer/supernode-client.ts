@@ -162,10 +162,14 @@ export class SupernodeClient {
     return addr;
   }
 
-  /** Register with the first node of the task's order that takes it; with `only`, that node alone. */
-  async register(taskKey: string, make: (node: string) => Promise<RegisterBody>, only?: string): Promise<Registered> {
+  /**
+   * Register with the first node of the task's order that takes it; with `only`, that node alone.
+   * Once `signal` aborts no further node is asked; a request already sent is left to finish.
+   */
+  async register(taskKey: string, make: (node: string) => Promise<RegisterBody>, only?: string, signal?: AbortSignal): Promise<Registered> {
     let lastErr: Error = new Error('no supernode configured');
     for (const node of only !== undefined ? [only] : this.order(taskKey)) {
+      signal?.throwIfAborted();
       try {
         const body = await make(node);
         // 609 (wait auth): a stock supernode still checking the source's credentials. Like
