@@ -14,7 +14,7 @@ import { preheatRoutes } from './preheat/index.js';
 import { v1Routes } from './api/v1-routes.js';
 import { GcRunner, type FreeBytes } from './gc/runner.js';
 import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
-import { pieceCheckerOf, type PieceChecker } from './service/cdn-repair.js';
+import type { PieceChecker } from './service/cdn-repair.js';
 import { TaskService } from './service/tasks.js';
 
 export interface Supernode {
@@ -105,7 +105,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     now,
     rand: deps.rand,
     log,
-    checker: deps.pieceChecker ?? pieceCheckerOf(cdn),
+    checker: deps.pieceChecker ?? cdn,
     onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
     onReport: (_id, eff) => {
       if (eff.blacklisted) metrics.blacklistEvents.inc();

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { open, readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { Cdn } from '../supernode/cdn/cdn.js';
 import type { Supernode } from '../supernode/server.js';
 import { CdnRepair, type PieceCheck } from '../supernode/service/cdn-repair.js';
 import { waitFor } from './fixtures/proc.js';
@@ -150,9 +149,7 @@ describe('a piece peers fail to get from the CDN is re-checked, and a bad copy i
   });
 });
 
-const realRecheck = typeof (Cdn.prototype as unknown as Record<string, unknown>).recheckPiece === 'function';
-
-describe('with the CDN re-reading its own copy', { skip: !realRecheck && 'Cdn.recheckPiece is not in this build' }, () => {
+describe('with the CDN re-reading its own copy', () => {
   const ctx = useOrigin('svc-repair-real', '');
 
   it('a byte flipped in the CDN file is found after one failure, and the task comes back intact', async () => {

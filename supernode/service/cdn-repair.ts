@@ -1,5 +1,6 @@
-/** What re-reading one piece of the CDN's copy found. */
-export type PieceCheck = 'ok' | 'corrupt' | 'missing' | 'unknown';
+import type { PieceCheck } from '../cdn/recheck.js';
+
+export type { PieceCheck };
 
 /**
  * Re-reads a piece of the CDN's copy against its recorded digest. The CDN drops a task it finds
@@ -7,12 +8,6 @@ export type PieceCheck = 'ok' | 'corrupt' | 'missing' | 'unknown';
  */
 export interface PieceChecker {
   recheckPiece(taskId: string, pieceNum: number): Promise<PieceCheck>;
-}
-
-/** The CDN as a PieceChecker, if this build of it can re-check pieces. */
-export function pieceCheckerOf(cdn: object): PieceChecker | undefined {
-  const f = (cdn as Partial<PieceChecker>).recheckPiece;
-  return typeof f === 'function' ? { recheckPiece: (taskId, n) => f.call(cdn, taskId, n) } : undefined;
 }
 
 /** A piece found fine is not read again for this long, however many peers fail it. */
