@@ -56,7 +56,7 @@ export interface TaskServiceOptions {
   readyTimeoutMs?: number;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
   onReport?: (taskId: string, effect: ReportEffect) => void;
-  /** Re-reads CDN pieces that peers fail to get (the CDN's recheckPiece, when it has one). */
+  /** Re-reads CDN pieces that peers fail to get (the CDN itself; tests inject fakes). */
   checker?: PieceChecker;
 }
 
@@ -89,17 +89,11 @@ export class TaskService {
   /** A peer leaves every task: its uploads stop being offered and its downloads are released. */
   removePeer(cid: string): boolean {
     const info = this.peers.delete(cid);
-    for (const e of this.tasks.values()) {
-      if (e.sched.peers.has(cid)) {
-        removePeer(e.sched, cid);
-        e.peers.delete(cid);
-        this.notify(e);
-      }
-    }
+    for (const id of this.tasks.keys()) this.leave(id, cid);
     return info !== undefined;
   }
 
-  /** The peer leaves one task's swarm (GC of a peer that is gone). */
+  /** The peer leaves one task's swarm (GC of a peer that is gone, or removePeer). */
   leave(taskId: string, cid: string): void {
     this.peers.leave(cid, taskId);
     const e = this.tasks.get(taskId);
