@@ -183,7 +183,8 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     log,
   });
   const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw, tls });
-  const requests = trackRequests([proxy.server as Server, ...(peerServer ? [peerServer] : [])]);
+  const servers = [proxy.server as Server, ...(peerServer ? [peerServer] : [])];
+  const requests = trackRequests(servers);
   const port = await listen(proxy.server, cfg.port, host);
   downloader.setUploadPort(peerServer ? peerPort : port);
   log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off', tls: !!tls }, 'dfdaemon listening');
@@ -199,10 +200,9 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     async close() {
       gc.stop();
       // No new connections; blob responses already running may finish, for a while.
-      const closed = Promise.all([proxy.server, ...(peerServer ? [peerServer] : [])].map((srv) => new Promise<void>((r) => srv.close(() => r()))));
+      const closed = Promise.all(servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
       requests.closing();
-      proxy.server.closeIdleConnections();
-      peerServer?.closeIdleConnections();
+      for (const srv of servers) srv.closeIdleConnections();
       const drainMs = deps.drainMs ?? DRAIN_MS;
       if (requests.active > 0 && drainMs > 0) {
         log.info({ responses: requests.active, drainMs }, 'shutting down: letting running responses finish');
@@ -212,8 +212,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
       // registrations already sent complete, so the service-down below covers them.
       await downloader.close();
       proxy.destroyTunnels();
-      proxy.server.closeAllConnections();
-      peerServer?.closeAllConnections();
+      for (const srv of servers) srv.closeAllConnections();
       await closed;
       // Last, so it also covers every task registered while the daemon was closing.
       await client.leave(uniqueTasks([...store.all(), ...downloader.registrations()]), cid);
