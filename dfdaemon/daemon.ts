@@ -184,7 +184,8 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   });
   const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw, tls });
   const servers = [proxy.server as Server, ...(peerServer ? [peerServer] : [])];
-  const requests = trackRequests(servers);
+  // Requests inside hijacked tunnels (an HTTPS registry, the usual production case) drain too.
+  const requests = trackRequests([...servers, ...proxy.innerServers]);
   const port = await listen(proxy.server, cfg.port, host);
   downloader.setUploadPort(peerServer ? peerPort : port);
   log.info({ port, peerPort: peerServer ? peerPort : port, cid, hijack: certs ? (certs.signsLeaves ? 'ca' : 'fixed') : 'off', tls: !!tls }, 'dfdaemon listening');
@@ -203,6 +204,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
       const closed = Promise.all(servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
       requests.closing();
       for (const srv of servers) srv.closeIdleConnections();
+      proxy.closeIdleTunnels();
       const drainMs = deps.drainMs ?? DRAIN_MS;
       if (requests.active > 0 && drainMs > 0) {
         log.info({ responses: requests.active, drainMs }, 'shutting down: letting running responses finish');

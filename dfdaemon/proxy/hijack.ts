@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -16,6 +16,14 @@ export interface HijackTarget {
 }
 
 export type HijackedHandler = (req: IncomingMessage, res: ServerResponse, target: HijackTarget) => void;
+
+export interface Hijacker {
+  (client: Duplex, head: Buffer, target: HijackTarget): Promise<void>;
+  /** Emits 'request' for every request inside a hijacked tunnel, so shutdown can wait for them. */
+  readonly requests: Server;
+  /** Ends hijacked connections with no request running, as closeIdleConnections() does. */
+  closeIdle(): void;
+}
 
 /**
  * The inner server never listen()s, so Node enforces none of its headersTimeout/requestTimeout,
@@ -42,10 +50,11 @@ interface Conn {
  * server, so each request inside the tunnel is routed like a plain one. The CONNECT target,
  * not the inner Host header, decides the upstream: it is what the host rule matched.
  */
-export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, log: Logger, timeouts: HijackTimeouts = {}) {
+export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, log: Logger, timeouts: HijackTimeouts = {}): Hijacker {
   const handshakeMs = timeouts.handshakeMs ?? 120_000;
   const headMs = timeouts.headMs ?? 60_000;
   const conns = new WeakMap<object, Conn>();
+  const open = new Set<TLSSocket>();
   const expire = (conn: Conn, socket: TLSSocket, ms: number, what: string) => {
     clearTimeout(conn.timer);
     conn.timer = setTimeout(() => {
@@ -70,7 +79,7 @@ export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, l
     socket.destroy();
   });
 
-  return async function hijack(client: Duplex, head: Buffer, target: HijackTarget): Promise<void> {
+  async function hijack(client: Duplex, head: Buffer, target: HijackTarget): Promise<void> {
     const onEarlyError = () => client.destroy();
     client.once('error', onEarlyError);
     let ctx;
@@ -95,7 +104,18 @@ export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, l
     conns.set(tlsSocket, conn);
     expire(conn, tlsSocket, handshakeMs, 'the TLS handshake');
     tlsSocket.once('secure', () => expire(conn, tlsSocket, headMs, 'a request head'));
-    tlsSocket.once('close', () => clearTimeout(conn.timer));
+    open.add(tlsSocket);
+    tlsSocket.once('close', () => {
+      clearTimeout(conn.timer);
+      open.delete(tlsSocket);
+    });
     inner.emit('connection', tlsSocket);
-  };
+  }
+
+  return Object.assign(hijack, {
+    requests: inner,
+    closeIdle() {
+      for (const s of open) if (conns.get(s)?.inFlight === 0) s.destroy();
+    },
+  });
 }

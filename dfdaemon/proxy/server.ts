@@ -38,6 +38,10 @@ export interface ProxyDeps {
 
 export interface ProxyServer {
   server: Server | HttpsServer;
+  /** Servers whose 'request' events are requests running inside hijacked tunnels. */
+  innerServers: Server[];
+  /** Ends hijacked connections that have no request running (closeIdleConnections for tunnels). */
+  closeIdleTunnels(): void;
   /** Destroy CONNECT tunnels and hijacked connections, which server.close() does not track. */
   destroyTunnels(): void;
 }
@@ -150,6 +154,8 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
   });
   return {
     server,
+    innerServers: hijack ? [hijack.requests] : [],
+    closeIdleTunnels: () => hijack?.closeIdle(),
     destroyTunnels: () => {
       for (const s of tunnels) s.destroy();
       tunnels.clear();
