@@ -42,6 +42,8 @@ export class SupernodeLost extends Error {
 
 /** How long our supernode may hold a "wait" open before answering 602. */
 const LONG_POLL_MS = 5_000;
+/** How soon to ask again when told "limited" with no piece running here. */
+const LIMITED_RETRY_MS = 1_000;
 /** A stock supernode with pieces running here: ask again this often, as dfget does (its 2 s queue poll). */
 const STOCK_IDLE_POLL_MS = 2_000;
 
@@ -223,6 +225,11 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
         const nothing = a.code === 602 || (pieces !== undefined && pieces.length === 0);
         if (nothing && elapsedMs < 20) setTimeout(() => ask(), 100).unref();
         else ask();
+      } else if (running === 0) {
+        // "Limited" with nothing running here: the supernode counts pieces this session never
+        // got (an answer lost on the way). They expire there; no completion will ask again.
+        poll = setTimeout(() => ask(), LIMITED_RETRY_MS);
+        poll.unref();
       }
     };
 

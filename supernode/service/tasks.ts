@@ -290,7 +290,8 @@ export class TaskService {
     const entry = this.get(taskId);
     entry.accessedAt = this.o.now();
     const peer = entry.sched.peers.get(cid);
-    if (!peer) return { code: 500, msg: `peer ${cid} is not registered for task ${taskId}`, error: 'PEER_NOT_REGISTERED' };
+    const notRegistered = { code: 500, msg: `peer ${cid} is not registered for task ${taskId}`, error: 'PEER_NOT_REGISTERED' } as const;
+    if (!peer) return notRegistered;
     // Every call counts as a sign of life, also one answered before the scheduler runs (meta GC
     // marks incomplete peers silent for peerExpireTime down).
     peer.lastSeen = this.o.now();
@@ -306,6 +307,10 @@ export class TaskService {
       // Dropped meanwhile (GC, or a bad CDN copy): the peer must register again, not be handed
       // pieces of a swarm that no longer exists.
       if (this.tasks.get(taskId) !== entry) throw taskNotFound(taskId);
+      // Removed meanwhile, and maybe registered again: this poll belongs to the session that
+      // has ended, which would drop what it is handed while the pieces fill the new session's
+      // download slots until they time out.
+      if (entry.sched.peers.get(cid) !== peer) return notRegistered;
       d = this.decide(entry, cid);
     }
     // A relay-capable peer that starts pieces can pass them on at once (cut-through), so the
