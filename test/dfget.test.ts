@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,14 +13,14 @@ import { supernodeAt } from './helpers/cluster.js';
 import { REPO_ROOT } from './helpers/e2e.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 
-/** Run bin/dfget; `interruptAfterMs` sends it SIGINT that long after start. */
-function dfget(args: string[], interruptAfterMs?: number): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run bin/dfget; `interruptAfterMs` sends it `sig` that long after start. */
+function dfget(args: string[], interruptAfterMs?: number, sig: NodeJS.Signals = 'SIGINT'): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = execFile(join(REPO_ROOT, 'bin', 'dfget'), args, { timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
-    if (interruptAfterMs !== undefined) setTimeout(() => child.kill('SIGINT'), interruptAfterMs);
+    if (interruptAfterMs !== undefined) setTimeout(() => child.kill(sig), interruptAfterMs);
   });
 }
 
@@ -78,14 +78,15 @@ describe('dfget CLI and the download port', () => {
     const node = `127.0.0.1:${sn.apiPort}`;
     origin.rate = 1024 * 1024;
     try {
-      for (const [args, wait, code, msg] of [
-        [[], 1500, 130, /interrupted \(SIGINT\)/],
-        [['-e', '1s'], undefined, 1, /timed out after 1000 ms/],
+      for (const [args, wait, code, msg, sig] of [
+        [[], 1500, 130, /interrupted \(SIGINT\)/, 'SIGINT'],
+        [[], 1500, 129, /interrupted \(SIGHUP\)/, 'SIGHUP'],
+        [['-e', '1s'], undefined, 1, /timed out after 1000 ms/, undefined],
       ] as const) {
         const home = join(dir, `home-${code}`);
         mkdirSync(home);
         const out = join(dir, `partial-${code}`);
-        const r = await dfget(['-u', origin.blobUrl(d), '-o', out, '--node', node, '--home', home, ...args], wait);
+        const r = await dfget(['-u', origin.blobUrl(d), '-o', out, '--node', node, '--home', home, ...args], wait, sig);
         assert.equal(r.code, code, r.stderr);
         assert.match(r.stderr, msg);
         assert.equal(existsSync(out), false);
@@ -119,6 +120,43 @@ describe('dfget CLI and the download port', () => {
     } finally {
       busy.close();
     }
+  });
+
+  it('creates a missing --home; removes what a killed run left there and beside the output, once it is old', async () => {
+    const d = origin.add(randomBlob(300_000));
+    const home = join(dir, 'new-home', 'sub');
+    const first = await dfget(['-u', origin.blobUrl(d), '-o', join(dir, 'home-out'), '--node', `127.0.0.1:${sn.apiPort}`, '--home', home]);
+    assert.equal(first.code, 0, first.stderr);
+    // What a SIGKILLed dfget leaves: its piece cache and its temp output, named by its PID.
+    const dead = await new Promise<number>((r) => {
+      const c = execFile(process.execPath, ['-e', '0'], () => r(c.pid!));
+    });
+    const old = new Date(Date.now() - 2 * 3600_000);
+    const stale = join(home, `dfget-${dead}-AbC123`);
+    mkdirSync(stale);
+    writeFileSync(join(stale, 'piece'), 'x');
+    const recent = join(home, `dfget-${dead}-XyZ789`);
+    mkdirSync(recent);
+    writeFileSync(join(recent, 'piece'), 'x');
+    const out = join(dir, 'swept-out');
+    const staleTmp = `${out}.dfget-${dead}.tmp`;
+    writeFileSync(staleTmp, 'partial');
+    for (const p of [join(stale, 'piece'), stale, staleTmp]) utimesSync(p, old, old);
+    utimesSync(recent, old, old);
+    const r = await dfget(['-u', origin.blobUrl(d), '-o', out, '--node', `127.0.0.1:${sn.apiPort}`, '--home', home]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(stale), false, 'an old piece cache of a dead dfget is removed');
+    assert.equal(existsSync(staleTmp), false, 'its old temp output too');
+    assert.equal(existsSync(recent), true, 'one whose files were written lately is kept (a dfget in another PID namespace)');
+  });
+
+  it('an empty file through P2P: success, and no piece reported failed', async () => {
+    const d = origin.add(Buffer.alloc(0));
+    const out = join(dir, 'empty');
+    const r = await dfget(['-u', origin.blobUrl(d), '-o', out, '--node', `127.0.0.1:${sn.apiPort}`, '--verbose']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(out).length, 0);
+    assert.doesNotMatch(r.stderr + r.stdout, /piece failed/);
   });
 
   it('exits 2 with usage on bad arguments', async () => {

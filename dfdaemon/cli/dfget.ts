@@ -1,8 +1,8 @@
 import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { hostname, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
@@ -27,7 +27,41 @@ Downloads URL through P2P (Dragonfly 1.x's dfget flags). Exit 0 when FILE is wri
 ${flagHelp(DFGET_SPECS)}`;
 
 /** Exit status for a run ended by a signal, as shells report it (128 + number). */
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * A SIGKILL, a crash or a power cut leaves a run's piece cache and temp output behind. A later
+ * run removes those whose process is gone and that nothing has touched for this long: --home may
+ * be shared with dfgets in other PID namespaces (containers), whose PIDs mean nothing here.
+ */
+const STALE_MS = 60 * 60 * 1000;
+
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Remove `dir`'s entries named `<prefix><pid><rest>` left by processes that are gone. */
+async function sweepStale(dir: string, prefix: string, rest: RegExp): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)(.*)$/.exec(name.slice(prefix.length));
+    if (!m || !rest.test(m[2]) || Number(m[1]) === process.pid || !processGone(Number(m[1]))) continue;
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st || Date.now() - st.mtimeMs < STALE_MS) continue;
+    // A piece cache's own mtime moves only when entries come or go; its files show the writes.
+    const inner = st.isDirectory() ? await readdir(path).catch(() => [] as string[]) : [];
+    const times = await Promise.all(inner.map((f) => stat(join(path, f)).then((s) => s.mtimeMs, () => 0)));
+    if (times.some((t) => Date.now() - t < STALE_MS)) continue;
+    await rm(path, { recursive: true, force: true });
+  }
+}
 
 /**
  * One download through P2P. While it runs it also serves its pieces to other peers, as
@@ -61,7 +95,12 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
   const deadline = new AbortController();
   const timer = flags.timeout ? setTimeout(() => deadline.abort(new Error('timeout')), flags.timeout) : undefined;
   const signal = AbortSignal.any([stop, deadline.signal]);
-  const work = await mkdtemp(join(flags.home ?? tmpdir(), 'dfget-'));
+  // Dragonfly creates its work home.
+  const home = flags.home ?? tmpdir();
+  await mkdir(home, { recursive: true });
+  await sweepStale(home, 'dfget-', /^-[A-Za-z0-9]{6}$/);
+  await sweepStale(dirname(output), `${basename(output)}.dfget-`, /^\.tmp$/);
+  const work = await mkdtemp(join(home, `dfget-${process.pid}-`));
   const store = new PieceStore(work);
   // -p source: straight from the origin, no supernode.
   const client = new SupernodeClient(flags.pattern === 'source' ? [] : flags.nodes, log);
@@ -88,7 +127,7 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
     const headers: Record<string, string> = {};
     for (const h of flags.headers) headers[h.name] = h.value;
     const ca = flags.cacerts.map((f) => readFileSync(f, 'utf8'));
-    const { tf } = await untilAborted(dl.start({ url: flags.url, headers, insecure: flags.insecure, ca, md5: flags.md5, identifier: flags.identifier }), signal);
+    const { tf, done } = await untilAborted(dl.start({ url: flags.url, headers, insecure: flags.insecure, ca, md5: flags.md5, identifier: flags.identifier }), signal);
     const md5 = createHash('md5');
     const tap = new Transform({
       transform(chunk: Buffer, _e, cb) {
@@ -100,6 +139,9 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
     const real = md5.digest('hex');
     if (flags.md5 && flags.md5 !== real) throw new Error(`md5 ${real} does not match --md5 ${flags.md5}`);
     await rename(tmp, output);
+    // The stream can end before every piece is fetched (an empty file needs none of its bytes):
+    // closing now would abort those fetches and log them as failures.
+    await untilAborted(done, signal).catch(() => undefined);
     process.stdout.write(`download SUCCESS: ${flags.output} (${tf.layout.fileLength} bytes, md5 ${real})\n`);
     return 0;
   } catch (err) {
@@ -127,9 +169,10 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 
 const argv = process.argv.slice(2);
 if (!answerInfoFlags('dfget', argv, HELP)) {
-  // The first SIGINT/SIGTERM stops the download and cleans up; a second one ends at once.
+  // The first SIGINT/SIGTERM/SIGHUP (a closed terminal) stops the download and cleans up; a
+  // second one ends at once.
   const stop = new AbortController();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  for (const sig of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
       if (stop.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
       stop.abort(sig);
