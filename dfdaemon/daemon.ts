@@ -164,7 +164,10 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     cid,
     uploadPort: 0,
     localIP: cfg.localIP || (host !== '0.0.0.0' ? host : ''),
-    filter: cfg.dfget.filter,
+    // containerd's hosts.toml mirror adds `?ns=<registry>` to every request: left in the task
+    // URL, its blobs would never share a task with Docker's or a Harbor preheat's. The request
+    // sent upstream keeps it; only the task ID leaves it out, as DF2 does by default.
+    filter: [...new Set([...cfg.dfget.filter, 'ns'])],
     rate: cfg.ratelimit,
     reserve: (bytes) => gc.sweep(bytes),
     notbs: cfg.dfget.notbs,
