@@ -8,12 +8,22 @@ export interface Route {
 }
 
 const MIRROR_BLOB = /^.+\/blobs\/sha256.*$/;
+/** A registry API path (Docker Registry HTTP API v2 / OCI distribution): `/v2` or `/v2/...`. */
+const REGISTRY_API = /^\/v2(?:\/|$)/;
+/** The one registry API request whose answer is immutable and content-addressed: a blob. */
+const REGISTRY_BLOB = /\/blobs\/sha256:[0-9a-f]{64}$/;
 
 /**
  * Dragonfly's proxies rules for a request with a full URL (HTTP_PROXY requests and hijacked
  * HTTPS ones): the first rule whose regx matches the URL wins; `use_https` upgrades the scheme,
- * `redirect` swaps the host, `direct` skips P2P. Only GETs go through P2P; no matching rule
- * means pass-through.
+ * `redirect` swaps the host, `direct` skips P2P. Only GETs go through P2P; no
+ * matching rule means pass-through.
+ *
+ * Of a registry's API (`/v2/...`) only blob GETs go through P2P: manifests, tags and `/v2/`
+ * need their media type and Docker-Content-Digest, and a tag must never be served from a
+ * cache. A rule written for a whole registry host (`regx: harbor.example.com`) still applies
+ * its use_https/redirect to those, then passes them through. Any other URL a rule matches
+ * (a `.*\.iso` download) goes through P2P as before.
  */
 export function routeAbsolute(url: string, method: string, rules: readonly ProxyRule[]): Route {
   const rule = rules.find((r) => r.regx.test(url));
@@ -22,7 +32,8 @@ export function routeAbsolute(url: string, method: string, rules: readonly Proxy
   if (rule.useHttps) u.protocol = 'https:';
   if (rule.redirect) u.host = rule.redirect;
   const target = u.toString();
-  const kind = rule.direct || method !== 'GET' ? 'direct' : 'p2p';
+  const registryOnly = REGISTRY_API.test(u.pathname) && !REGISTRY_BLOB.test(u.pathname);
+  const kind = rule.direct || method !== 'GET' || registryOnly ? 'direct' : 'p2p';
   return { kind, url: target, redirected: rule.redirect !== '' };
 }
 
