@@ -16,7 +16,7 @@ const REGISTRY_BLOB = /\/blobs\/sha256:[0-9a-f]{64}$/;
 /**
  * Dragonfly's proxies rules for a request with a full URL (HTTP_PROXY requests and hijacked
  * HTTPS ones): the first rule whose regx matches the URL wins; `use_https` upgrades the scheme,
- * `redirect` swaps the host, `direct` skips P2P. Only GETs go through P2P; no
+ * `redirect` swaps the host (and port), `direct` skips P2P. Only GETs go through P2P; no
  * matching rule means pass-through.
  *
  * Of a registry's API (`/v2/...`) only blob GETs go through P2P: manifests, tags and `/v2/`
@@ -30,11 +30,24 @@ export function routeAbsolute(url: string, method: string, rules: readonly Proxy
   if (!rule) return { kind: 'direct', url, redirected: false };
   const u = new URL(url);
   if (rule.useHttps) u.protocol = 'https:';
-  if (rule.redirect) u.host = rule.redirect;
+  if (rule.redirect) {
+    // Host and port together, as Dragonfly's `req.URL.Host = rule.Redirect`: the URL.host
+    // setter would keep the old port when the redirect names none.
+    const { hostname, port } = splitRedirect(rule.redirect);
+    u.hostname = hostname;
+    u.port = port;
+  }
   const target = u.toString();
   const registryOnly = REGISTRY_API.test(u.pathname) && !REGISTRY_BLOB.test(u.pathname);
   const kind = rule.direct || method !== 'GET' || registryOnly ? 'direct' : 'p2p';
   return { kind, url: target, redirected: rule.redirect !== '' };
+}
+
+/** `host`, `host:port`, `[v6]` or `[v6]:port` (validated when the config loaded). */
+export function splitRedirect(redirect: string): { hostname: string; port: string } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(redirect);
+  if (!m) throw new Error(`redirect ${JSON.stringify(redirect)} is not host[:port]`);
+  return { hostname: m[1], port: m[2] ?? '' };
 }
 
 /** Registry-mirror mode: origin-form requests go to the remote; blob GETs through P2P. */

@@ -6,6 +6,7 @@
  * working directory). The result is deeply frozen.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
@@ -240,8 +241,24 @@ const PROXY_SCHEMA: SectionSchema<Partial<Mutable<ProxyRule>>> = {
   regx: rule('regx', parseRegExp),
   use_https: rule('useHttps', parseBool),
   direct: rule('direct', parseBool),
-  redirect: rule('redirect', (v, k) => parseString(v, k).trim()),
+  redirect: rule('redirect', parseRedirect),
 };
+
+/**
+ * A proxies rule's `redirect`: the host (and port) a matched request goes to instead, as
+ * Dragonfly's `req.URL.Host = rule.Redirect`. Anything else (a scheme, a path) would make a
+ * URL such as `http://https:5000/...`, so it is refused here.
+ */
+function parseRedirect(v: unknown, key: string): string {
+  const s = parseString(v, key).trim();
+  if (s === '') return s;
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?))(?::(\d{1,5}))?$/.exec(s);
+  const badPort = m?.[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535);
+  if (!m || (m[1] !== undefined && isIP(m[1]) !== 6) || badPort) {
+    throw new ConfigError(key, `expected host[:port] (no scheme or path), got ${describe(v)}`, v);
+  }
+  return s;
+}
 
 function parseProxy(raw: unknown, key: string): ProxyRule {
   const t: Partial<Mutable<ProxyRule>> = {};
