@@ -92,7 +92,10 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
             // Inside the tunnel the CONNECT target is the authority: only origin-form requests,
             // so an absolute-form or `*` target cannot point this connection somewhere else.
             if (!(req.url ?? '').startsWith('/')) return sendError(res, badRequest('a request inside a hijacked tunnel must be origin-form (/path)'));
-            const authority = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+            // The URL the rules see is the one Dragonfly builds from the inner Host header, which
+            // Go clients send without the default port: `https://harbor.example.com/...`.
+            const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+            const authority = target.port === 443 ? host : `${host}:${target.port}`;
             const route = routeAbsolute(`https://${authority}${req.url}`, req.method ?? 'GET', d.cfg.proxies);
             const tls = route.redirected ? upstream.forUrl(route.url) : target.rule;
             return dispatch(req, res, route, tls, 'direct');
