@@ -6,6 +6,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
+import { unusableSigningKey } from '../tls/signing-key.js';
 import type { DfdaemonConfig } from './dfdaemon.js';
 
 const GUIDE_RULE = 'add a rule such as "proxies: [{regx: blobs/sha256.*}]", as the user guide\'s dfdaemon.yml has';
@@ -31,6 +32,11 @@ export function checkHijackKeyPair(cfg: Pick<DfdaemonConfig, 'hijackHttps'>): vo
     throw new ConfigError('hijack_https.key', `${h.key} is not a usable private key (it must not be encrypted): ${(err as Error).message}`, h.key, { cause: err });
   }
   if (!cert.checkPrivateKey(key)) throw new ConfigError('hijack_https.key', `${h.key} does not belong to the certificate ${h.cert}`, h.key);
+  // A CA signs a leaf per hijacked host; one it cannot sign with would fail every hijacked CONNECT.
+  const unusable = cert.ca ? unusableSigningKey(key) : undefined;
+  if (unusable !== undefined) {
+    throw new ConfigError('hijack_https.key', `${h.key}: the CA ${h.cert} ${unusable}; make one with "dfdaemon gen-ca"`, h.key);
+  }
 }
 
 /**

@@ -6,6 +6,7 @@
 import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
+import { unusableSigningKey } from './signing-key.js';
 
 const { asn1 } = forge;
 const U = asn1.Class.UNIVERSAL;
@@ -88,7 +89,7 @@ export function keyIdentifier(publicKey: KeyObject): Buffer {
 function signatureAlgorithm(key: KeyObject): forge.asn1.Asn1 {
   if (key.asymmetricKeyType === 'rsa') return seq([oid(OID.sha256WithRSA), asn1.create(U, T.NULL, false, '')]);
   if (key.asymmetricKeyType === 'ec') return seq([oid(OID.ecdsaWithSHA256)]);
-  throw new Error(`cannot sign certificates with a ${key.asymmetricKeyType} key (RSA or EC only)`);
+  throw new Error(unusableSigningKey(key));
 }
 
 /** Build and sign a certificate; returns it as PEM. */
