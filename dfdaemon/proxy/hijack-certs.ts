@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import type { Logger } from '../../shared/log/index.js';
+import { unusableSigningKey } from '../../shared/tls/signing-key.js';
 import { buildCertificate, keyIdentifier, subjectNameDer } from '../../shared/tls/x509-build.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -17,10 +18,33 @@ interface Leaf {
   notAfter: number;
 }
 
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/**
+ * The certificates presented after a leaf: the CA that signed it unless it is a self-signed
+ * root (clients hold the root; a gen-ca CA stays a bare leaf, as before), then every further
+ * certificate in the cert file. A corporate intermediate shipped as intermediate + root thus
+ * reaches clients that trust only the root.
+ */
+function chainOf(ca: X509Certificate, certPem: string): string {
+  const pems = certPem.match(PEM_CERT) ?? [];
+  const rest = pems.slice(1).map((p, i) => {
+    try {
+      new X509Certificate(p);
+    } catch (err) {
+      throw new Error(`hijack_https: certificate ${i + 2} in the cert file is not usable: ${(err as Error).message}`, { cause: err });
+    }
+    return `${p}\n`;
+  });
+  const selfSigned = ca.checkIssued(ca) && ca.verify(ca.publicKey);
+  return (selfSigned ? [] : [ca.toString()]).concat(rest).join('');
+}
+
 /**
  * The certificates hijacked hosts see. A CA in `hijack_https.cert` signs one leaf per host
- * (SAN = the DNS name or IP); any other certificate is presented as is, as Dragonfly 1.0.6
- * does, and then clients must skip verification (Docker's insecure-registries).
+ * (SAN = the DNS name or IP) and presents it with the CA's chain (chainOf); any other
+ * certificate is presented as is, as Dragonfly 1.0.6 does, and then clients must skip
+ * verification (Docker's insecure-registries).
  *
  * Key generation stays off the request path: one EC key pair, made asynchronously at start,
  * serves every leaf; signing a leaf is a native signature of about a millisecond. Concurrent
@@ -30,7 +54,7 @@ export class HijackCerts {
   private readonly leaves = new Map<string, Leaf>();
   private readonly leafKey: Promise<{ publicKey: KeyObject; privateKey: KeyObject }> | undefined;
   private readonly fixed: SecureContext | undefined;
-  private readonly ca: { cert: X509Certificate; key: KeyObject; name: Buffer; keyId: Buffer } | undefined;
+  private readonly ca: { cert: X509Certificate; key: KeyObject; name: Buffer; keyId: Buffer; chain: string } | undefined;
 
   constructor(
     certPem: string,
@@ -42,7 +66,9 @@ export class HijackCerts {
     const key = createPrivateKey(keyPem);
     if (!cert.checkPrivateKey(key)) throw new Error('hijack_https: the key does not belong to the certificate');
     if (cert.ca) {
-      this.ca = { cert, key, name: subjectNameDer(cert.raw), keyId: keyIdentifier(cert.publicKey) };
+      const unusable = unusableSigningKey(key);
+      if (unusable !== undefined) throw new Error(`hijack_https: the CA ${unusable}`);
+      this.ca = { cert, key, name: subjectNameDer(cert.raw), keyId: keyIdentifier(cert.publicKey), chain: chainOf(cert, certPem) };
       this.leafKey = generateKeyPairAsync('ec', { namedCurve: 'prime256v1' });
       // Surface a failure at the first handshake, not as an unhandled rejection now.
       this.leafKey.catch(() => undefined);
@@ -96,7 +122,7 @@ export class HijackCerts {
       hosts: [host],
     });
     this.log.debug({ host }, 'issued hijack certificate');
-    return createSecureContext({ cert: pem, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) });
+    return createSecureContext({ cert: pem + ca.chain, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) });
   }
 
   /** Number of cached leaves (for tests). */
