@@ -66,6 +66,9 @@ describe('proxies rules', () => {
     });
     assert.equal(routeMirror('/v2/library/a/manifests/latest', 'GET', remote, false).kind, 'direct');
     assert.equal(routeMirror('/v2/library/a/blobs/sha256:abc', 'GET', remote, true).kind, 'direct', 'registry_mirror.direct');
+    // The same blob URL (so the same task) however the remote spells its default port and host.
+    assert.equal(routeMirror('/v2/a/blobs/sha256:abc', 'GET', 'https://Harbor.test:443', false).url, 'https://harbor.test/v2/a/blobs/sha256:abc');
+    assert.equal(routeMirror('/v2/a/blobs/sha256:abc', 'GET', 'http://h.test:80/prefix/', false).url, 'http://h.test/prefix/v2/a/blobs/sha256:abc');
   });
 });
 

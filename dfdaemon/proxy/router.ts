@@ -52,7 +52,10 @@ export function splitRedirect(redirect: string): { hostname: string; port: strin
 
 /** Registry-mirror mode: origin-form requests go to the remote; blob GETs through P2P. */
 export function routeMirror(path: string, method: string, remote: string, direct: boolean): Route {
-  const url = remote.replace(/\/+$/, '') + path;
+  // The origin as a URL writes it (no default port, lower-case host), so `remote:
+  // https://harbor.test:443` gives the same task IDs as a hijacked pull or a preheat.
+  const base = new URL(remote);
+  const url = base.origin + base.pathname.replace(/\/+$/, '') + path;
   const kind = !direct && method === 'GET' && MIRROR_BLOB.test(path) ? 'p2p' : 'direct';
   return { kind, url, redirected: true };
 }
