@@ -1,3 +1,4 @@
+import { statfs } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log/index.js';
@@ -5,6 +6,7 @@ import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import { LocalStorageError, localStorageError } from '../store/disk-error.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fillFromSource, openOrigin } from './back-source.js';
@@ -43,6 +45,13 @@ const FAILOVER_RETRY_MS = 500;
 
 /** How long close() waits for registrations already sent, so the service-down after covers them. */
 const REGISTER_SETTLE_MS = 2_000;
+
+/**
+ * After the piece cache refused a write (full, over quota, read-only), new downloads are refused
+ * this long, so the proxy passes blob requests through before it sends any header, instead of
+ * starting a download that would break off. A task already complete here is still served.
+ */
+export const DISK_FULL_MS = 30_000;
 
 /** The daemon is shutting down: no registration, failover or origin fetch starts any more. */
 export class ShuttingDown extends Error {
@@ -89,8 +98,18 @@ export class Downloader {
   /** Nodes each running download registered with; entries go when the download ends. */
   private readonly joined = new Map<string, Set<string>>();
   private readonly registering = new Set<Promise<unknown>>();
+  /** The piece cache's last write failure, while it is fresh (DISK_FULL_MS). */
+  private diskFailure: { at: number; err: LocalStorageError } | undefined;
 
   constructor(private readonly o: DownloaderOptions) {}
+
+  /** Why new downloads are refused right now (the piece cache is unwritable), if they are. */
+  get storageFailure(): LocalStorageError | undefined {
+    const f = this.diskFailure;
+    if (f && Date.now() - f.at < DISK_FULL_MS) return f.err;
+    this.diskFailure = undefined;
+    return undefined;
+  }
 
   setUploadPort(port: number): void {
     this.o.uploadPort = port;
@@ -110,6 +129,10 @@ export class Downloader {
       done.catch(() => undefined);
       return Promise.resolve({ tf: local, via: 'local', done });
     }
+    // The cache cannot take the blob: refuse before the caller commits to an answer, so the
+    // proxy passes the request through (a download would only break off part-way).
+    const full = this.storageFailure;
+    if (full) return Promise.reject(full);
     const pending = this.inflight.get(id);
     if (pending) return pending.then((s) => ({ ...s, via: 'local' as const }));
     const p = this.begin(req, id);
@@ -142,6 +165,9 @@ export class Downloader {
           const rejoins = { left: MAX_REJOINS };
           const done = this.swarm(req, reg, tf, bucket, log, rejoins).catch(async (err: Error) => {
             if (this.stop.signal.aborted) throw new ShuttingDown();
+            // Our disk is full or failing: neither another supernode nor the origin can help,
+            // and the origin's bytes would land on the same disk.
+            if (err instanceof LocalStorageError) throw err;
             // Only a lost supernode moves down the order: a swarm stalled by bad peers says
             // nothing about it, and demoting it would split the next tasks' swarms.
             if (err instanceof SupernodeLost) {
@@ -153,13 +179,13 @@ export class Downloader {
             await this.completeFromSource(req, tf, bucket);
           });
           done.then(() => this.left(reg.taskId), () => this.left(reg.taskId));
-          done.catch((err: Error) => tf.fail(err));
+          done.catch((err: Error) => this.failed(tf, err));
           return { tf, via: 'p2p', done };
         }
         this.left(reg.taskId);
       } catch (err) {
         if (joined !== undefined) this.left(joined);
-        if (err instanceof RegisterRefused || err instanceof ShuttingDown) throw err;
+        if (err instanceof RegisterRefused || err instanceof ShuttingDown || err instanceof LocalStorageError) throw err;
         log.warn({ err: (err as Error).message }, 'no supernode answered, going to the origin');
       }
     }
@@ -306,12 +332,65 @@ export class Downloader {
     return [...this.joined].flatMap(([taskId, nodes]) => [...nodes].map((node) => ({ taskId, node })));
   }
 
-  /** A task file for this layout; a failed one is reopened, keeping its verified pieces. */
+  /**
+   * A task file for this layout; a failed one is reopened, keeping its verified pieces. Refused
+   * with a LocalStorageError when the disk has no room for what the file still lacks (after the
+   * cache made what room it could) or the file cannot be created.
+   */
   private async open(taskId: string, layout: Layout): Promise<TaskFile> {
-    if (!this.o.store.get(taskId)) await this.o.reserve?.(layout.fileLength);
-    const tf = await this.o.store.open(taskId, layout);
-    tf.retry();
-    return tf;
+    const held = this.o.store.get(taskId);
+    const sameLayout = held && held.layout.fileLength === layout.fileLength && held.layout.pieceSize === layout.pieceSize;
+    if (!held) await this.o.reserve?.(layout.fileLength);
+    const need = layout.fileLength - (sameLayout ? heldBytes(held) : 0);
+    if ((await this.room(held)) < need) {
+      if (held) await this.o.reserve?.(layout.fileLength);
+      const room = await this.room(held);
+      // Only this blob is too big for what is left: smaller ones still fit, so this is no
+      // reason to pass every download through for a while.
+      if (room < need) throw new LocalStorageError('ENOSPC', `the piece cache ${this.o.store.dir} has ${room} bytes free for a ${need}-byte download`);
+    }
+    try {
+      const tf = await this.o.store.open(taskId, layout);
+      tf.retry();
+      return tf;
+    } catch (err) {
+      const local = localStorageError(err, `opening the task file of ${taskId}`);
+      if (!local) throw err;
+      this.noteDiskFailure(local, layout.fileLength);
+      throw local;
+    }
+  }
+
+  /**
+   * Free bytes in the piece cache's file system, less what the downloads already running there
+   * (other than `except`) still have to write: task files are written sparsely, as pieces come.
+   */
+  private async room(except?: TaskFile): Promise<number> {
+    const fs = await statfs(this.o.store.dir).catch(() => undefined);
+    if (!fs) return Infinity;
+    let owed = 0;
+    for (const tf of this.o.store.all()) {
+      if (tf !== except && !tf.complete && !tf.failure) owed += tf.layout.fileLength - heldBytes(tf);
+    }
+    return fs.bavail * fs.bsize - owed;
+  }
+
+  /**
+   * A download ended. When the piece cache refused its bytes, new downloads are refused for a
+   * while (the proxy passes them through) and the cache is asked to make room.
+   */
+  private failed(tf: TaskFile, err: Error): void {
+    tf.fail(err);
+    if (err instanceof LocalStorageError) this.noteDiskFailure(err, tf.layout.fileLength);
+  }
+
+  private noteDiskFailure(err: LocalStorageError, bytes: number): void {
+    if (this.stop.signal.aborted) return;
+    const fresh = this.storageFailure === undefined;
+    this.diskFailure = { at: Date.now(), err };
+    if (fresh) this.o.log.warn({ err: err.message, code: err.errno, refuseMs: DISK_FULL_MS }, 'the piece cache cannot be written: passing downloads through for a while');
+    // Failed task files (this one too, once nobody reads it) and expired ones go first.
+    void Promise.resolve(this.o.reserve?.(bytes)).catch((e: Error) => this.o.log.warn({ err: e.message }, 'cache sweep after a disk failure failed'));
   }
 
   private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket, directed = false): Promise<Started> {
@@ -321,9 +400,15 @@ export class Downloader {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
-    const tf = await this.open(id, new Layout(src.length, pieceSizeFor(src.length)));
+    let tf: TaskFile;
+    try {
+      tf = await this.open(id, new Layout(src.length, pieceSizeFor(src.length)));
+    } catch (err) {
+      src.body.destroy();
+      throw err;
+    }
     const done = fillFromSource(tf, src, 0, { bucket, signal: this.stop.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
-    done.catch((err: Error) => tf.fail(err));
+    done.catch((err: Error) => this.failed(tf, err));
     return { tf, via: 'source', done };
   }
 
@@ -350,6 +435,14 @@ export class Downloader {
     }
     this.pieces.close();
   }
+}
+
+/** Bytes of the verified pieces a task file holds (all but the last piece are full). */
+function heldBytes(tf: TaskFile): number {
+  const { layout } = tf;
+  if (tf.complete) return layout.fileLength;
+  const last = layout.count - 1;
+  return tf.completedPieces * layout.contentSize - (tf.has(last) ? layout.contentSize - layout.piece(last).contentLen : 0);
 }
 
 /** A registration that describes the task file's own blob, so the pieces it holds still count. */

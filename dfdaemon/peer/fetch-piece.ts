@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { WRAP_OVERHEAD, WRAP_TAIL } from '../../shared/protocol/pieces.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import { LocalStorageError } from '../store/disk-error.js';
 import type { PieceProgress } from '../store/piece-progress.js';
 import type { TaskFile } from '../store/task-file.js';
 import { READ_BUFFER, type PieceClient } from './piece-client.js';
@@ -120,7 +121,8 @@ async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: P
     );
     await flush();
   } catch (err) {
-    if (err instanceof PieceFetchError) throw err;
+    // Our own disk refused the bytes: no fault of the source, and no other source would do better.
+    if (err instanceof PieceFetchError || err instanceof LocalStorageError) throw err;
     throw new PieceFetchError('NETWORK', `${who}: ${(err as Error).message}`);
   } finally {
     // A failed fetch may still be writing from the batch; it goes back to the pool after.

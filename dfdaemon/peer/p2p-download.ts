@@ -1,6 +1,7 @@
 import { PeerStatus, PieceResult } from '../../shared/protocol/codes.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import { LocalStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fetchPiece, PieceFetchError } from './fetch-piece.js';
 import type { PieceClient } from './piece-client.js';
@@ -171,6 +172,15 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
           running--;
           limited = false;
           if (settled) return;
+          if (err instanceof LocalStorageError) {
+            // Our disk refused the piece: the source is not to blame, and every further piece
+            // would fail the same way. End the session now and leave the task at the supernode
+            // (stock and ours), which takes back this peer's running pieces without counting them
+            // against their sources.
+            log.warn({ taskId, pieceNum: p.pieceNum, src: p.cid, err: err.message }, 'cannot write the piece cache, leaving the swarm');
+            client.notify(node, '/peer/service/down', { taskId, cid }).catch((e: Error) => log.debug({ taskId, err: e.message }, 'service down failed'));
+            return finish(err);
+          }
           // Only a supernode that said so at registration takes a busy source for what it is (a
           // stock one, or an older one of ours, would drop the report and keep the run); to the
           // rest, a 503 stays a failure.

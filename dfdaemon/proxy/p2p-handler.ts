@@ -6,6 +6,7 @@ import { blobDigestOf } from '../../shared/protocol/taskid.js';
 import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
 import { pumpBlob } from '../peer/ordered-stream.js';
+import { LocalStorageError } from '../store/disk-error.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import { HOP_BY_HOP } from './hop-by-hop.js';
@@ -85,7 +86,8 @@ export async function serveP2P(
     await pumpBlob(tf, res, { expectSha256: expect, signal });
   } catch (err) {
     const mismatch = isDfError(err, 'DIGEST_MISMATCH');
-    d.metrics.blobFailures.inc({ reason: mismatch ? 'digest' : signal.aborted ? 'client' : 'download' });
+    const reason = mismatch ? 'digest' : signal.aborted ? 'client' : err instanceof LocalStorageError ? 'disk' : 'download';
+    d.metrics.blobFailures.inc({ reason });
     d.log.warn({ url, taskId: tf.taskId, err: (err as Error).message }, 'blob stream aborted');
     res.destroy();
     // A blob that failed its digest must not be served to anyone, local or peer.

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createReadStream, type ReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { Layout } from '../../shared/protocol/pieces.js';
+import { localStorageError } from './disk-error.js';
 import { PieceProgress } from './piece-progress.js';
 
 /**
@@ -148,17 +149,27 @@ export class TaskFile extends EventEmitter {
     });
   }
 
+  /**
+   * A disk failure (ENOSPC, EDQUOT, EIO, EROFS, EACCES) rejects with a LocalStorageError, so no
+   * caller takes it for a fault of wherever the bytes came from.
+   */
   async writeAt(buf: Buffer, pos: number): Promise<void> {
     let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, pos + off);
-      off += bytesWritten;
+    try {
+      while (off < buf.length) {
+        const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, pos + off);
+        off += bytesWritten;
+      }
+    } catch (err) {
+      throw localStorageError(err, `writing ${this.path}`) ?? err;
     }
   }
 
   /** Write buffers back to back from `pos` in one call when the kernel takes them all. */
   async writev(bufs: Buffer[], pos: number): Promise<void> {
-    const { bytesWritten } = await this.fh.writev(bufs, pos);
+    const { bytesWritten } = await this.fh.writev(bufs, pos).catch((err: unknown) => {
+      throw localStorageError(err, `writing ${this.path}`) ?? err;
+    });
     let skip = bytesWritten;
     for (const b of bufs) {
       if (skip >= b.length) {
