@@ -147,7 +147,9 @@ export class Downloader {
   private async begin(req: DownloadRequest, id: string): Promise<Started> {
     const log = this.o.log.child({ taskId: id });
     const bucket = new TokenBucket(this.o.rate ?? 0);
-    if (this.o.client.hasNodes) {
+    if (this.o.client.hasNodes && this.o.client.allFailing()) {
+      log.info('every supernode failed lately, going to the origin');
+    } else if (this.o.client.hasNodes) {
       let joined: string | undefined;
       try {
         const reg = await this.join(id, req);

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
-import { discard, readJson, send } from '../../shared/http/client.js';
+import { discard, readJson, send, type Answer } from '../../shared/http/client.js';
 import { Code } from '../../shared/protocol/codes.js';
 import { nodeOrder } from './node-order.js';
 
@@ -102,6 +102,15 @@ export interface SupernodeClientOptions {
   replyTimeoutMs?: number;
   /** Pause before asking a node that answered 609 (wait auth) again (Dragonfly: 2.5 s). */
   waitAuthMs?: number;
+  /**
+   * A registration without an answer this long makes the client check that the node is alive
+   * (GET /_ping, PING_MS), and again every this long while it waits. A node that does not answer
+   * the ping (paused, stopped, its event loop blocked) fails the registration, so a hung node
+   * costs about this plus PING_MS, close to stock dfget's 5 s API timeout. One that answers is
+   * waiting on a slow origin (ours holds the registration until the origin's headers come) and
+   * is waited for (default 5 s).
+   */
+  livenessMs?: number;
   now?: () => number;
 }
 
@@ -113,11 +122,14 @@ export interface SupernodeClientOptions {
  */
 export class SupernodeClient {
   private readonly agent = new Agent({ keepAlive: true, timeout: 60_000 });
+  /** Liveness checks go on fresh connections, none kept open. */
+  private readonly pingAgent = new Agent({ keepAlive: false });
   private readonly failedAt = new Map<string, number>();
   private readonly localIPs = new Map<string, { local: string; remote: string }>();
   private readonly retryFailedMs: number;
   private readonly replyTimeoutMs: number;
   private readonly waitAuthMs: number;
+  private readonly livenessMs: number;
   private readonly now: () => number;
 
   constructor(
@@ -128,11 +140,21 @@ export class SupernodeClient {
     this.retryFailedMs = opts.retryFailedMs ?? 30_000;
     this.replyTimeoutMs = opts.replyTimeoutMs ?? 90_000;
     this.waitAuthMs = opts.waitAuthMs ?? 2_500;
+    this.livenessMs = opts.livenessMs ?? 5_000;
     this.now = opts.now ?? Date.now;
   }
 
   get hasNodes(): boolean {
     return this.nodes.length > 0;
+  }
+
+  /**
+   * Every node failed within its retry window: asking them would most likely only delay the
+   * download (a hung node costs a liveness check each time), so new downloads go to the origin.
+   */
+  allFailing(): boolean {
+    const now = this.now();
+    return this.nodes.length > 0 && this.nodes.every((n) => now - (this.failedAt.get(n.addr) ?? -Infinity) < this.retryFailedMs);
   }
 
   /** Try order for one task: its ranking, with nodes that failed lately moved to the end. */
@@ -175,14 +197,17 @@ export class SupernodeClient {
         // 609 (wait auth): a stock supernode still checking the source's credentials. Like
         // dfget, ask the same node again after 2.5 s, three times, then move on to the next.
         for (let wait = 0; ; wait++) {
-          const res = await send(`http://${node}/peer/registry`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json;charset=utf-8' },
-            body: JSON.stringify(body),
-            agent: this.agent,
-            timeoutMs: 60_000,
-            totalMs: this.replyTimeoutMs,
-          });
+          const res = await this.whileAlive(node, (signal) =>
+            send(`http://${node}/peer/registry`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json;charset=utf-8' },
+              body: JSON.stringify(body),
+              agent: this.agent,
+              signal,
+              timeoutMs: 60_000,
+              totalMs: this.replyTimeoutMs,
+            }),
+          );
           const json = (await readJson(res.body)) as RegistryAnswer;
           if (json.code === Code.Success && json.data) {
             this.failedAt.delete(node);
@@ -205,6 +230,46 @@ export class SupernodeClient {
       }
     }
     throw lastErr;
+  }
+
+  /**
+   * Run a request to `node`, checking every livenessMs until its head arrives that the node still
+   * answers at all; when it does not, the request is cut with an error that says so.
+   */
+  private async whileAlive(node: string, run: (signal: AbortSignal) => Promise<Answer>): Promise<Answer> {
+    const cut = new AbortController();
+    const t0 = Date.now();
+    let answered = false;
+    let timer: NodeJS.Timeout | undefined;
+    const check = async () => {
+      const alive = await this.ping(node);
+      if (answered) return;
+      if (!alive) {
+        cut.abort(new Error(`supernode ${node} sent no answer in ${Date.now() - t0} ms and does not answer /_ping`));
+        return;
+      }
+      timer = setTimeout(() => void check(), this.livenessMs);
+    };
+    timer = setTimeout(() => void check(), this.livenessMs);
+    try {
+      return await run(cut.signal);
+    } catch (err) {
+      throw cut.signal.aborted ? (cut.signal.reason as Error) : err;
+    } finally {
+      answered = true;
+      clearTimeout(timer);
+    }
+  }
+
+  /** Whether the node answers HTTP at all (any status), on a connection of its own. */
+  private async ping(node: string): Promise<boolean> {
+    try {
+      const res = await send(`http://${node}/_ping`, { agent: this.pingAgent, timeoutMs: PING_MS, totalMs: PING_MS });
+      discard(res.body);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async next(node: string, q: TaskQuery, signal?: AbortSignal): Promise<TaskAnswer> {
@@ -262,6 +327,7 @@ export class SupernodeClient {
 
   async close(): Promise<void> {
     this.agent.destroy();
+    this.pingAgent.destroy();
   }
 }
 
@@ -272,6 +338,9 @@ interface RegistryAnswer {
   message?: string;
   data?: { taskId: string; fileLength: number; pieceSize: number; busyReports?: boolean; cdnSource?: string };
 }
+
+/** How long a node has to answer GET /_ping while a registration waits on it. */
+const PING_MS = 3_000;
 
 /** A stock supernode validates the peer port against this range (its swagger). */
 const STOCK_PORTS = { min: 15000, max: 65000 };
