@@ -1,15 +1,19 @@
-import { statfs } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { rm, statfs } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log/index.js';
 import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
+import { contentRange } from '../../shared/http/client.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { LocalStorageError, localStorageError } from '../store/disk-error.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
-import { fillFromSource, openOrigin } from './back-source.js';
+import { fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
 import { p2pDownload, SupernodeLost, type P2PCounters } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
 import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered, type SupernodeClient } from './supernode-client.js';
@@ -24,6 +28,12 @@ export interface DownloadRequest {
   /** dfget -m / -i: part of the task ID, as in Dragonfly (md5 wins over identifier). */
   md5?: string;
   identifier?: string;
+  /**
+   * The caller must know the length before the download ends (the proxy sends Content-Length
+   * at once): an origin that does not say it is refused (OriginRefused), where dfget would wait
+   * for the whole body instead.
+   */
+  needLength?: boolean;
 }
 
 export interface Started {
@@ -397,11 +407,15 @@ export class Downloader {
 
   private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket, directed = false): Promise<Started> {
     if (this.o.notbs && !directed) throw new Error('no supernode answered and back-source is disabled');
-    const src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca, signal: this.stop.signal });
-    if (src.status !== 200 || src.length < 0) {
+    let src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca, signal: this.stop.signal });
+    // A request with its own Range (dfget --header 'Range: ...', a ranged task) gets a 206: its
+    // body is the whole content of this task.
+    if (src.status === 206 && rangeOf(req.headers) !== undefined) src = { ...src, status: 200, length: partLength(src) };
+    if (src.status !== 200 || (src.length < 0 && req.needLength)) {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
+    if (src.length < 0) return this.fromSourceUnsized(src, id, bucket);
     let tf: TaskFile;
     try {
       tf = await this.open(id, new Layout(src.length, pieceSizeFor(src.length)));
@@ -412,6 +426,40 @@ export class Downloader {
     const done = fillFromSource(tf, src, 0, { bucket, signal: this.stop.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
     done.catch((err: Error) => this.failed(tf, err));
     return { tf, via: 'source', done };
+  }
+
+  /**
+   * An origin that does not say its length (chunked): the layout of a task file depends on it,
+   * so the body goes whole into a file of the store first, which becomes the complete task file
+   * at its end. Stock dfget's back-source copies such a body the same way.
+   */
+  private async fromSourceUnsized(src: SourceAnswer, id: string, bucket: TokenBucket): Promise<Started> {
+    let part: string;
+    try {
+      part = await this.o.store.partPath(id);
+    } catch (err) {
+      src.body.destroy();
+      throw err;
+    }
+    let bytes = 0;
+    const count = new Transform({
+      transform: (chunk: Buffer, _e, cb) => {
+        bytes += chunk.length;
+        this.o.counters?.sourceBytes(chunk.length);
+        if (bucket.unlimited) return cb(null, chunk);
+        bucket.take(chunk.length, this.stop.signal).then(() => cb(null, chunk), cb);
+      },
+    });
+    try {
+      await pipeline(src.body, count, createWriteStream(part), { signal: this.stop.signal });
+      const tf = await this.o.store.adopt(id, new Layout(bytes, pieceSizeFor(bytes)), part);
+      return { tf, via: 'source', done: Promise.resolve() };
+    } catch (err) {
+      await rm(part, { force: true });
+      const local = localStorageError(err, `writing the body of ${id}`);
+      if (local) this.noteDiskFailure(local, bytes);
+      throw this.stop.signal.aborted ? new ShuttingDown() : (local ?? err);
+    }
   }
 
   private async completeFromSource(req: DownloadRequest, tf: TaskFile, bucket: TokenBucket): Promise<void> {
@@ -437,6 +485,22 @@ export class Downloader {
     }
     this.pieces.close();
   }
+}
+
+/**
+ * The request's own Range header. Only this spelling makes a ranged task ID (as in Dragonfly),
+ * so only it may turn a 206 into the task's content.
+ */
+function rangeOf(headers: Record<string, string>): string | undefined {
+  return headers['Range'];
+}
+
+/** The body length of a 206: its Content-Length, else what its Content-Range spans; -1 if neither. */
+function partLength(src: SourceAnswer): number {
+  const cl = src.headers['content-length'];
+  if (typeof cl === 'string' && /^\d+$/.test(cl)) return Number(cl);
+  const cr = contentRange(src.headers);
+  return cr ? cr.end - cr.start + 1 : -1;
 }
 
 /** Bytes of the verified pieces a task file holds (all but the last piece are full). */

@@ -66,7 +66,8 @@ export async function serveP2P(
   }
   let started;
   try {
-    started = await d.downloader.start({ url, headers, insecure: tls.insecure, ca: tls.ca });
+    // Content-Length goes out first: an origin that does not say it is passed through.
+    started = await d.downloader.start({ url, headers, insecure: tls.insecure, ca: tls.ca, needLength: true });
   } catch (err) {
     // Every pull now loads the registry: an operator must see it without debug logs.
     d.log.warn({ url, err: (err as Error).message }, 'p2p unavailable for this request, passing through');

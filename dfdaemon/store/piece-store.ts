@@ -1,11 +1,12 @@
-import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layout } from '../../shared/protocol/pieces.js';
 import { TaskFile } from './task-file.js';
 
 const SUFFIX = '.service';
-/** Only names open() writes (a sha256 task ID): whatever else shares the directory stays. */
-const OWN_FILE = /^[0-9a-f]{64}\.service$/;
+/** Only names open() and partPath() give (a sha256 task ID): whatever else shares the directory stays. */
+const OWN_FILE = /^[0-9a-f]{64}\.service(\.part-\d+)?$/;
+let parts = 0;
 
 /**
  * The one piece store of a dfdaemon process: every task's file lives here, and the streamer,
@@ -90,6 +91,29 @@ export class PieceStore {
     const path = join(this.dir, `${taskId}${SUFFIX}`);
     const fh = await open(path, 'w+');
     const tf = new TaskFile(taskId, layout, path, fh, this.now);
+    this.files.set(taskId, tf);
+    return tf;
+  }
+
+  /**
+   * A fresh path in the store for a body of unknown length, to be adopted once complete; an
+   * earlier process's leftovers of these are removed at start as well.
+   */
+  async partPath(taskId: string): Promise<string> {
+    // After the leftover sweep, which would take it for an earlier process's.
+    await this.leftovers;
+    return join(this.dir, `${taskId}${SUFFIX}.part-${process.pid}${++parts}`);
+  }
+
+  /** Take a file written whole (at partPath) as the complete task file of `taskId`. */
+  async adopt(taskId: string, layout: Layout, from: string): Promise<TaskFile> {
+    await this.leftovers;
+    if (this.files.has(taskId)) await this.remove(taskId);
+    const path = join(this.dir, `${taskId}${SUFFIX}`);
+    await rename(from, path);
+    const fh = await open(path, 'r+');
+    const tf = new TaskFile(taskId, layout, path, fh, this.now);
+    for (let n = 0; n < layout.count; n++) tf.markDone(n);
     this.files.set(taskId, tf);
     return tf;
   }
