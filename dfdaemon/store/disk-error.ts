@@ -4,7 +4,7 @@
  * the source must not be blamed for it, and fetching the same bytes again, from anyone, would
  * fail the same way.
  */
-const LOCAL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EFBIG', 'ENOENT']);
+const LOCAL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EFBIG']);
 
 /** The piece cache cannot be written (full, over quota, read-only, failing, no permission). */
 export class LocalStorageError extends Error {
