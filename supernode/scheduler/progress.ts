@@ -113,6 +113,8 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
       srcPeer.lastSeen = Math.max(srcPeer.lastSeen, now);
       srcPeer.serviceErrorCount = 0;
       peer.clientErrorCount = 0;
+      // The reset may bring an eliminated source back: isLive, isFree and the holder counts follow.
+      syncFree(task, srcPeer);
     }
     return effect;
   }
