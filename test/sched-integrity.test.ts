@@ -5,6 +5,7 @@ import {
   applyReport,
   cdnPieceReady,
   joinPeer,
+  markDown,
   markHeld,
   newTask,
   schedule,
@@ -87,5 +88,71 @@ describe('scheduler bookkeeping under failures and re-registrations (pure)', () 
     checkInvariants(t);
     const next = assign(t, 'd7', 12, l);
     assert.equal(next[0].src, 'seed');
+  });
+
+  it('a peer that goes down and registers again under its cid neither sheds the old uploads from its new count nor inherits their failures', () => {
+    // The CDN is at its cap, so every source is a peer.
+    const l = { ...limits, peerDownLimit: 1, cdnTaskLoadLimit: 0 };
+    const t = fetching(8);
+    seed(t, 'e', 0);
+    const old = ['o1', 'o2', 'o3'].map((cid, i) => ({ cid, ...assign(t, cid, i, l)[0] }));
+    assert.ok(old.every((r) => r.src === 'e'));
+    assert.equal(t.peers.get('e')!.load, 3);
+    // e evicts the file (service/down), then pulls it again with the same cid and gets it back.
+    markDown(t, 'e', 5);
+    const e = seed(t, 'e', 6);
+    assert.equal(e.load, 0);
+    checkInvariants(t);
+    const fresh = ['n1', 'n2', 'n3', 'n4', 'n5'].map((cid, i) => ({ cid, ...assign(t, cid, 7 + i, l)[0] }));
+    assert.ok(fresh.every((r) => r.src === 'e'));
+    assert.equal(e.load, 5);
+    checkInvariants(t);
+    // The old incarnation's uploads fail: nothing of it is taken off, or charged to, the new one.
+    for (const r of old) applyReport(t, { cid: r.cid, pieceNum: r.pieceNum, src: 'e', ok: false }, l, 20);
+    assert.equal(e.load, 5, 'five uploads still run from e');
+    assert.equal(e.serviceErrorCount, 0);
+    checkInvariants(t);
+    addPeer(t, 'm1', 21);
+    assert.equal(schedule(t, 'm1', ctx(21, l)).kind, 'wait', 'e is at peerUpLimit');
+    // The new uploads end: the count goes back to 0, and their failures do count.
+    for (const r of fresh.slice(0, 2)) applyReport(t, { cid: r.cid, pieceNum: r.pieceNum, src: 'e', ok: false }, l, 22);
+    assert.equal(e.serviceErrorCount, 2);
+    for (const r of fresh.slice(2)) applyReport(t, { cid: r.cid, pieceNum: r.pieceNum, src: 'e', ok: true }, l, 22);
+    assert.equal(e.load, 0);
+    checkInvariants(t);
+  });
+
+  it('a failure report is charged to its source only for a run the supernode sent the reporter on', () => {
+    const l = { ...limits, cdnTaskLoadLimit: 0 };
+    const t = fetching(8);
+    const victim = seed(t, 'v', 0);
+    addPeer(t, 'x', 0);
+    // x was never sent to v: five made-up failures do not take v out of service.
+    for (let i = 0; i < 5; i++) {
+      const eff = applyReport(t, { cid: 'x', pieceNum: i, src: 'v', ok: false }, l, 1 + i);
+      assert.equal(eff.eliminated, false);
+    }
+    assert.equal(victim.serviceErrorCount, 0);
+    assert.equal(victim.isLive, true);
+    assert.equal(t.peers.get('x')!.clientErrorCount, 0);
+    assert.equal(t.peers.get('x')!.blacklist.get('v'), 5, 'the reporter itself keeps off v');
+    // A made-up success does not clear a real failure either.
+    const [run] = assign(t, 'h', 10, l);
+    applyReport(t, { cid: 'h', pieceNum: run.pieceNum, src: 'v', ok: false }, l, 11);
+    assert.equal(victim.serviceErrorCount, 1);
+    applyReport(t, { cid: 'x', pieceNum: 7, src: 'v', ok: true }, l, 12);
+    assert.equal(victim.serviceErrorCount, 1);
+    // A run the supernode took back unreported still counts when its failure comes in late.
+    const [late] = assign(t, 'y', 20, l);
+    assert.equal(late.src, 'v');
+    addPeer(t, 'z', 20 + l.pieceTimeoutMs);
+    schedule(t, 'z', ctx(20 + l.pieceTimeoutMs, l)); // sweeps y's run
+    assert.equal(t.peers.get('y')!.running.size, 0);
+    applyReport(t, { cid: 'y', pieceNum: late.pieceNum, src: 'v', ok: false }, l, 21 + l.pieceTimeoutMs);
+    assert.equal(victim.serviceErrorCount, 2);
+    // Once: the same report again is made up.
+    applyReport(t, { cid: 'y', pieceNum: late.pieceNum, src: 'v', ok: false }, l, 22 + l.pieceTimeoutMs);
+    assert.equal(victim.serviceErrorCount, 2);
+    checkInvariants(t);
   });
 });

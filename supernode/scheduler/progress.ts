@@ -94,6 +94,10 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   const current = peer.running.get(r.pieceNum);
   const assigned = !current || !r.src || r.src === current.src ? release(task, peer, r.pieceNum, r.ok) : undefined;
   const src = r.src || assigned?.src || '';
+  // Whether the supernode sent this peer to `src` for this piece: the run just ended, or one it
+  // took back unreported. Only then may a failure count against the source.
+  const sent = assigned !== undefined ? assigned.src === src : peer.taken.get(r.pieceNum) === src;
+  peer.taken.delete(r.pieceNum);
   const srcPeer = src === task.cdnCid ? undefined : task.peers.get(src);
   // A busy source is healthy but serving uploads this supernode did not assign (another
   // supernode's tasks, or runs it already took back): blaming it would blacklist a good peer for
@@ -108,7 +112,7 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     // source while every copy it sends goes out unverifiable, so it is not taken as held.
     if (!task.cdnPieces.has(r.pieceNum)) return effect;
     effect.held = markHeld(task, peer, r.pieceNum);
-    if (srcPeer) {
+    if (srcPeer && sent) {
       // A complete peer has no reason to call; serving a piece is how it shows it is still there.
       srcPeer.lastSeen = Math.max(srcPeer.lastSeen, now);
       srcPeer.serviceErrorCount = 0;
@@ -119,6 +123,12 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     return effect;
   }
   if (!srcPeer || srcPeer === peer) return effect;
+  // No run of this peer's fetched from `src` (it left, registered again and is a new peer now,
+  // or the report is made up): the reporter keeps off it, and `src` is charged nothing.
+  if (!sent) {
+    peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);
+    return effect;
+  }
   // A cut-through source cuts its downstream off when its own fetch fails, which says nothing
   // about it, and the two reports race. So a relay that lacks the piece is judged by how the run
   // the downstream relayed ends: already gone (or replaced) means it failed, and the downstream is
@@ -155,6 +165,12 @@ export function markDown(task: TaskState, cid: string, now: number): boolean {
   return true;
 }
 
+/**
+ * The peer leaves the task: what it was fetching is released, and so are the fetches others were
+ * sent to it for. Those are over as far as the scheduler goes, charged to no one: left in place,
+ * a new registration under the same cid would have their releases taken off its own upload count
+ * and their failures blamed on it.
+ */
 export function removePeer(task: TaskState, cid: string): void {
   const peer = task.peers.get(cid);
   if (!peer) return;
@@ -172,6 +188,10 @@ export function removePeer(task: TaskState, cid: string): void {
     }
   }
   task.peers.delete(cid);
+  for (const other of task.peers.values()) {
+    for (const [n, run] of other.running) if (run.src === cid) release(task, other, n);
+    for (const [n, src] of other.taken) if (src === cid) other.taken.delete(n);
+  }
 }
 
 /**
@@ -196,11 +216,21 @@ export function expireRunning(task: TaskState, timeoutMs: number, now: number): 
     for (const [n, run] of peer.running) {
       if (now - run.at >= timeoutMs) {
         release(task, peer, n);
+        if (run.src !== task.cdnCid) rememberTaken(peer, n, run.src);
         expired++;
       }
     }
   }
   return expired;
+}
+
+/** Taken-back runs a peer may still report on; the oldest go first past this many. */
+export const TAKEN_MAX = 64;
+
+function rememberTaken(peer: PeerState, n: number, src: string): void {
+  peer.taken.delete(n);
+  peer.taken.set(n, src);
+  if (peer.taken.size > TAKEN_MAX) peer.taken.delete(peer.taken.keys().next().value!);
 }
 
 export function cdnPieceReady(task: TaskState, pieceNum: number): void {

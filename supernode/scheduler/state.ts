@@ -11,6 +11,9 @@ export interface PeerState {
   /** Pieces assigned to this peer and not yet reported: piece -> source cid, when, and how deep
    * in a cut-through chain (0: the source held the piece whole). */
   running: Map<number, Running>;
+  /** Runs the supernode took back unreported (timed out): piece -> the source it was sent to. A
+   * late failure report may still be charged to that source; see applyReport. */
+  taken: Map<number, string>;
   /** Uploads this peer is serving right now (Dragonfly's producerLoad). */
   load: number;
   /** Whether this peer is in task.free (kept by syncFree). */
@@ -168,6 +171,7 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
     held: new Set(),
     have: [],
     running: new Map(),
+    taken: new Map(),
     load: 0,
     isFree: false,
     isLive: false,
