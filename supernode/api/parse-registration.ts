@@ -73,6 +73,31 @@ function peerPath(p: Params): string {
   return s;
 }
 
+/**
+ * The task ID comes from taskUrl and the CDN fetches rawUrl, so a taskUrl naming anything but
+ * rawUrl's content would let one registrant fill another URL's task with its own bytes. Stock
+ * dfget and our dfdaemon send rawUrl with the -f query keys left out (Dragonfly's
+ * FilterURLParam: the text before the first `?` untouched, then the `&`-separated parameters
+ * that survive, in order), so that is all a taskUrl may differ by.
+ */
+function checkTaskUrl(taskUrl: string, rawUrl: string): void {
+  if (taskUrl === rawUrl) return;
+  const split = (u: string): [string, string[]] => {
+    const q = u.indexOf('?');
+    return q < 0 ? [u, []] : [u.slice(0, q), u.slice(q + 1).split('&')];
+  };
+  const [tBase, tParams] = split(taskUrl);
+  const [rBase, rParams] = split(rawUrl);
+  let i = 0;
+  const subset = tParams.every((kv) => {
+    while (i < rParams.length && rParams[i] !== kv) i++;
+    return i++ < rParams.length;
+  });
+  if (tBase !== rBase || !subset) {
+    throw badRequest('parameter taskUrl must be rawUrl, or rawUrl with some of its query parameters left out');
+  }
+}
+
 export function parseRegistration(p: Params): Registration {
   const rawUrl = httpUrl(p, 'rawUrl', true);
   const ip = p.str('ip', { required: true, max: 64 });
@@ -83,9 +108,11 @@ export function parseRegistration(p: Params): Registration {
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw badRequest('parameter rootCAs must hold base64 PEM certificates');
     return pem;
   });
+  const taskUrl = httpUrl(p, 'taskUrl', false) || rawUrl;
+  checkTaskUrl(taskUrl, rawUrl);
   return {
     rawUrl,
-    taskUrl: httpUrl(p, 'taskUrl', false) || rawUrl,
+    taskUrl,
     cid: p.str('cid', { required: true, max: 256 }),
     ip,
     port: p.int('port', { min: 0, max: 65535, def: 0 }),
