@@ -59,4 +59,31 @@ describe('supernode API under hostile registrations', () => {
     const plain = await register({ rawUrl: victim });
     assert.deepEqual([plain.status, plain.code, plain.taskId], [200, 200, taskId(victim)]);
   });
+
+  it('caps headers in either form, by count and by size, and takes only a hex md5', async () => {
+    const data = randomBlob(3000);
+    const digest = ctx.origin.add(data);
+    const url = ctx.origin.blobUrl(digest);
+    const many = Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`X-H${i}`, 'v']));
+    const big = { 'X-A': 'a'.repeat(17_000), 'X-B': 'b'.repeat(17_000) };
+    const refused: Array<[string, Record<string, unknown>, RegExp]> = [
+      ['129 headers as an object', { headers: many }, /headers has too many items/],
+      ['129 headers as a list', { headers: Object.entries(many).map(([k, v]) => `${k}:${v}`) }, /headers has too many items/],
+      ['34 KB of headers as an object', { headers: big }, /headers is too large/],
+      ['34 KB of headers as a list', { headers: Object.entries(big).map(([k, v]) => `${k}:${v}`) }, /headers is too large/],
+      ['md5 not hex', { md5: 'zz' }, /md5/],
+      ['md5 of 32 non-hex characters', { md5: 'z'.repeat(32) }, /md5/],
+      ['md5 too long', { md5: 'a'.repeat(33) }, /md5/],
+    ];
+    for (const [what, extra, msg] of refused) {
+      const a = await register({ rawUrl: `${url}?case=${encodeURIComponent(what)}`, ...extra });
+      assert.deepEqual([a.status, a.code, a.error], [400, 501, 'BAD_REQUEST'], `${what}: ${JSON.stringify(a)}`);
+      assert.match(a.msg ?? '', msg, what);
+    }
+    assert.equal(ctx.origin.requests.get(digest) ?? 0, 0, 'no bad registration cost an origin fetch');
+    // At the caps, and a real md5 in either case, it registers.
+    const md5 = (await import('node:crypto')).createHash('md5').update(data).digest('hex').toUpperCase();
+    const ok = await register({ rawUrl: url, md5, headers: Object.fromEntries(Object.entries(many).slice(0, 128)) });
+    assert.deepEqual([ok.status, ok.code], [200, 200], JSON.stringify(ok));
+  });
 });

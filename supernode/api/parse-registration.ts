@@ -37,22 +37,35 @@ function headers(p: Params): Record<string, string> {
   return out;
 }
 
+/** Headers a registration may give, in either form. */
+export const MAX_HEADERS = 128;
+/**
+ * Their total size (names, values and 4 bytes a line): twice what Node itself accepts in a
+ * request's head, far past any registry token, and kept with the task and sent with every fetch.
+ */
+export const MAX_HEADER_BYTES = 32 * 1024;
+
 /** Headers arrive as Dragonfly's ["K:V", ...] or as an object. */
 function rawHeaders(p: Params): Record<string, string> {
   const raw = p.raw('headers');
   const out: Record<string, string> = {};
   if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
-    for (const [k, v] of Object.entries(raw)) {
+    const entries = Object.entries(raw);
+    if (entries.length > MAX_HEADERS) throw badRequest('parameter headers has too many items');
+    for (const [k, v] of entries) {
       if (typeof v !== 'string') throw badRequest('parameter headers must map names to strings');
       out[k] = v;
     }
-    return out;
+  } else {
+    for (const line of p.list('headers', { maxItems: MAX_HEADERS })) {
+      const i = line.indexOf(':');
+      if (i <= 0) throw badRequest(`parameter headers has a malformed entry ${JSON.stringify(line.slice(0, 60))}`);
+      out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+    }
   }
-  for (const line of p.list('headers', { maxItems: 128 })) {
-    const i = line.indexOf(':');
-    if (i <= 0) throw badRequest(`parameter headers has a malformed entry ${JSON.stringify(line.slice(0, 60))}`);
-    out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
+  let bytes = 0;
+  for (const [k, v] of Object.entries(out)) bytes += k.length + v.length + 4;
+  if (bytes > MAX_HEADER_BYTES) throw badRequest(`parameter headers is too large (over ${MAX_HEADER_BYTES} bytes)`);
   return out;
 }
 
@@ -120,7 +133,9 @@ export function parseRegistration(p: Params): Registration {
     hostName: p.str('hostName', { max: 256 }),
     version: p.str('version', { max: 64 }),
     superNodeIp,
-    md5: p.str('md5', { max: 64 }),
+    // dfget --md5: the whole file's md5 in hex. Anything else could never match, and finding
+    // that out would cost a whole fetch from the origin.
+    md5: p.str('md5', { max: 32, pattern: /^[0-9a-fA-F]{32}$/ }),
     identifier: p.str('identifier', { max: 256 }),
     headers: headers(p),
     insecure: p.bool('insecure'),
