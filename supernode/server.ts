@@ -39,6 +39,8 @@ export interface SupernodeDeps {
   freeBytes?: FreeBytes;
   /** How long the download port waits on a peer that takes no bytes (tests shorten it). */
   uploadIdleMs?: number;
+  /** How long the API port gives a client to send a whole request (tests shorten it). */
+  requestTimeoutMs?: number;
   /** Re-reads CDN pieces peers report as bad; the CDN's own when it has one (tests inject one). */
   pieceChecker?: PieceChecker;
 }
@@ -112,7 +114,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
       if (eff.eliminated) metrics.eliminations.inc();
     },
   });
-  const api = buildApi({ svc, metrics, log, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
+  const api = buildApi({ svc, metrics, log, requestTimeoutMs: deps.requestTimeoutMs, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
   await api.listen({ port: cfg.listenPort, host });
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');

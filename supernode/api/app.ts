@@ -19,12 +19,32 @@ function parseForm(body: string): Record<string, string | string[]> {
   return out;
 }
 
+/**
+ * How long a client may take to send one whole request (head and body). Node counts only the
+ * receiving: a long poll (30 s at most) or a registration waiting on a slow origin, with its
+ * request in, is not cut. Without it a client that sends a head and stalls its body would hold
+ * its socket and fd for good (Fastify's default 0 also turns off Node's own 300 s).
+ */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
 /** Builds the API without listening, so tests can inject or listen on port 0. */
-export function buildApi(opts: { svc: TaskService; metrics: SupernodeMetrics; log: Logger; plugins?: Array<(app: FastifyInstance) => void> }): FastifyInstance {
+export function buildApi(opts: {
+  svc: TaskService;
+  metrics: SupernodeMetrics;
+  log: Logger;
+  plugins?: Array<(app: FastifyInstance) => void>;
+  /** Tests shorten REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
+}): FastifyInstance {
+  const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const app = Fastify({
     // Request logs would drown the piece traffic; errors are logged by errorHandler.
     logger: false,
     bodyLimit: 1024 * 1024,
+    requestTimeout,
+    // Node sweeps for timed-out requests this often (its default, 30 s, would let a stalled
+    // request live up to 1.5 times the limit).
+    http: { requestTimeout, headersTimeout: Math.min(60_000, requestTimeout), connectionsCheckingInterval: Math.max(50, Math.min(30_000, requestTimeout / 4)) },
     // On shutdown, end every connection: a parked long-poll or a client that connected and never
     // sent a request would otherwise hold close() until fastify's 72 s keep-alive timeout.
     forceCloseConnections: true,
