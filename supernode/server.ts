@@ -109,6 +109,8 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     log,
     checker: deps.pieceChecker ?? cdn,
     onAssign: (_id, fromCdn) => metrics.piecesScheduled.inc({ source: fromCdn ? 'cdn' : 'peer' }),
+    // Counted once the report names a piece of a registered peer: a rejected request is no failure.
+    onPieceFailure: (_id, fromCdn) => metrics.pieceFailures.inc({ source: fromCdn ? 'cdn' : 'peer' }),
     onReport: (_id, eff) => {
       if (eff.blacklisted) metrics.blacklistEvents.inc();
       if (eff.eliminated) metrics.eliminations.inc();

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { filterUrl, taskId } from '../shared/protocol/taskid.js';
+import { waitFor } from './fixtures/proc.js';
+import { metric } from './helpers/cluster.js';
 import { randomBlob } from './helpers/origin.js';
 import { useOrigin } from './helpers/sn-fixture.js';
 
@@ -85,5 +87,34 @@ describe('supernode API under hostile registrations', () => {
     const md5 = (await import('node:crypto')).createHash('md5').update(data).digest('hex').toUpperCase();
     const ok = await register({ rawUrl: url, md5, headers: Object.fromEntries(Object.entries(many).slice(0, 128)) });
     assert.deepEqual([ok.status, ok.code], [200, 200], JSON.stringify(ok));
+  });
+
+  it('counts a piece failure only once it names a piece of a registered peer', async () => {
+    const failures = async (source: string) => metric(await ctx.sn.metrics.registry.metrics(), 'supernode_piece_failures_total', { source });
+    const url = ctx.origin.blobUrl(ctx.origin.add(randomBlob(300_000)));
+    const reg = await register({ rawUrl: url, cid: 'reporter' });
+    assert.equal(reg.code, 200);
+    const id = reg.taskId!;
+    await waitFor(() => ctx.sn.cdn.get(id)?.status === 'SUCCESS');
+    const e = ctx.sn.svc.tasks.get(id)!;
+    const p0 = e.cdn.layout!.piece(0);
+    const range = `${p0.start}-${p0.end}`;
+    const task = async (q: Record<string, string>) => {
+      const res = await request(`${ctx.api}/peer/task?${new URLSearchParams(q)}`);
+      return { status: res.statusCode, body: (await res.body.json()) as { code: number; error?: string } };
+    };
+    const before = { cdn: await failures('cdn'), peer: await failures('peer') };
+    const rejected: Array<Record<string, string>> = [
+      { taskId: 'no-such-task', srcCid: 'nobody', range: 'garbage', result: '500', dstCid: 'x' },
+      { taskId: id, srcCid: 'nobody', range, result: '500', dstCid: e.sched.cdnCid },
+      { taskId: id, srcCid: 'reporter', range: 'garbage', result: '500', dstCid: e.sched.cdnCid },
+      { taskId: id, srcCid: 'reporter', range: `${p0.start}-${p0.end + 7}`, result: '500', dstCid: 'some-peer' },
+    ];
+    for (const q of rejected) for (let i = 0; i < 5; i++) await task(q);
+    assert.equal(await failures('cdn'), before.cdn, 'no cdn failure counted for rejected reports');
+    assert.equal(await failures('peer'), before.peer, 'no peer failure counted for rejected reports');
+    // A registered peer's failed piece counts, once.
+    await task({ taskId: id, srcCid: 'reporter', range, result: '500', dstCid: e.sched.cdnCid });
+    assert.equal(await failures('cdn'), before.cdn + 1);
   });
 });

@@ -41,7 +41,6 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
         result: p.int('result', { min: 500, max: 503 }),
         dstCid: p.str('dstCid', { max: 256 }),
       };
-      if (report.result === 500) metrics.pieceFailures.inc({ source: report.dstCid.startsWith('cdnnode:') ? 'cdn' : 'peer' });
     }
     const waitMs = status === PeerStatus.Finished ? 0 : Math.min(p.int('wait', { min: 0, def: 0 }), MAX_WAIT_MS);
     return svc.next(taskId, cid, report, waitMs, hangUpSignal(reply.raw));

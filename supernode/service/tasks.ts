@@ -56,6 +56,8 @@ export interface TaskServiceOptions {
   readyTimeoutMs?: number;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
   onReport?: (taskId: string, effect: ReportEffect) => void;
+  /** A registered peer reported a failed piece of the task (the source is the CDN or a peer). */
+  onPieceFailure?: (taskId: string, fromCdn: boolean) => void;
   /** Re-reads CDN pieces that peers fail to get (the CDN itself; tests inject fakes). */
   checker?: PieceChecker;
 }
@@ -231,11 +233,16 @@ export class TaskService {
     // Stock dfget sends 502 (invalid) only with its first request, which names no piece. Ours
     // sends it with a piece and its source when that source refused the fetch as busy.
     const busy = r.result === PieceResult.Invalid;
-    if (n === undefined || (busy && !r.dstCid)) return undefined;
+    // Only a peer of this task may report on it, and only about one of its pieces.
+    const peer = entry.sched.peers.get(cid);
+    if (n === undefined || !peer || (busy && !r.dstCid)) return undefined;
     const ok = r.result === PieceResult.Success || r.result === PieceResult.SemiSuccess;
     // The scheduler counts no failure against the CDN, but a bad copy there fails every peer.
-    const src = r.dstCid || entry.sched.peers.get(cid)?.running.get(n)?.src;
-    if (!ok && !busy && src === entry.sched.cdnCid) this.suspectCdn(entry, n);
+    const src = r.dstCid || peer.running.get(n)?.src;
+    if (!ok && !busy) {
+      this.o.onPieceFailure?.(taskId, src?.startsWith('cdnnode:') ?? false);
+      if (src === entry.sched.cdnCid) this.suspectCdn(entry, n);
+    }
     const eff = applyReport(entry.sched, { cid, pieceNum: n, src: r.dstCid, ok, busy }, this.o.limits, this.o.now());
     this.o.onReport?.(taskId, eff);
     if (busy) this.o.log.info({ taskId, cid, src: r.dstCid, pieceNum: n }, 'piece source busy');
