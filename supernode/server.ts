@@ -57,7 +57,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const serveBucket = new TokenBucket(budget);
   await mkdir(cfg.homeDir, { recursive: true });
   const store = new LevelMetaStore(cfg.homeDir);
-  const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log, store,
+  const cdn = new Cdn({ homeDir: cfg.homeDir, bucket, failAccessIntervalMs: cfg.failAccessInterval, now, log, store, maxFetches: cfg.maxSourceFetches,
     onSourceBytes: (b) => {
       metrics.sourceBytes.inc(b);
       ioGc.account(b);
@@ -103,6 +103,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
       relayDepth: cfg.cutThroughDepth,
     },
     advertiseIP: cfg.advertiseIP,
+    maxTasks: cfg.maxTasks,
     downloadPort,
     now,
     rand: deps.rand,

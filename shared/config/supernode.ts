@@ -80,6 +80,13 @@ export interface SupernodeConfig {
   /** Tenths of the candidates removed per disk GC run (1-10). */
   readonly cleanRatio: number;
   readonly maxSeedPerObject: number;
+  /** Ours: origin downloads the CDN runs at once; the others wait for a slot. */
+  readonly maxSourceFetches: number;
+  /**
+   * Ours: tasks the supernode keeps in memory. Past it, a registration for a new task is
+   * answered HTTP 429 (TOO_MANY_REQUESTS), and dfget and our dfdaemon fetch from the origin.
+   */
+  readonly maxTasks: number;
   readonly logConfig: SupernodeLogConfig;
   /** Top-level `preheat:` section (ours). */
   readonly preheat: PreheatConfig;
@@ -123,6 +130,10 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = deepFreeze({
   intervalThreshold: 2 * 60 * MIN,
   cleanRatio: 1,
   maxSeedPerObject: 64,
+  // Measured with bin/supernode under a registration burst: ~12 KB a task with no headers, ~35
+  // KB with 16 KB of them (the cap); 600 tasks with 16 KB headers peaked at 94 MB RSS.
+  maxSourceFetches: 16,
+  maxTasks: 500,
   logConfig: { path: '', maxSize: 0, maxBackups: 0 },
   preheat: PREHEAT_DEFAULTS,
   configFile: null,
@@ -184,6 +195,8 @@ export const BASE_SCHEMA: SectionSchema<Draft> = {
   cleanRatio: rule('cleanRatio', ratio),
   cleanratio: rule('cleanRatio', ratio),
   maxSeedPerObject: rule('maxSeedPerObject', parsePositiveInt),
+  maxSourceFetches: rule('maxSourceFetches', parsePositiveInt),
+  maxTasks: rule('maxTasks', parsePositiveInt),
   logConfig: rule('logConfig', parseLogConfig),
 };
 

@@ -40,10 +40,11 @@ function headers(p: Params): Record<string, string> {
 /** Headers a registration may give, in either form. */
 export const MAX_HEADERS = 128;
 /**
- * Their total size (names, values and 4 bytes a line): twice what Node itself accepts in a
- * request's head, far past any registry token, and kept with the task and sent with every fetch.
+ * Their total size (names, values and 4 bytes a line): what Node itself accepts in a request's
+ * head, far past any registry token. They are kept with the task (up to maxTasks of them) and
+ * sent with every fetch.
  */
-export const MAX_HEADER_BYTES = 32 * 1024;
+export const MAX_HEADER_BYTES = 16 * 1024;
 
 /** Headers arrive as Dragonfly's ["K:V", ...] or as an object. */
 function rawHeaders(p: Params): Record<string, string> {

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isDfError } from '../../shared/errors.js';
 import { Code, PeerStatus } from '../../shared/protocol/codes.js';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
 import { Params } from '../../shared/protocol/params.js';
@@ -15,13 +16,20 @@ function params(req: FastifyRequest): Params {
 
 /** Dragonfly 1.x's legacy peer API, as stock dfget calls it. */
 export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: SupernodeMetrics): void {
-  app.post('/peer/registry', async (req) => {
+  app.post('/peer/registry', async (req, reply) => {
     const reg = parseRegistration(params(req));
     try {
       const data = await svc.register(reg);
       metrics.registrations.inc({ result: 'ok' });
       return { code: Code.Success, msg: 'success', data };
     } catch (err) {
+      // Full: HTTP 429, and a system error in the envelope. Stock dfget falls back to the origin
+      // on any failed registration but 608; our dfdaemon tries its next supernode, then the
+      // origin (607 would stop it trying other supernodes).
+      if (isDfError(err, 'TOO_MANY_REQUESTS')) {
+        metrics.registrations.inc({ result: err.code });
+        return reply.status(429).send({ code: Code.SystemError, msg: err.message, error: err.code });
+      }
       if (!(err instanceof RegistrationFailed)) throw err;
       metrics.registrations.inc({ result: err.failure.code });
       // A source failure is not bad input: Dragonfly answers 200 with 607/608 so dfget migrates.

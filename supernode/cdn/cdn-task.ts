@@ -128,6 +128,11 @@ export class CdnTask extends EventEmitter {
     if (this.status === 'SUCCESS') this.persist();
   }
 
+  /** Aborted by cancel(). */
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
   cancel(): void {
     this.cancelled = true;
     this.abort.abort();

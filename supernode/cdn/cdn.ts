@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import { Limiter } from '../preheat/limiter.js';
 import { CdnTask, type CdnRequest, type SourceFailure } from './cdn-task.js';
 import type { MetaStore, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
@@ -23,7 +24,18 @@ export interface CdnOptions {
    * paces garbage collection on it, and pieces reach 15 MiB.
    */
   onSourceBytes?: (bytes: number) => void;
+  /**
+   * Origin downloads run at once (default MAX_SOURCE_FETCHES); the others wait, WAITING, for a
+   * slot. Each running one holds a socket, a file and a piece buffer of up to 1 MiB.
+   */
+  maxFetches?: number;
 }
+
+/**
+ * 32 fast 20 MB fetches at once peaked at 108 MB RSS (bin/supernode), 16 at 95 MB: the guide's
+ * 100 MB mem_limit. Docker pulls 3 layers at a time per client, so 16 is six clients' worth.
+ */
+export const MAX_SOURCE_FETCHES = 16;
 
 /** What disk GC needs to know about a task file, whether or not it is in memory. */
 export interface DiskEntry {
@@ -46,8 +58,10 @@ export class Cdn {
   private readonly deleting = new Map<string, Promise<void>>();
   private persisted = new Map<string, Restored>();
   private readonly rechecker: PieceRechecker;
+  private readonly fetches: Limiter;
 
   constructor(private readonly opts: CdnOptions) {
+    this.fetches = new Limiter(opts.maxFetches ?? MAX_SOURCE_FETCHES);
     this.rechecker = new PieceRechecker({
       get: (id) => this.tasks.get(id),
       drop: async (t) => {
@@ -112,7 +126,12 @@ export class Cdn {
         this.failures.set(req.url, { at: this.opts.now(), failure: task.failure });
       }
     });
-    void task.run(this.deleting.get(req.taskId));
+    const after = this.deleting.get(req.taskId);
+    // A task cancelled while it waits for a slot runs at once, only to end as cancelled: a
+    // deletion waiting on its end must not wait for the downloads ahead of it.
+    void this.fetches.run(() => task.run(after), task.signal).catch(() => {
+      if (task.status === 'WAITING') void task.run(after);
+    });
     return task;
   }
 
@@ -174,6 +193,11 @@ export class Cdn {
     } finally {
       if (this.deleting.get(taskId) === work) this.deleting.delete(taskId);
     }
+  }
+
+  /** Origin downloads running, and waiting for a slot. */
+  get fetchSlots(): { running: number; waiting: number } {
+    return this.fetches.usage;
   }
 
   /** Source failures held against their URL right now (or until the next sweep). */

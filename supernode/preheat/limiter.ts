@@ -5,6 +5,10 @@ export class Limiter {
 
   constructor(readonly max: number) {}
 
+  get usage(): { running: number; waiting: number } {
+    return { running: this.active, waiting: this.waiting.length };
+  }
+
   async run<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
     await this.acquire(signal);
     try {

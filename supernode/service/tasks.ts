@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { taskNotFound } from '../../shared/errors.js';
+import { DfError, taskNotFound } from '../../shared/errors.js';
 import { Code, PieceResult } from '../../shared/protocol/codes.js';
 import { rangeString, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import { blobDigestOf, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
@@ -54,6 +54,8 @@ export interface TaskServiceOptions {
   log: Logger;
   /** How long registration waits for the origin to answer. */
   readyTimeoutMs?: number;
+  /** Tasks kept at most; a registration for one more is refused (TOO_MANY_REQUESTS). */
+  maxTasks?: number;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
   onReport?: (taskId: string, effect: ReportEffect) => void;
   /** A registered peer reported a failed piece of the task (the source is the CDN or a peer). */
@@ -119,6 +121,13 @@ export class TaskService {
     // Dragonfly matches the header name exactly, so only `Range` makes a ranged task.
     const range = reg.headers['Range'];
     const id = computeTaskId(reg.taskUrl, { md5: reg.md5, identifier: reg.identifier, range });
+    // Each task holds memory (scheduler state, the registrant's headers, its CDN task) until
+    // meta GC, minutes after its last use: a burst of distinct URLs must not run the process
+    // out of memory. Tasks already known keep registering peers.
+    const max = this.o.maxTasks ?? Infinity;
+    if (!this.tasks.has(id) && this.tasks.size >= max) {
+      throw new DfError('TOO_MANY_REQUESTS', `the supernode holds ${this.tasks.size} tasks (maxTasks ${max}); fetch this one from its origin`);
+    }
     let cdnTask!: CdnTask;
     let entry!: TaskEntry;
     for (let attempt = 1; ; attempt++) {
