@@ -134,8 +134,8 @@ describe('scheduler bookkeeping under failures and re-registrations (pure)', () 
     }
     assert.equal(victim.serviceErrorCount, 0);
     assert.equal(victim.isLive, true);
-    assert.equal(t.peers.get('x')!.clientErrorCount, 0);
-    assert.equal(t.peers.get('x')!.blacklist.get('v'), 5, 'the reporter itself keeps off v');
+    assert.equal(t.peers.get('x')!.clientErrorCount, 5, 'the reporter counts them against itself');
+    assert.equal(t.peers.get('x')!.blacklist.get('v'), 5, 'and keeps off v');
     // A made-up success does not clear a real failure either.
     const [run] = assign(t, 'h', 10, l);
     applyReport(t, { cid: 'h', pieceNum: run.pieceNum, src: 'v', ok: false }, l, 11);

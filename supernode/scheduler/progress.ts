@@ -124,8 +124,10 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   }
   if (!srcPeer || srcPeer === peer) return effect;
   // No run of this peer's fetched from `src` (it left, registered again and is a new peer now,
-  // or the report is made up): the reporter keeps off it, and `src` is charged nothing.
+  // or the report is made up): the reporter counts it against itself and keeps off `src`, and
+  // `src` is charged nothing.
   if (!sent) {
+    peer.clientErrorCount++;
     peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);
     return effect;
   }
