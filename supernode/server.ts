@@ -41,6 +41,8 @@ export interface SupernodeDeps {
   uploadIdleMs?: number;
   /** How long the API port gives a client to send a whole request (tests shorten it). */
   requestTimeoutMs?: number;
+  /** How long a registration waits for the origin's answer once its fetch runs (tests shorten it). */
+  readyTimeoutMs?: number;
   /** Re-reads CDN pieces peers report as bad; the CDN's own when it has one (tests inject one). */
   pieceChecker?: PieceChecker;
 }
@@ -91,6 +93,8 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   });
   const downloadPort = (download.address() as AddressInfo).port;
 
+  // Set below; a registration past maxTasks asks it to take an idle task out of memory.
+  let gcRef: GcRunner | undefined;
   const svc = new TaskService({
     cdn,
     limits: {
@@ -104,6 +108,8 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     },
     advertiseIP: cfg.advertiseIP,
     maxTasks: cfg.maxTasks,
+    readyTimeoutMs: deps.readyTimeoutMs,
+    makeRoom: () => gcRef?.evictIdle() ?? false,
     downloadPort,
     now,
     rand: deps.rand,
@@ -122,6 +128,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');
   const gc = new GcRunner(cfg, svc, cdn, metrics, log, now, deps.freeBytes);
+  gcRef = gc;
   gc.start();
 
   const gauges = setInterval(() => {

@@ -73,6 +73,18 @@ describe('supernode limits on origin fetches and tasks', () => {
     assert.deepEqual(sn.cdn.fetchSlots, { running: 2, waiting: 0 });
   });
 
+  it('a registration queued for a fetch slot is not refused for the time it queued', async () => {
+    const sn = await supernodeAt(dir, '127.0.0.5', '  maxSourceFetches: 1\n', [], { readyTimeoutMs: 1_000 });
+    cleanups.push(() => sn.close());
+    const first = held.length;
+    assert.equal((await register(sn, `${stallUrl}/q-1`, 'q1', '127.0.0.5')).code, 200);
+    const queued = register(sn, `${stallUrl}/q-2`, 'q2', '127.0.0.5');
+    // Longer in the queue than the origin may take to answer.
+    await new Promise((r) => setTimeout(r, 2_500));
+    held[first].destroy();
+    assert.equal((await queued).code, 200, 'answered once its fetch ran and the origin answered');
+  });
+
   it('refuses a registration for a task past maxTasks with 429, and our dfdaemon then fetches from the origin', async () => {
     const sn = await supernodeAt(dir, '127.0.0.2', '  maxTasks: 2\n');
     cleanups.push(() => sn.close());
@@ -95,5 +107,29 @@ describe('supernode limits on origin fetches and tasks', () => {
     assert.ok(metric(text, 'dfdaemon_source_bytes_total') >= 300_000, 'the dfdaemon fetched it from the origin');
     const snText = await sn.metrics.registry.metrics();
     assert.equal(metric(snText, 'supernode_registrations_total', { result: 'TOO_MANY_REQUESTS' }), 2);
+  });
+
+  it('past maxTasks, an idle task leaves memory for the new one, and comes back from disk', async () => {
+    const sn = await supernodeAt(dir, '127.0.0.4', '  maxTasks: 2\n');
+    cleanups.push(() => sn.close());
+    const blobs = [randomBlob(5_000), randomBlob(6_000), randomBlob(7_000)].map((b) => origin.add(b));
+    const ids: string[] = [];
+    for (const [i, d] of blobs.slice(0, 2).entries()) {
+      assert.equal((await register(sn, origin.blobUrl(d), `idle-${i}`, '127.0.0.4')).code, 200);
+      const id = [...sn.svc.tasks.keys()].find((k) => !ids.includes(k))!;
+      ids.push(id);
+      await waitFor(() => sn.cdn.get(id)?.status === 'SUCCESS');
+      // Its one peer went away: nobody is using the task any more.
+      sn.svc.serviceDown(id, `idle-${i}`);
+    }
+    assert.equal((await register(sn, origin.blobUrl(blobs[2]), 'new', '127.0.0.4')).code, 200, 'room was made');
+    assert.equal(sn.svc.tasks.size, 2);
+    assert.equal(sn.svc.tasks.has(ids[0]), false, 'the least recently used idle task left memory');
+    assert.equal(sn.svc.tasks.has(ids[1]), true);
+    // The evicted blob is still cached: registering it again costs the origin nothing. The
+    // third task's peer is still downloading, so the second one makes room this time.
+    assert.equal((await register(sn, origin.blobUrl(blobs[0]), 'again', '127.0.0.4')).code, 200);
+    await waitFor(() => sn.cdn.get(ids[0])?.status === 'SUCCESS');
+    assert.equal(origin.requests.get(blobs[0]), 1, 'restored from disk, not fetched again');
   });
 });

@@ -222,6 +222,7 @@ export class CdnTask extends EventEmitter {
   /** `after`: file work of an earlier task with this ID (a deletion) that must finish first. */
   async run(after?: Promise<unknown>): Promise<void> {
     this.status = 'RUNNING';
+    this.emit('running');
     const r = this.d.restored;
     let fh: FileHandle | undefined;
     try {

@@ -70,6 +70,24 @@ export class GcRunner {
     return false;
   }
 
+  /**
+   * Make room for one more task under maxTasks: the least recently used task that nobody is
+   * using leaves memory, as meta GC would drop it once it expired (its files stay, so a later
+   * registration restores it). False when every task is in use.
+   */
+  evictIdle(): boolean {
+    const now = this.now();
+    let oldest: { id: string; at: number } | undefined;
+    for (const e of this.svc.tasks.values()) {
+      if ((!oldest || e.accessedAt < oldest.at) && !this.inUse(e.id, now)) oldest = { id: e.id, at: e.accessedAt };
+    }
+    if (!oldest) return false;
+    this.svc.drop(oldest.id);
+    this.cdn.forget(oldest.id);
+    this.log.info({ taskId: oldest.id, idleMs: now - oldest.at }, 'maxTasks reached: an idle task leaves memory');
+    return true;
+  }
+
   runMeta(): MetaDecision {
     const now = this.now();
     for (const e of this.svc.tasks.values()) {

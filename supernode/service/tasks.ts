@@ -54,8 +54,12 @@ export interface TaskServiceOptions {
   log: Logger;
   /** How long registration waits for the origin to answer. */
   readyTimeoutMs?: number;
-  /** Tasks kept at most; a registration for one more is refused (TOO_MANY_REQUESTS). */
+  /**
+   * Tasks kept at most. A registration for one more first asks makeRoom to take an idle task out
+   * of memory (as meta GC would later), and is refused (TOO_MANY_REQUESTS) when it cannot.
+   */
   maxTasks?: number;
+  makeRoom?: () => boolean;
   onAssign?: (taskId: string, fromCdn: boolean) => void;
   onReport?: (taskId: string, effect: ReportEffect) => void;
   /** A registered peer reported a failed piece of the task (the source is the CDN or a peer). */
@@ -125,7 +129,7 @@ export class TaskService {
     // meta GC, minutes after its last use: a burst of distinct URLs must not run the process
     // out of memory. Tasks already known keep registering peers.
     const max = this.o.maxTasks ?? Infinity;
-    if (!this.tasks.has(id) && this.tasks.size >= max) {
+    if (!this.tasks.has(id) && this.tasks.size >= max && !this.o.makeRoom?.()) {
       throw new DfError('TOO_MANY_REQUESTS', `the supernode holds ${this.tasks.size} tasks (maxTasks ${max}); fetch this one from its origin`);
     }
     let cdnTask!: CdnTask;
@@ -171,6 +175,9 @@ export class TaskService {
   }
 
   private async waitReady(t: CdnTask): Promise<void> {
+    // Time queued for a fetch slot (maxSourceFetches) says nothing about the origin: the bound
+    // starts with the fetch. Refusing earlier would send every host to the origin itself.
+    if (t.status === 'WAITING') await new Promise<void>((res) => t.once('running', res));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, rej) => {
       timer = setTimeout(
