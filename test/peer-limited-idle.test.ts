@@ -42,4 +42,34 @@ describe('p2pDownload told "limited" with nothing running', () => {
     assert.ok(calls.length >= 2, `asked ${calls.length} time(s) in 2.5 s`);
     assert.ok(calls[1] >= 500, 'not in a tight loop');
   });
+
+  it('gives back, as busy with status 702, pieces handed to it after it ended', async () => {
+    const queries: Array<Record<string, unknown>> = [];
+    let answerFirst: (a: TaskAnswer) => void = () => undefined;
+    const client = {
+      next(_node: string, q: Record<string, unknown>): Promise<TaskAnswer> {
+        queries.push(q);
+        // The first request is still out when the session ends; its answer comes after.
+        if (queries.length === 1) return new Promise((r) => (answerFirst = r));
+        return Promise.resolve({ code: 602 } as TaskAnswer);
+      },
+    } as unknown as SupernodeClient;
+    // The session ends (here: the file completed by another download) with a request still out.
+    let completed: () => void = () => undefined;
+    const tf = { complete: false, completedPieces: 0, layout: { count: 2 }, has: () => false, on: (_e: string, f: () => void) => (completed = f), off() {} } as unknown as TaskFile;
+    const run = p2pDownload({ client, node: 'sn', taskId: 't', cid: 'c', tf, pieces: {} as PieceClient, busyReports: true, log: createLogger('test', { level: 'silent' }) });
+    await sleep(50);
+    completed();
+    await run;
+    answerFirst({ code: 601, data: [{ range: '0-99', pieceNum: 0, cid: 'cdnnode:x' }, { range: '100-199', pieceNum: 1, cid: 'peer-b' }] } as unknown as TaskAnswer);
+    await sleep(50);
+    const back = queries.slice(1);
+    assert.deepEqual(
+      back.map((q) => [q.status, q.result, q.range, q.dstCid]),
+      [
+        [702, 502, '0-99', 'cdnnode:x'],
+        [702, 502, '100-199', 'peer-b'],
+      ],
+    );
+  });
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { waitFor } from './fixtures/proc.js';
 import { randomBlob } from './helpers/origin.js';
 import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
@@ -42,5 +43,20 @@ describe('a parked /peer/task of a peer that was removed and registered again', 
     assert.equal(b.code, 601, `the new poll got ${JSON.stringify(b)}`);
     assert.ok(Array.isArray(b.data) && b.data.length > 0, 'the new session is handed pieces');
     ctx.origin.rate = 0;
+  });
+
+  it('a report with status 702 (the session ended) is applied and hands out nothing', async () => {
+    const url = ctx.origin.blobUrl(ctx.origin.add(randomBlob(2 * 1024 * 1024)));
+    const body = { rawUrl: url, cid: 'p2', ip: '127.0.0.42', port: 15004, path: '/peer/file/p2-blob' };
+    const r = await registerPeer(ctx.api, body);
+    assert.equal(r.code, 200);
+    await waitFor(() => ctx.sn.cdn.get(r.taskId)?.status === 'SUCCESS');
+    const ask = async (status: number): Promise<Answer> =>
+      (await (await request(`${ctx.api}/peer/task?taskId=${r.taskId}&srcCid=p2&status=${status}`)).body.json()) as Answer;
+    const late = await ask(702);
+    assert.equal(late.code, 602, `a 702 got ${JSON.stringify(late)}`);
+    const live = await ask(701);
+    assert.equal(live.code, 601);
+    assert.ok(Array.isArray(live.data) && live.data.length > 0, 'there were pieces to hand out');
   });
 });

@@ -196,8 +196,22 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       );
     };
 
+    /**
+     * Pieces handed to this session after it ended (an answer to a report it sent on the way
+     * out): our supernode counts them as running here, filling the download slots of whatever
+     * registration this cid has next, so each goes back at once as a busy report, with status
+     * 702 so that nothing new is handed out in exchange.
+     */
+    const giveBack = (a: TaskAnswer) => {
+      if (stock || a.code !== 601 || !Array.isArray(a.data)) return;
+      for (const p of a.data) {
+        const q: TaskQuery = { taskId, srcCid: cid, status: PeerStatus.Finished, range: p.range, result: PieceResult.Invalid, dstCid: p.cid };
+        client.next(node, q).catch((err: Error) => log.debug({ taskId, err: err.message }, 'giving back a piece failed'));
+      }
+    };
+
     const handle = (a: TaskAnswer, elapsedMs: number) => {
-      if (settled) return;
+      if (settled) return giveBack(a);
       const pieces = a.code === 601 && Array.isArray(a.data) ? a.data : undefined;
       if (pieces) {
         if (pieces.length > 0) backoff.reset();

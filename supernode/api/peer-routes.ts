@@ -51,7 +51,7 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
       };
     }
     const waitMs = status === PeerStatus.Finished ? 0 : Math.min(p.int('wait', { min: 0, def: 0 }), MAX_WAIT_MS);
-    return svc.next(taskId, cid, report, waitMs, hangUpSignal(reply.raw));
+    return svc.next(taskId, cid, report, waitMs, hangUpSignal(reply.raw), status === PeerStatus.Finished);
   });
 
   app.get('/peer/piece/suc', async (req) => {

@@ -11,6 +11,7 @@ import {
   busyWakeIn,
   cdnFinished,
   cdnPieceReady,
+  isComplete,
   joinPeer,
   markDown,
   removePeer,
@@ -309,7 +310,7 @@ export class TaskService {
    * GET /peer/task: apply the report, then decide. With waitMs > 0 (our own peers), a "wait"
    * is held open until something changes instead of making the peer poll with back-off.
    */
-  async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal): Promise<TaskReply> {
+  async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false): Promise<TaskReply> {
     const entry = this.get(taskId);
     entry.accessedAt = this.o.now();
     const peer = entry.sched.peers.get(cid);
@@ -319,6 +320,10 @@ export class TaskService {
     // marks incomplete peers silent for peerExpireTime down).
     peer.lastSeen = this.o.now();
     if (report) this.report(taskId, cid, report);
+    // Status 702: the session that sent this has ended (stock dfget when done, ours for a late
+    // report). Pieces handed to it would never be fetched and would fill this peer's download
+    // slots, possibly a newer registration's with the same cid, until they time out.
+    if (finished) return this.toReply(entry, isComplete(entry.sched, peer) ? { kind: 'finish' } : { kind: 'wait' }, cid);
     const deadline = Date.now() + waitMs;
     let d = this.decide(entry, cid);
     while (d.kind === 'wait' && Date.now() < deadline && !signal?.aborted) {
