@@ -1,47 +1,22 @@
-import { createWriteStream } from 'node:fs';
-import { rm, statfs } from 'node:fs/promises';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log/index.js';
-import { Layout, pieceSizeFor } from '../../shared/protocol/pieces.js';
+import { Layout } from '../../shared/protocol/pieces.js';
 import { filterUrl, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
-import { contentRange } from '../../shared/http/client.js';
-import { VERSION } from '../../shared/protocol/version.js';
 import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
-import { LocalStorageError, localStorageError } from '../store/disk-error.js';
-import type { PieceStore } from '../store/piece-store.js';
+import { LocalStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
-import { fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
-import { p2pDownload, SupernodeLost, type P2PCounters } from './p2p-download.js';
+import { DiskRoom } from './disk-room.js';
+import { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
+import { p2pDownload, SupernodeLost } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
-import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered, type SupernodeClient } from './supernode-client.js';
+import { fitsTask, registerBody } from './register-body.js';
+import { SourceDownloads } from './source-download.js';
+import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered } from './supernode-client.js';
 
-export interface DownloadRequest {
-  url: string;
-  /** Request headers to forward to the origin (Authorization etc.). */
-  headers: Record<string, string>;
-  insecure?: boolean;
-  /** Extra CA PEMs trusted for this origin. */
-  ca?: string[];
-  /** dfget -m / -i: part of the task ID, as in Dragonfly (md5 wins over identifier). */
-  md5?: string;
-  identifier?: string;
-  /**
-   * The caller must know the length before the download ends (the proxy sends Content-Length
-   * at once): an origin that does not say it is refused (OriginRefused), where dfget would wait
-   * for the whole body instead.
-   */
-  needLength?: boolean;
-}
-
-export interface Started {
-  tf: TaskFile;
-  via: 'p2p' | 'source' | 'local';
-  /** Settles when every piece is on disk (or the download gave up). */
-  done: Promise<void>;
-}
+// Names that moved out of this module (types, origin paths, piece-cache room); importers keep finding them here.
+export { DISK_FULL_MS } from './disk-room.js';
+export { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
+export { OriginRefused } from './source-download.js';
 
 /**
  * Times one download registers again with a supernode that forgot its task. A node that keeps
@@ -57,47 +32,6 @@ const FAILOVER_RETRY_MS = 500;
 const REGISTER_SETTLE_MS = 2_000;
 
 /**
- * After the piece cache refused a write (full, over quota, read-only), new downloads are refused
- * this long, so the proxy passes blob requests through before it sends any header, instead of
- * starting a download that would break off. A task already complete here is still served.
- */
-export const DISK_FULL_MS = 30_000;
-
-/** The daemon is shutting down: no registration, failover or origin fetch starts any more. */
-export class ShuttingDown extends Error {
-  constructor() {
-    super('dfdaemon is shutting down');
-  }
-}
-
-/** What the origin answered when it refused a direct fetch; the proxy relays it. */
-export class OriginRefused extends Error {
-  constructor(readonly status: number) {
-    super(`origin answered ${status}`);
-  }
-}
-
-export interface DownloaderOptions {
-  store: PieceStore;
-  client: SupernodeClient;
-  /** Our peer id; one per process, like a long-lived dfget server. */
-  cid: string;
-  /** Port other peers reach our uploader on (set once listening). */
-  uploadPort: number;
-  /** Advertised address; '' = as the supernode sees us. */
-  localIP: string;
-  filter: readonly string[];
-  /** Bytes/s for each download (dfget's --locallimit); every download gets its own bucket. */
-  rate?: number;
-  /** Called before a new task file is opened, to make room for it in the cache. */
-  reserve?: (bytes: number) => Promise<void>;
-  counters?: P2PCounters & { sourceBytes(n: number): void };
-  log: Logger;
-  /** Refuse to go to the origin ourselves (dfget --notbs). */
-  notbs?: boolean;
-}
-
-/**
  * Turns one blob request into a task file that fills in, by P2P when a supernode answers and
  * from the origin otherwise. Concurrent requests for one task share one download.
  */
@@ -108,17 +42,17 @@ export class Downloader {
   /** Nodes each running download registered with; entries go when the download ends. */
   private readonly joined = new Map<string, Set<string>>();
   private readonly registering = new Set<Promise<unknown>>();
-  /** The piece cache's last write failure, while it is fresh (DISK_FULL_MS). */
-  private diskFailure: { at: number; err: LocalStorageError } | undefined;
+  private readonly disk: DiskRoom;
+  private readonly source: SourceDownloads;
 
-  constructor(private readonly o: DownloaderOptions) {}
+  constructor(private readonly o: DownloaderOptions) {
+    this.disk = new DiskRoom(o, this.stop.signal);
+    this.source = new SourceDownloads(o, this.disk, this.stop.signal);
+  }
 
   /** Why new downloads are refused right now (the piece cache is unwritable), if they are. */
   get storageFailure(): LocalStorageError | undefined {
-    const f = this.diskFailure;
-    if (f && Date.now() - f.at < DISK_FULL_MS) return f.err;
-    this.diskFailure = undefined;
-    return undefined;
+    return this.disk.storageFailure;
   }
 
   setUploadPort(port: number): void {
@@ -170,10 +104,10 @@ export class Downloader {
           // supernode sends us, not a back-source, so --notbs does not forbid it.
           this.left(reg.taskId);
           log.info({ node: reg.node }, 'supernode serves this task from its source, fetching the origin directly');
-          return this.fromSource(req, id, bucket, true);
+          return this.source.fromSource(req, id, bucket, true);
         }
         if (reg.fileLength >= 0) {
-          const tf = await this.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
+          const tf = await this.disk.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
           const rejoins = { left: MAX_REJOINS };
           const done = this.swarm(req, reg, tf, bucket, log, rejoins).catch(async (err: Error) => {
             if (this.stop.signal.aborted) throw new ShuttingDown();
@@ -188,10 +122,10 @@ export class Downloader {
             }
             if (this.stop.signal.aborted) throw new ShuttingDown();
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
-            await this.completeFromSource(req, tf, bucket);
+            await this.source.completeFromSource(req, tf, bucket);
           });
           done.then(() => this.left(reg.taskId), () => this.left(reg.taskId));
-          done.catch((err: Error) => this.failed(tf, err));
+          done.catch((err: Error) => this.disk.failed(tf, err));
           return { tf, via: 'p2p', done };
         }
         this.left(reg.taskId);
@@ -201,7 +135,7 @@ export class Downloader {
         log.warn({ err: (err as Error).message }, 'no supernode answered, going to the origin');
       }
     }
-    return this.fromSource(req, id, bucket);
+    return this.source.fromSource(req, id, bucket);
   }
 
   /**
@@ -254,26 +188,7 @@ export class Downloader {
   }
 
   private async registration(req: DownloadRequest, node: string): Promise<RegisterBody> {
-    const addr = await this.o.client.addressFor(node);
-    const taskUrl = filterUrl(req.url, this.o.filter);
-    return {
-      rawUrl: req.url,
-      taskUrl,
-      cid: this.o.cid,
-      ip: this.o.localIP || addr.local,
-      port: this.o.uploadPort,
-      path: `/peer/file/${this.localTaskId(req)}`,
-      hostName: hostname(),
-      version: VERSION,
-      superNodeIp: addr.remote,
-      headers: Object.entries(req.headers).map(([k, v]) => `${k}:${v}`),
-      dfdaemon: true,
-      relay: true,
-      insecure: req.insecure ?? false,
-      rootCAs: (req.ca ?? []).map((pem) => Buffer.from(pem).toString('base64')),
-      ...(req.md5 ? { md5: req.md5 } : {}),
-      ...(req.identifier ? { identifier: req.identifier } : {}),
-    };
+    return registerBody(req, this.o, await this.o.client.addressFor(node), this.localTaskId(req));
   }
 
   /**
@@ -345,135 +260,6 @@ export class Downloader {
   }
 
   /**
-   * A task file for this layout; a failed one is reopened, keeping its verified pieces. Refused
-   * with a LocalStorageError when the disk has no room for what the file still lacks (after the
-   * cache made what room it could) or the file cannot be created.
-   */
-  private async open(taskId: string, layout: Layout): Promise<TaskFile> {
-    const held = this.o.store.get(taskId);
-    const sameLayout = held && held.layout.fileLength === layout.fileLength && held.layout.pieceSize === layout.pieceSize;
-    if (!held) await this.o.reserve?.(layout.fileLength);
-    const need = layout.fileLength - (sameLayout ? heldBytes(held) : 0);
-    if ((await this.room(held)) < need) {
-      if (held) await this.o.reserve?.(layout.fileLength);
-      const room = await this.room(held);
-      // Only this blob is too big for what is left: smaller ones still fit, so this is no
-      // reason to pass every download through for a while.
-      if (room < need) throw new LocalStorageError('ENOSPC', `the piece cache ${this.o.store.dir} has ${room} bytes free for a ${need}-byte download`);
-    }
-    try {
-      const tf = await this.o.store.open(taskId, layout);
-      tf.retry();
-      return tf;
-    } catch (err) {
-      const local = localStorageError(err, `opening the task file of ${taskId}`);
-      if (!local) throw err;
-      this.noteDiskFailure(local, layout.fileLength);
-      throw local;
-    }
-  }
-
-  /**
-   * Free bytes in the piece cache's file system, less what the downloads already running there
-   * (other than `except`) still have to write: task files are written sparsely, as pieces come.
-   */
-  private async room(except?: TaskFile): Promise<number> {
-    const fs = await statfs(this.o.store.dir).catch(() => undefined);
-    if (!fs) return Infinity;
-    let owed = 0;
-    for (const tf of this.o.store.all()) {
-      if (tf !== except && !tf.complete && !tf.failure) owed += tf.layout.fileLength - heldBytes(tf);
-    }
-    return fs.bavail * fs.bsize - owed;
-  }
-
-  /**
-   * A download ended. When the piece cache refused its bytes, new downloads are refused for a
-   * while (the proxy passes them through) and the cache is asked to make room.
-   */
-  private failed(tf: TaskFile, err: Error): void {
-    tf.fail(err);
-    if (err instanceof LocalStorageError) this.noteDiskFailure(err, tf.layout.fileLength);
-  }
-
-  private noteDiskFailure(err: LocalStorageError, bytes: number): void {
-    if (this.stop.signal.aborted) return;
-    const fresh = this.storageFailure === undefined;
-    this.diskFailure = { at: Date.now(), err };
-    if (fresh) this.o.log.warn({ err: err.message, code: err.errno, refuseMs: DISK_FULL_MS }, 'the piece cache cannot be written: passing downloads through for a while');
-    // Failed task files (this one too, once nobody reads it) and expired ones go first.
-    void Promise.resolve(this.o.reserve?.(bytes)).catch((e: Error) => this.o.log.warn({ err: e.message }, 'cache sweep after a disk failure failed'));
-  }
-
-  private async fromSource(req: DownloadRequest, id: string, bucket: TokenBucket, directed = false): Promise<Started> {
-    if (this.o.notbs && !directed) throw new Error('no supernode answered and back-source is disabled');
-    let src = await openOrigin(req.url, req.headers, { insecure: req.insecure, ca: req.ca, signal: this.stop.signal });
-    // A request with its own Range (dfget --header 'Range: ...', a ranged task) gets a 206: its
-    // body is the whole content of this task.
-    if (src.status === 206 && rangeOf(req.headers) !== undefined) src = { ...src, status: 200, length: partLength(src) };
-    if (src.status !== 200 || (src.length < 0 && req.needLength)) {
-      src.body.resume();
-      throw new OriginRefused(src.status);
-    }
-    if (src.length < 0) return this.fromSourceUnsized(src, id, bucket);
-    let tf: TaskFile;
-    try {
-      tf = await this.open(id, new Layout(src.length, pieceSizeFor(src.length)));
-    } catch (err) {
-      src.body.destroy();
-      throw err;
-    }
-    const done = fillFromSource(tf, src, 0, { bucket, signal: this.stop.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
-    done.catch((err: Error) => this.failed(tf, err));
-    return { tf, via: 'source', done };
-  }
-
-  /**
-   * An origin that does not say its length (chunked): the layout of a task file depends on it,
-   * so the body goes whole into a file of the store first, which becomes the complete task file
-   * at its end. Stock dfget's back-source copies such a body the same way.
-   */
-  private async fromSourceUnsized(src: SourceAnswer, id: string, bucket: TokenBucket): Promise<Started> {
-    let part: string;
-    try {
-      part = await this.o.store.partPath(id);
-    } catch (err) {
-      src.body.destroy();
-      throw err;
-    }
-    let bytes = 0;
-    const count = new Transform({
-      transform: (chunk: Buffer, _e, cb) => {
-        bytes += chunk.length;
-        this.o.counters?.sourceBytes(chunk.length);
-        if (bucket.unlimited) return cb(null, chunk);
-        bucket.take(chunk.length, this.stop.signal).then(() => cb(null, chunk), cb);
-      },
-    });
-    try {
-      await pipeline(src.body, count, createWriteStream(part), { signal: this.stop.signal });
-      const tf = await this.o.store.adopt(id, new Layout(bytes, pieceSizeFor(bytes)), part);
-      return { tf, via: 'source', done: Promise.resolve() };
-    } catch (err) {
-      await rm(part, { force: true });
-      const local = localStorageError(err, `writing the body of ${id}`);
-      if (local) this.noteDiskFailure(local, bytes);
-      throw this.stop.signal.aborted ? new ShuttingDown() : (local ?? err);
-    }
-  }
-
-  private async completeFromSource(req: DownloadRequest, tf: TaskFile, bucket: TokenBucket): Promise<void> {
-    if (this.o.notbs) throw new Error('p2p failed and back-source is disabled');
-    const from = tf.layout.piece(tf.firstMissing()).rawStart;
-    const src = await openOrigin(req.url, req.headers, { from, insecure: req.insecure, ca: req.ca, signal: this.stop.signal });
-    if (src.status !== 200 && src.status !== 206) {
-      src.body.resume();
-      throw new OriginRefused(src.status);
-    }
-    await fillFromSource(tf, src, from, { bucket, signal: this.stop.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
-  }
-
-  /**
    * Stop every download and refuse new work. Registrations already on the wire are given a
    * moment to finish, so the caller's service-down (sent after this) covers them too.
    */
@@ -485,33 +271,4 @@ export class Downloader {
     }
     this.pieces.close();
   }
-}
-
-/**
- * The request's own Range header. Only this spelling makes a ranged task ID (as in Dragonfly),
- * so only it may turn a 206 into the task's content.
- */
-function rangeOf(headers: Record<string, string>): string | undefined {
-  return headers['Range'];
-}
-
-/** The body length of a 206: its Content-Length, else what its Content-Range spans; -1 if neither. */
-function partLength(src: SourceAnswer): number {
-  const cl = src.headers['content-length'];
-  if (typeof cl === 'string' && /^\d+$/.test(cl)) return Number(cl);
-  const cr = contentRange(src.headers);
-  return cr ? cr.end - cr.start + 1 : -1;
-}
-
-/** Bytes of the verified pieces a task file holds (all but the last piece are full). */
-function heldBytes(tf: TaskFile): number {
-  const { layout } = tf;
-  if (tf.complete) return layout.fileLength;
-  const last = layout.count - 1;
-  return tf.completedPieces * layout.contentSize - (tf.has(last) ? layout.contentSize - layout.piece(last).contentLen : 0);
-}
-
-/** A registration that describes the task file's own blob, so the pieces it holds still count. */
-function fitsTask(reg: Registered, tf: TaskFile): boolean {
-  return reg.taskId === tf.taskId && reg.fileLength === tf.layout.fileLength && reg.pieceSize === tf.layout.pieceSize;
 }

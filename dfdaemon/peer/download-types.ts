@@ -1,0 +1,57 @@
+import type { Logger } from '../../shared/log/index.js';
+import type { PieceStore } from '../store/piece-store.js';
+import type { TaskFile } from '../store/task-file.js';
+import type { P2PCounters } from './p2p-download.js';
+import type { SupernodeClient } from './supernode-client.js';
+
+export interface DownloadRequest {
+  url: string;
+  /** Request headers to forward to the origin (Authorization etc.). */
+  headers: Record<string, string>;
+  insecure?: boolean;
+  /** Extra CA PEMs trusted for this origin. */
+  ca?: string[];
+  /** dfget -m / -i: part of the task ID, as in Dragonfly (md5 wins over identifier). */
+  md5?: string;
+  identifier?: string;
+  /**
+   * The caller must know the length before the download ends (the proxy sends Content-Length
+   * at once): an origin that does not say it is refused (OriginRefused), where dfget would wait
+   * for the whole body instead.
+   */
+  needLength?: boolean;
+}
+
+export interface Started {
+  tf: TaskFile;
+  via: 'p2p' | 'source' | 'local';
+  /** Settles when every piece is on disk (or the download gave up). */
+  done: Promise<void>;
+}
+
+/** The daemon is shutting down: no registration, failover or origin fetch starts any more. */
+export class ShuttingDown extends Error {
+  constructor() {
+    super('dfdaemon is shutting down');
+  }
+}
+
+export interface DownloaderOptions {
+  store: PieceStore;
+  client: SupernodeClient;
+  /** Our peer id; one per process, like a long-lived dfget server. */
+  cid: string;
+  /** Port other peers reach our uploader on (set once listening). */
+  uploadPort: number;
+  /** Advertised address; '' = as the supernode sees us. */
+  localIP: string;
+  filter: readonly string[];
+  /** Bytes/s for each download (dfget's --locallimit); every download gets its own bucket. */
+  rate?: number;
+  /** Called before a new task file is opened, to make room for it in the cache. */
+  reserve?: (bytes: number) => Promise<void>;
+  counters?: P2PCounters & { sourceBytes(n: number): void };
+  log: Logger;
+  /** Refuse to go to the origin ourselves (dfget --notbs). */
+  notbs?: boolean;
+}
