@@ -1,73 +1,25 @@
-import type { Logger } from 'pino';
 import { DfError, taskNotFound } from '../../shared/errors.js';
 import { Code, PieceResult } from '../../shared/protocol/codes.js';
-import { rangeString, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import { blobDigestOf, taskId as computeTaskId } from '../../shared/protocol/taskid.js';
-import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask, SourceFailure } from '../cdn/cdn-task.js';
-import { downloadPath } from '../cdn/paths.js';
 import {
   applyReport,
-  busyWakeIn,
   cdnFinished,
   cdnPieceReady,
-  isComplete,
   joinPeer,
   markDown,
   removePeer,
   newTask,
-  schedule,
-  type Decision,
-  type ReportEffect,
-  type SchedulerLimits,
-  type TaskState,
 } from '../scheduler/index.js';
-import { CdnRepair, type PieceCheck, type PieceChecker } from './cdn-repair.js';
+import { CdnRepair, type PieceCheck } from './cdn-repair.js';
 import { PeerRegistry } from './peers.js';
 import { MAX_AUTH_ATTEMPTS, worthOwnAttempt } from './source-auth.js';
-import type { PieceErrorIn, PieceInfo, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
+import type { TaskEntry, TaskServiceOptions } from './task-entry.js';
+import { TaskPoll, urlPath } from './task-poll.js';
+import type { PieceErrorIn, RegisterReply, Registration, ReportIn, TaskReply } from './types.js';
 
-interface PeerAddr {
-  ip: string;
-  port: number;
-  path: string;
-  superNodeIp: string;
-}
-
-export interface TaskEntry {
-  id: string;
-  url: string;
-  cdn: CdnTask;
-  sched: TaskState;
-  peers: Map<string, PeerAddr>;
-  waiters: Set<() => void>;
-  accessedAt: number;
-}
-
-export interface TaskServiceOptions {
-  cdn: Cdn;
-  limits: SchedulerLimits;
-  /** The address peers reach the supernode's download port at ('' = as each peer sees it). */
-  advertiseIP: string;
-  downloadPort: number;
-  now: () => number;
-  rand?: () => number;
-  log: Logger;
-  /** How long registration waits for the origin to answer. */
-  readyTimeoutMs?: number;
-  /**
-   * Tasks kept at most. A registration for one more first asks makeRoom to take an idle task out
-   * of memory (as meta GC would later), and is refused (TOO_MANY_REQUESTS) when it cannot.
-   */
-  maxTasks?: number;
-  makeRoom?: () => boolean;
-  onAssign?: (taskId: string, fromCdn: boolean) => void;
-  onReport?: (taskId: string, effect: ReportEffect) => void;
-  /** A registered peer reported a failed piece of the task (the source is the CDN or a peer). */
-  onPieceFailure?: (taskId: string, fromCdn: boolean) => void;
-  /** Re-reads CDN pieces that peers fail to get (the CDN itself; tests inject fakes). */
-  checker?: PieceChecker;
-}
+// Moved to task-entry.js; importers keep finding them here.
+export type { TaskEntry, TaskServiceOptions } from './task-entry.js';
 
 export class RegistrationFailed extends Error {
   constructor(readonly failure: SourceFailure) {
@@ -80,9 +32,16 @@ export class TaskService {
   readonly tasks = new Map<string, TaskEntry>();
   readonly peers = new PeerRegistry();
   private readonly repair: CdnRepair | undefined;
+  private readonly poll: TaskPoll;
 
   constructor(private readonly o: TaskServiceOptions) {
     this.repair = o.checker && new CdnRepair(o.checker, o.now);
+    this.poll = new TaskPoll(o, {
+      get: (taskId) => this.get(taskId),
+      current: (taskId) => this.tasks.get(taskId),
+      report: (taskId, cid, r) => this.report(taskId, cid, r),
+      notify: (entry) => this.notify(entry),
+    });
   }
 
   /** Forget a task's swarm (peers, progress); the CDN decides separately about its files. */
@@ -225,20 +184,6 @@ export class TaskService {
     for (const w of ws) w();
   }
 
-  private changed(entry: TaskEntry, ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        entry.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal?.addEventListener('abort', done, { once: true });
-      entry.waiters.add(done);
-    });
-  }
-
   private pieceOf(entry: TaskEntry, range: string): number | undefined {
     return entry.cdn.layout?.fromRange(range)?.num;
   }
@@ -306,106 +251,8 @@ export class TaskService {
     return ok;
   }
 
-  /**
-   * GET /peer/task: apply the report, then decide. With waitMs > 0 (our own peers), a "wait"
-   * is held open until something changes instead of making the peer poll with back-off.
-   */
-  async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false): Promise<TaskReply> {
-    const entry = this.get(taskId);
-    entry.accessedAt = this.o.now();
-    const peer = entry.sched.peers.get(cid);
-    const notRegistered = { code: 500, msg: `peer ${cid} is not registered for task ${taskId}`, error: 'PEER_NOT_REGISTERED' } as const;
-    if (!peer) return notRegistered;
-    // Every call counts as a sign of life, also one answered before the scheduler runs (meta GC
-    // marks incomplete peers silent for peerExpireTime down).
-    peer.lastSeen = this.o.now();
-    if (report) this.report(taskId, cid, report);
-    // Status 702: the session that sent this has ended (stock dfget when done, ours for a late
-    // report). Pieces handed to it would never be fetched and would fill this peer's download
-    // slots, possibly a newer registration's with the same cid, until they time out.
-    if (finished) return this.toReply(entry, isComplete(entry.sched, peer) ? { kind: 'finish' } : { kind: 'wait' }, cid);
-    const deadline = Date.now() + waitMs;
-    let d = this.decide(entry, cid);
-    while (d.kind === 'wait' && Date.now() < deadline && !signal?.aborted) {
-      // A back-off from a busy source ends without any event in the swarm to wake the wait.
-      await this.changed(entry, Math.min(deadline - Date.now(), busyWakeIn(peer, this.o.now()) ?? Infinity), signal);
-      // A peer that hung up would never fetch what we assign now, and the pieces would
-      // count against the limits until they expire.
-      if (signal?.aborted) break;
-      // Dropped meanwhile (GC, or a bad CDN copy): the peer must register again, not be handed
-      // pieces of a swarm that no longer exists.
-      if (this.tasks.get(taskId) !== entry) throw taskNotFound(taskId);
-      // Removed meanwhile, and maybe registered again: this poll belongs to the session that
-      // has ended, which would drop what it is handed while the pieces fill the new session's
-      // download slots until they time out.
-      if (entry.sched.peers.get(cid) !== peer) return notRegistered;
-      d = this.decide(entry, cid);
-    }
-    // A relay-capable peer that starts pieces can pass them on at once (cut-through), so the
-    // parked peers get to ask again now rather than when the pieces complete.
-    if (d.kind === 'pieces' && peer.relay && this.o.limits.relayDepth > 0) this.notify(entry);
-    return this.toReply(entry, d, cid);
+  /** GET /peer/task: the long poll, answered by TaskPoll. */
+  next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false): Promise<TaskReply> {
+    return this.poll.next(taskId, cid, report, waitMs, signal, finished);
   }
-
-  private decide(entry: TaskEntry, cid: string): Decision {
-    // An origin that sent no length (chunked) gives piece ranges only once the CDN has it all:
-    // until then there is nothing a peer could be told to fetch, so nothing is assigned.
-    if (!entry.cdn.layout && entry.sched.cdnStatus === 'running') return { kind: 'wait' };
-    return schedule(entry.sched, cid, { limits: this.o.limits, now: this.o.now(), rand: this.o.rand ?? Math.random });
-  }
-
-  private toReply(entry: TaskEntry, d: Decision, cid: string): TaskReply {
-    switch (d.kind) {
-      case 'finish':
-        // Dragonfly reports the wrapped length here; stock dfget expects that.
-        return { code: 600, data: { md5: entry.cdn.md5 ?? '', fileLength: wrappedLength(entry) } };
-      case 'fail':
-        return { code: entry.cdn.failure?.dfCode === 608 ? 608 : 500, msg: entry.cdn.failure?.message ?? d.reason };
-      case 'wait':
-        return { code: 602, msg: 'wait' };
-      case 'limited':
-        return { code: 601, msg: 'peer download limit reached' };
-      case 'pieces':
-        return { code: 601, data: d.pieces.map((a) => this.pieceInfo(entry, a.pieceNum, a.src, cid)) };
-    }
-  }
-
-  private pieceInfo(entry: TaskEntry, num: number, src: string, requester: string): PieceInfo {
-    const layout = entry.cdn.layout!;
-    const rec = entry.cdn.pieces[num];
-    const fromCdn = src === entry.sched.cdnCid;
-    this.o.onAssign?.(entry.id, fromCdn);
-    const base = {
-      range: rangeString(layout.piece(num)),
-      pieceNum: num,
-      pieceSize: layout.pieceSize,
-      pieceMd5: rec?.md5 ?? '',
-      pieceSha256: rec?.sha256 ?? '',
-      cid: src,
-      // An int in Go's PullPieceTaskResponseContinueData: a string makes stock dfget drop the whole answer.
-      downLink: 0,
-    };
-    if (fromCdn) {
-      // Without an advertised address, the CDN is wherever this peer reached the supernode.
-      const ip = this.o.advertiseIP || entry.peers.get(requester)?.superNodeIp || '';
-      return { ...base, peerIp: ip, peerPort: this.o.downloadPort, path: downloadPath(entry.id) };
-    }
-    const addr = entry.peers.get(src)!;
-    return { ...base, peerIp: addr.ip, peerPort: addr.port, path: addr.path };
-  }
-}
-
-/**
- * A registered path as a URL path. Stock dfget's may hold spaces or any script; Go's client
- * escapes those itself, Node's refuses to send them, so peers are handed them escaped (Go
- * unescapes the path on both ends, so stock peers fetch the same file). A `%` that is no
- * escape is escaped too: Go's client would refuse it.
- */
-function urlPath(path: string): string {
-  return path.replace(/%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/gu, (c) => encodeURIComponent(c));
-}
-
-function wrappedLength(entry: TaskEntry): number {
-  const l = entry.cdn.layout;
-  return l ? l.fileLength + l.count * WRAP_OVERHEAD : entry.cdn.fileLength;
 }
