@@ -26,7 +26,11 @@ const REPO = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|
 const TAG = /^[\w][\w.-]{0,127}$/;
 
 export interface ManifestTarget {
-  /** `<scheme>://<host>[:port]` exactly as written in the URL (plus any path prefix before /v2/). */
+  /**
+   * `<scheme>://<host>[:port]` as a URL writes it, lower-case and without a default port (plus
+   * any path prefix before /v2/): how a dfdaemon's hijacked or mirrored request spells it, so
+   * Harbor's `https://Harbor.test:443/...` preheats the tasks those pulls use.
+   */
   base: string;
   repo: string;
   /** Tag or digest. */
@@ -45,7 +49,13 @@ export function parseManifestUrl(url: string): ManifestTarget {
   if (!TAG.test(reference) && !DIGEST.test(reference)) {
     throw new PreheatFailure(`url ${JSON.stringify(url)}: ${JSON.stringify(reference)} is neither a tag nor a digest`);
   }
-  return { base: m[1] + prefix, repo, reference };
+  let origin: string;
+  try {
+    origin = new URL(m[1]).origin;
+  } catch {
+    throw new PreheatFailure(`url ${JSON.stringify(url)}: ${JSON.stringify(m[1])} is not a registry address`);
+  }
+  return { base: origin + prefix, repo, reference };
 }
 
 export const manifestUrl = (t: ManifestTarget, reference: string): string => `${t.base}/v2/${t.repo}/manifests/${reference}`;
