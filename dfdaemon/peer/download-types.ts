@@ -54,4 +54,6 @@ export interface DownloaderOptions {
   log: Logger;
   /** Refuse to go to the origin ourselves (dfget --notbs). */
   notbs?: boolean;
+  /** Fail an origin body that sends nothing for this long (default BODY_IDLE_MS; tests shorten it). */
+  sourceIdleMs?: number;
 }

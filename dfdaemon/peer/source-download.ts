@@ -7,7 +7,8 @@ import { contentRange } from '../../shared/http/client.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { localStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
-import { fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
+import { DfError } from '../../shared/errors.js';
+import { BODY_IDLE_MS, fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
 import type { DiskRoom } from './disk-room.js';
 import { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
 
@@ -21,7 +22,7 @@ export class OriginRefused extends Error {
 /** The Downloader's paths to the origin: a whole task fetched there, or the rest of one. */
 export class SourceDownloads {
   constructor(
-    private readonly o: Pick<DownloaderOptions, 'store' | 'counters' | 'notbs'>,
+    private readonly o: Pick<DownloaderOptions, 'store' | 'counters' | 'notbs' | 'sourceIdleMs'>,
     private readonly disk: DiskRoom,
     /** The downloader's stop signal. */
     private readonly signal: AbortSignal,
@@ -45,7 +46,7 @@ export class SourceDownloads {
       src.body.destroy();
       throw err;
     }
-    const done = fillFromSource(tf, src, 0, { bucket, signal: this.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    const done = fillFromSource(tf, src, 0, { bucket, signal: this.signal, idleMs: this.o.sourceIdleMs, onBytes: (n) => this.o.counters?.sourceBytes(n) });
     done.catch((err: Error) => this.disk.failed(tf, err));
     return { tf, via: 'source', done };
   }
@@ -64,19 +65,34 @@ export class SourceDownloads {
       throw err;
     }
     let bytes = 0;
+    // As in fillFromSource: armed only while waiting on the origin, so a stalled body fails the
+    // download instead of holding dfget for good, and a slow rate limit is not taken for one.
+    const idleMs = this.o.sourceIdleMs ?? BODY_IDLE_MS;
+    let idle: NodeJS.Timeout | undefined;
+    const arm = () => {
+      idle = setTimeout(() => src.body.destroy(new DfError('SOURCE_TIMEOUT', `origin sent nothing for ${idleMs} ms mid-body`, { details: { timeoutMs: idleMs } })), idleMs);
+    };
     const count = new Transform({
       transform: (chunk: Buffer, _e, cb) => {
+        clearTimeout(idle);
         bytes += chunk.length;
         this.o.counters?.sourceBytes(chunk.length);
-        if (bucket.unlimited) return cb(null, chunk);
-        bucket.take(chunk.length, this.signal).then(() => cb(null, chunk), cb);
+        const pass = () => {
+          arm();
+          cb(null, chunk);
+        };
+        if (bucket.unlimited) return pass();
+        bucket.take(chunk.length, this.signal).then(pass, cb);
       },
     });
+    arm();
     try {
       await pipeline(src.body, count, createWriteStream(part), { signal: this.signal });
+      clearTimeout(idle);
       const tf = await this.o.store.adopt(id, new Layout(bytes, pieceSizeFor(bytes)), part);
       return { tf, via: 'source', done: Promise.resolve() };
     } catch (err) {
+      clearTimeout(idle);
       await rm(part, { force: true });
       const local = localStorageError(err, `writing the body of ${id}`);
       if (local) this.disk.noteDiskFailure(local, bytes);
@@ -92,7 +108,7 @@ export class SourceDownloads {
       src.body.resume();
       throw new OriginRefused(src.status);
     }
-    await fillFromSource(tf, src, from, { bucket, signal: this.signal, onBytes: (n) => this.o.counters?.sourceBytes(n) });
+    await fillFromSource(tf, src, from, { bucket, signal: this.signal, idleMs: this.o.sourceIdleMs, onBytes: (n) => this.o.counters?.sourceBytes(n) });
   }
 }
 
