@@ -43,13 +43,15 @@ export class DiskRoom {
     const sameLayout = held && held.layout.fileLength === layout.fileLength && held.layout.pieceSize === layout.pieceSize;
     if (!held) await this.o.reserve?.(layout.fileLength);
     const need = layout.fileLength - (sameLayout ? heldBytes(held) : 0);
-    if ((await this.room(held)) < need) {
-      if (held) await this.o.reserve?.(layout.fileLength);
-      const room = await this.room(held);
-      // Only this blob is too big for what is left: smaller ones still fit, so this is no
-      // reason to pass every download through for a while.
-      if (room < need) throw new LocalStorageError('ENOSPC', `the piece cache ${this.o.store.dir} has ${room} bytes free for a ${need}-byte download`);
+    let room = await this.room(held);
+    // A new task file has had its sweep above; a reopened one gets it only when it must.
+    if (room < need && held) {
+      await this.o.reserve?.(layout.fileLength);
+      room = await this.room(held);
     }
+    // Only this blob is too big for what is left: smaller ones still fit, so this is no
+    // reason to pass every download through for a while.
+    if (room < need) throw new LocalStorageError('ENOSPC', `the piece cache ${this.o.store.dir} has ${room} bytes free for a ${need}-byte download`);
     try {
       const tf = await this.o.store.open(taskId, layout);
       tf.retry();

@@ -154,15 +154,20 @@ export class SupernodeClient {
    */
   allFailing(): boolean {
     const now = this.now();
-    return this.nodes.length > 0 && this.nodes.every((n) => now - (this.failedAt.get(n.addr) ?? -Infinity) < this.retryFailedMs);
+    return this.nodes.length > 0 && this.nodes.every((n) => this.failedLately(n.addr, now));
   }
 
   /** Try order for one task: its ranking, with nodes that failed lately moved to the end. */
   order(taskKey: string): string[] {
     const now = this.now();
     const ranked = nodeOrder(this.nodes, taskKey);
-    const healthy = ranked.filter((n) => now - (this.failedAt.get(n) ?? -Infinity) >= this.retryFailedMs);
+    const healthy = ranked.filter((n) => !this.failedLately(n, now));
     return [...healthy, ...ranked.filter((n) => !healthy.includes(n))];
+  }
+
+  /** Whether `node` failed within its retry window. */
+  private failedLately(node: string, now: number): boolean {
+    return now - (this.failedAt.get(node) ?? -Infinity) < this.retryFailedMs;
   }
 
   /** Our address as the node sees it, found by dialing it (as dfget does). */

@@ -82,10 +82,15 @@ export class GcRunner {
       if ((!oldest || e.accessedAt < oldest.at) && !this.inUse(e.id, now)) oldest = { id: e.id, at: e.accessedAt };
     }
     if (!oldest) return false;
-    this.svc.drop(oldest.id);
-    this.cdn.forget(oldest.id);
+    this.expire(oldest.id);
     this.log.info({ taskId: oldest.id, idleMs: now - oldest.at }, 'maxTasks reached: an idle task leaves memory');
     return true;
+  }
+
+  /** The task's swarm leaves memory; its files and metadata stay for a later registration. */
+  private expire(taskId: string): void {
+    this.svc.drop(taskId);
+    this.cdn.forget(taskId);
   }
 
   runMeta(): MetaDecision {
@@ -110,10 +115,7 @@ export class GcRunner {
       if (!this.svc.tasks.has(t.taskId)) tasks.push({ taskId: t.taskId, accessedAt: t.accessTime, inUse: this.inUse(t.taskId), peers: [] });
     }
     const d = selectMetaActions(tasks, this.cfg, now);
-    for (const id of d.expire) {
-      this.svc.drop(id);
-      this.cdn.forget(id);
-    }
+    for (const id of d.expire) this.expire(id);
     // Also off the peer's own record, or sweep below would keep it for as long as the task lives.
     for (const { taskId, cid } of d.removePeers) this.svc.leave(taskId, cid);
     const sweptPeers = this.svc.peers.sweep(now, this.cfg.taskExpireTime);

@@ -127,8 +127,7 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
   // or the report is made up): the reporter counts it against itself and keeps off `src`, and
   // `src` is charged nothing.
   if (!sent) {
-    peer.clientErrorCount++;
-    peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);
+    distrust(peer, src);
     return effect;
   }
   // A cut-through source cuts its downstream off when its own fetch fails, which says nothing
@@ -150,10 +149,15 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
 
 /** `peer` failed to fetch from `src`: count it on both and keep `peer` off `src` from now on. */
 function blame(task: TaskState, peer: PeerState, src: PeerState): void {
-  peer.clientErrorCount++;
+  distrust(peer, src.cid);
   src.serviceErrorCount++;
-  peer.blacklist.set(src.cid, (peer.blacklist.get(src.cid) ?? 0) + 1);
   syncFree(task, src);
+}
+
+/** The reporter's side of a failed fetch: it counts against itself and keeps off `src`. */
+function distrust(peer: PeerState, src: string): void {
+  peer.clientErrorCount++;
+  peer.blacklist.set(src, (peer.blacklist.get(src) ?? 0) + 1);
 }
 
 /** /peer/service/down: the peer stops serving; what it was fetching is released. */
