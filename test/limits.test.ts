@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { addPeer, applyReport, markHeld, newTask, schedule, cdnPieceReady, cdnFinished, type SchedulerLimits } from '../supernode/scheduler/index.js';
 import { randomBlob } from './helpers/origin.js';
+import { schedCtx, STOCK_LIMITS } from './helpers/sched.js';
 import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
 
 const MiB = 1024 * 1024;
@@ -110,8 +111,8 @@ describe('a long-poll whose peer hung up (real supernode over HTTP)', () => {
 });
 
 describe('failure knobs (pure scheduler)', () => {
-  const limits: SchedulerLimits = { peerDownLimit: 4, peerUpLimit: 5, eliminationLimit: 2, failureCountLimit: 2, cdnTaskLoadLimit: 4, pieceTimeoutMs: 30_000, relayDepth: 0 };
-  const ctx = { limits, now: 0, rand: () => 0.5 };
+  const limits: SchedulerLimits = { ...STOCK_LIMITS, eliminationLimit: 2, failureCountLimit: 2 };
+  const ctx = schedCtx(0, limits);
   const task = () => {
     const t = newTask('t', 'cdn');
     t.pieceCount = 4;

@@ -13,18 +13,10 @@ import {
   type SchedulerLimits,
   type TaskState,
 } from '../supernode/scheduler/index.js';
+import { schedCtx, STOCK_LIMITS } from './helpers/sched.js';
 
-/** Stock Dragonfly limits: 4 down, 5 up, 5 to eliminate, 5 client failures. */
-const limits: SchedulerLimits = {
-  peerDownLimit: 4,
-  peerUpLimit: 5,
-  eliminationLimit: 5,
-  failureCountLimit: 5,
-  cdnTaskLoadLimit: 4,
-  pieceTimeoutMs: 30_000,
-  relayDepth: 0,
-};
-const ctx = (now: number, l: SchedulerLimits = limits) => ({ limits: l, now, rand: () => 0.5 });
+const limits = STOCK_LIMITS;
+const ctx = schedCtx;
 
 /** Every piece is at the CDN, its fetch from the source still going (the CDN only seeds). */
 function fetching(pieces: number): TaskState {

@@ -12,21 +12,13 @@ import {
   markHeld,
   newTask,
   schedule,
-  type SchedulerLimits,
   type TaskState,
 } from '../supernode/scheduler/index.js';
 import { Layout, pieceSizeFor } from '../shared/protocol/pieces.js';
+import { schedCtx, STOCK_LIMITS } from './helpers/sched.js';
 
-const limits: SchedulerLimits = {
-  peerDownLimit: 4,
-  peerUpLimit: 5,
-  eliminationLimit: 5,
-  failureCountLimit: 5,
-  cdnTaskLoadLimit: 4,
-  pieceTimeoutMs: 30_000,
-  relayDepth: 0,
-};
-const ctx = (now = 0, l = limits) => ({ limits: l, now, rand: () => 0.5 });
+const limits = STOCK_LIMITS;
+const ctx = schedCtx;
 
 function task(pieces: number): TaskState {
   const t = fetching(pieces);
