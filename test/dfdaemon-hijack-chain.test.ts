@@ -7,12 +7,11 @@ import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
@@ -30,6 +29,7 @@ import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { runOk } from './fixtures/proc.js';
 import { metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { tlsViaProxy } from './helpers/proxy-get.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 const DFDAEMON_MAIN = fileURLToPath(new URL('../dfdaemon/main.js', import.meta.url));
@@ -61,26 +61,15 @@ function intermediateCa() {
 }
 
 /** CONNECT through the proxy and handshake trusting only `ca`; resolves with the chain's subjects. */
-function handshakeVia(proxyHost: string, proxyPort: number, target: string, ca: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: target });
-    req.once('error', reject);
-    req.once('connect', (res, socket) => {
-      if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
-      const t = tlsConnect({ socket, ca, host: target.replace(/:\d+$/, '') });
-      t.once('secureConnect', () => {
-        const subjects: string[] = [];
-        for (let c = t.getPeerCertificate(true); c && subjects.length < 5; c = c.issuerCertificate) {
-          subjects.push(String(c.subject.CN));
-          if (c.issuerCertificate === c) break;
-        }
-        t.destroy();
-        resolve(subjects);
-      });
-      t.once('error', reject);
-    });
-    req.end();
-  });
+async function handshakeVia(proxyHost: string, proxyPort: number, target: string, ca: string): Promise<string[]> {
+  const t = await tlsViaProxy(proxyHost, proxyPort, target, ca);
+  const subjects: string[] = [];
+  for (let c = t.getPeerCertificate(true); c && subjects.length < 5; c = c.issuerCertificate) {
+    subjects.push(String(c.subject.CN));
+    if (c.issuerCertificate === c) break;
+  }
+  t.destroy();
+  return subjects;
 }
 
 describe('hijack of an HTTPS registry on :443 with an intermediate CA', () => {

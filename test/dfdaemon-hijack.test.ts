@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
 import { genCa } from '../dfdaemon/cli/gen-ca.js';
@@ -21,26 +21,16 @@ import type { Supernode } from '../supernode/server.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { tlsViaProxy } from './helpers/proxy-get.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 
 /** CONNECT through the proxy, then TLS with `ca` trusted; returns what the server presented. */
-function peerCertVia(proxyPort: number, proxyHost: string, target: string, ca: string): Promise<PeerCertificate> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: target });
-    req.once('error', reject);
-    req.once('connect', (res, socket) => {
-      if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
-      const t = tlsConnect({ socket, ca, host: target.replace(/:\d+$/, '') });
-      t.once('secureConnect', () => {
-        const cert = t.getPeerCertificate();
-        t.destroy();
-        resolve(cert);
-      });
-      t.once('error', reject);
-    });
-    req.end();
-  });
+async function peerCertVia(proxyPort: number, proxyHost: string, target: string, ca: string): Promise<PeerCertificate> {
+  const t = await tlsViaProxy(proxyHost, proxyPort, target, ca);
+  const cert = t.getPeerCertificate();
+  t.destroy();
+  return cert;
 }
 
 /** Write raw bytes to host:port and collect everything until the server closes. */
@@ -57,25 +47,20 @@ function rawExchange(port: number, host: string, bytes: string): Promise<string>
 }
 
 /** Through a hijacked CONNECT, send one raw request inside TLS and return the raw answer. */
-function hijackedExchange(proxyPort: number, proxyHost: string, target: string, ca: string, bytes: string): Promise<string> {
+async function hijackedExchange(proxyPort: number, proxyHost: string, target: string, ca: string, bytes: string): Promise<string> {
+  const t = await tlsViaProxy(proxyHost, proxyPort, target, ca);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: target });
-    req.once('error', reject);
-    req.once('connect', (res, socket) => {
-      if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
-      const t = tlsConnect({ socket, ca, host: target.replace(/:\d+$/, '') }, () => t.write(bytes));
-      let got = '';
-      t.setEncoding('utf8');
-      t.on('data', (c) => {
-        got += c;
-        // One answer with a body is all these requests get; stop once it is complete.
-        const m = /content-length: (\d+)\r\n[\s\S]*?\r\n\r\n([\s\S]*)$/i.exec(got);
-        if (m && Buffer.byteLength(m[2]) >= Number(m[1])) t.destroy();
-      });
-      t.once('error', reject);
-      t.once('close', () => resolve(got));
+    let got = '';
+    t.setEncoding('utf8');
+    t.on('data', (c: string) => {
+      got += c;
+      // One answer with a body is all these requests get; stop once it is complete.
+      const m = /content-length: (\d+)\r\n[\s\S]*?\r\n\r\n([\s\S]*)$/i.exec(got);
+      if (m && Buffer.byteLength(m[2]) >= Number(m[1])) t.destroy();
     });
-    req.end();
+    t.once('error', reject);
+    t.once('close', () => resolve(got));
+    t.write(bytes);
   });
 }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export interface ProxiedResult {
   status: number;
@@ -26,6 +27,23 @@ export function getViaProxy(proxyHost: string, proxyPort: number, url: string, h
       res.once('aborted', () => undefined);
     });
     req.once('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * CONNECT through an HTTP proxy to `target` (host:port), then TLS trusting only `ca`, as Docker
+ * does with HTTPS_PROXY. Resolves once the handshake is done; the caller owns the socket.
+ */
+export function tlsViaProxy(proxyHost: string, proxyPort: number, target: string, ca: string): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: target });
+    req.once('error', reject);
+    req.once('connect', (res, socket) => {
+      if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
+      const t = tlsConnect({ socket, ca, host: target.replace(/:\d+$/, '') }, () => resolve(t));
+      t.once('error', reject);
+    });
     req.end();
   });
 }
