@@ -15,9 +15,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
-import { startDfdaemon, type Dfdaemon } from '../dfdaemon/daemon.js';
+import type { Dfdaemon } from '../dfdaemon/daemon.js';
 import { HijackCerts } from '../dfdaemon/proxy/hijack-certs.js';
-import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { checkHijackKeyPair } from '../shared/config/dfdaemon-startup.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/log/index.js';
@@ -27,7 +26,7 @@ import { blobUrl, parseManifestUrl } from '../supernode/preheat/manifest.js';
 import type { Supernode } from '../supernode/server.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { runOk } from './fixtures/proc.js';
-import { metric, supernodeAt } from './helpers/cluster.js';
+import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 import { tlsViaProxy } from './helpers/proxy-get.js';
 
@@ -85,15 +84,6 @@ describe('hijack of an HTTPS registry on :443 with an intermediate CA', () => {
   let mirror: Dfdaemon;
   let rootPem: string;
 
-  async function daemon(host: string, yaml: string[]): Promise<Dfdaemon> {
-    const file = join(dir, `df-${host}.yml`);
-    await writeFile(file, [
-      'port: 0', `workHome: ${join(dir, `df-${host}`)}`, 'ratelimit: 1G',
-      `dfget_flags: ${JSON.stringify(['--node', `${snIp}:${sn.apiPort}`])}`, ...yaml, '',
-    ].join('\n'));
-    return startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host, log: quiet });
-  }
-
   before(async () => {
     originCa = await createCa({ commonName: 'registry CA' });
     origin = await startOrigin('127.0.0.160');
@@ -111,15 +101,12 @@ describe('hijack of an HTTPS registry on :443 with an intermediate CA', () => {
     await writeFile(certFile, ca.interPem + ca.rootPem);
     await writeFile(keyFile, ca.interKey);
     const ip = originIp.replace(/\./g, '\\.');
-    df = await daemon(dfIp, [
-      'proxies:',
-      // Written as for a Go client's URL: no :443. It must win over the guide's rule below.
-      `  - regx: ^https://${ip}/v2/excluded/`, '    direct: true',
-      '  - regx: blobs/sha256.*',
-      'hijack_https:', `  cert: ${certFile}`, `  key: ${keyFile}`,
-      '  hosts:', `    - regx: ^${ip}$`, `      certs: [${originCa.certFile}]`,
-    ]);
-    mirror = await daemon(mirrorIp, ['registry_mirror:', `  remote: https://${originIp}`, `  certs: [${originCa.certFile}]`]);
+    const node = `${snIp}:${sn.apiPort}`;
+    const hijack = ['ratelimit: 1G', 'hijack_https:', `  cert: ${certFile}`, `  key: ${keyFile}`, '  hosts:', `    - regx: ^${ip}$`, `      certs: [${originCa.certFile}]`, ''];
+    // Written as for a Go client's URL: no :443. It must win over the guide's rule below.
+    df = await dfdaemonAt(dir, dfIp, [node], hijack.join('\n'), [`  - regx: ^https://${ip}/v2/excluded/`, '    direct: true', '  - regx: blobs/sha256.*']);
+    const remote = ['ratelimit: 1G', 'registry_mirror:', `  remote: https://${originIp}`, `  certs: [${originCa.certFile}]`, ''];
+    mirror = await dfdaemonAt(dir, mirrorIp, [node], remote.join('\n'), []);
   });
 
   after(async () => {

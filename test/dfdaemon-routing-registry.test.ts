@@ -9,11 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDfdaemon, type Dfdaemon } from '../dfdaemon/daemon.js';
+import type { Dfdaemon } from '../dfdaemon/daemon.js';
 import { routeAbsolute } from '../dfdaemon/proxy/router.js';
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { ConfigError } from '../shared/errors.js';
-import { createLogger } from '../shared/log/index.js';
 import type { Supernode } from '../supernode/server.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
@@ -32,17 +31,6 @@ async function configFrom(name: string, yaml: string) {
   const file = join(dir, `${name}.yml`);
   await writeFile(file, yaml);
   return loadDfdaemonConfig({ file, defaultFile: null, env: { HOME: dir } });
-}
-
-/** A dfdaemon whose proxies list is exactly `rules` (dfdaemonAt's always starts with the guide's rule). */
-async function daemonWith(host: string, node: string, rules: string[], extra = ''): Promise<Dfdaemon> {
-  const file = join(dir, `df-${host}.yml`);
-  await writeFile(file, [
-    'port: 0', `workHome: ${join(dir, `df-${host}`)}`, 'ratelimit: 1G',
-    `dfget_flags: ${JSON.stringify(['--node', node, '-f', 'Expires&Signature'])}`,
-    'proxies:', ...rules, extra,
-  ].join('\n'));
-  return startDfdaemon(loadDfdaemonConfig({ file, defaultFile: null }), { host, log: createLogger('test', { level: 'silent' }) });
 }
 
 describe('proxies rules for a registry host', () => {
@@ -124,7 +112,7 @@ describe('a registry behind a host rule, through dfdaemon (in-process)', () => {
     regPort = (registry.address() as AddressInfo).port;
     sn = await supernodeAt(dir, snIp);
     // A rule for the whole registry host, as the Dragonfly template's `some-registry/`.
-    df = await daemonWith(dfIp, `${snIp}:${sn.apiPort}`, [`  - regx: ${regIp.replace(/\./g, '\\.')}:${regPort}/`]);
+    df = await dfdaemonAt(dir, dfIp, [`${snIp}:${sn.apiPort}`], 'ratelimit: 1G\n', [`  - regx: ${regIp.replace(/\./g, '\\.')}:${regPort}/`]);
     mirror = await dfdaemonAt(dir, mirrorIp, [`${snIp}:${sn.apiPort}`], `ratelimit: 1G\nregistry_mirror:\n  remote: http://${regIp}:${regPort}\n`);
   });
 
@@ -201,7 +189,7 @@ describe('redirect without a port, live', () => {
   });
 
   it('GET http://old.test:5000/v2/ with redirect 127.0.0.156 reaches 127.0.0.156:80', async () => {
-    const d = await daemonWith('127.0.0.159', `127.0.0.157:${sn.apiPort}`, ['  - regx: old\\.test', `    redirect: ${targetIp}`]);
+    const d = await dfdaemonAt(dir, '127.0.0.159', [`127.0.0.157:${sn.apiPort}`], 'ratelimit: 1G\n', ['  - regx: old\\.test', `    redirect: ${targetIp}`]);
     try {
       const res = await getViaProxy('127.0.0.159', d.port, 'http://old.test:5000/v2/');
       assert.equal(res.status, 200);

@@ -16,13 +16,18 @@ export async function supernodeAt(dir: string, host = '127.0.0.1', extraYaml = '
   return startSupernode(cfg, { ...deps, host, log: quiet() });
 }
 
-export async function dfdaemonAt(dir: string, host: string, nodes: string[], extraYaml = ''): Promise<Dfdaemon> {
+/** The user guide's one `proxies` rule, as YAML list items. */
+const GUIDE_PROXIES = ['  - regx: blobs/sha256.*'];
+
+/**
+ * A dfdaemon on `host` using `nodes`. `proxies` are the rule list's YAML items (the guide's rule
+ * unless given; [] writes no `proxies:` key).
+ */
+export async function dfdaemonAt(dir: string, host: string, nodes: string[], extraYaml = '', proxies: string[] = GUIDE_PROXIES): Promise<Dfdaemon> {
   const file = join(dir, `dfdaemon-${host}.yml`);
   const flags = JSON.stringify(['--node', nodes.join(','), '-f', 'Expires&Signature']);
-  writeFileSync(
-    file,
-    `port: 0\nworkHome: ${join(dir, 'df-' + host)}\ndfget_flags: ${flags}\nproxies:\n  - regx: blobs/sha256.*\n${extraYaml}`,
-  );
+  const rules = proxies.length > 0 ? `proxies:\n${proxies.join('\n')}\n` : '';
+  writeFileSync(file, `port: 0\nworkHome: ${join(dir, 'df-' + host)}\ndfget_flags: ${flags}\n${rules}${extraYaml}`);
   const cfg = loadDfdaemonConfig({ file, defaultFile: null });
   return startDfdaemon(cfg, { host, log: quiet() });
 }
