@@ -16,6 +16,21 @@ export interface FillOptions {
   idleMs?: number;
 }
 
+/**
+ * Fails `body` with SOURCE_TIMEOUT when it stays armed `idleMs` (default BODY_IDLE_MS). Callers
+ * arm it only while waiting on the origin, so a slow rate limit or disk is not taken for a stall.
+ */
+export function bodyIdleTimer(body: Readable, idleMs = BODY_IDLE_MS): { arm(): void; disarm(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    arm() {
+      clearTimeout(timer);
+      timer = setTimeout(() => body.destroy(new DfError('SOURCE_TIMEOUT', `origin sent nothing for ${idleMs} ms mid-body`, { details: { timeoutMs: idleMs } })), idleMs);
+    },
+    disarm: () => clearTimeout(timer),
+  };
+}
+
 export interface SourceAnswer {
   status: number;
   length: number;
@@ -54,20 +69,16 @@ export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: numb
   // The head timeout is over once headers arrive: without this, a stalled socket hangs the
   // task and every request joined to it. Armed only while waiting on the origin, so a slow
   // rate limit or disk is not taken for a stall.
-  const idleMs = opts.idleMs ?? BODY_IDLE_MS;
-  let idle: NodeJS.Timeout | undefined;
-  const arm = () => {
-    idle = setTimeout(() => src.body.destroy(new DfError('SOURCE_TIMEOUT', `origin sent nothing for ${idleMs} ms mid-body`, { details: { timeoutMs: idleMs } })), idleMs);
-  };
-  arm();
+  const idle = bodyIdleTimer(src.body, opts.idleMs);
+  idle.arm();
   try {
     for await (const chunk of src.body as AsyncIterable<Buffer>) {
-      clearTimeout(idle);
+      idle.disarm();
       await take(tf, chunk, cut, opts);
-      arm();
+      idle.arm();
     }
   } finally {
-    clearTimeout(idle);
+    idle.disarm();
   }
   // An empty blob is one empty piece, and no chunk ever comes to complete it.
   if (layout.fileLength === 0 && cut.num === 0) {

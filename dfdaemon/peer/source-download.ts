@@ -7,8 +7,7 @@ import { contentRange } from '../../shared/http/client.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { localStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
-import { DfError } from '../../shared/errors.js';
-import { BODY_IDLE_MS, fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
+import { bodyIdleTimer, fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
 import type { DiskRoom } from './disk-room.js';
 import { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
 
@@ -65,34 +64,29 @@ export class SourceDownloads {
       throw err;
     }
     let bytes = 0;
-    // As in fillFromSource: armed only while waiting on the origin, so a stalled body fails the
-    // download instead of holding dfget for good, and a slow rate limit is not taken for one.
-    const idleMs = this.o.sourceIdleMs ?? BODY_IDLE_MS;
-    let idle: NodeJS.Timeout | undefined;
-    const arm = () => {
-      idle = setTimeout(() => src.body.destroy(new DfError('SOURCE_TIMEOUT', `origin sent nothing for ${idleMs} ms mid-body`, { details: { timeoutMs: idleMs } })), idleMs);
-    };
+    // As in fillFromSource: a stalled body fails the download instead of holding dfget for good.
+    const idle = bodyIdleTimer(src.body, this.o.sourceIdleMs);
     const count = new Transform({
       transform: (chunk: Buffer, _e, cb) => {
-        clearTimeout(idle);
+        idle.disarm();
         bytes += chunk.length;
         this.o.counters?.sourceBytes(chunk.length);
         const pass = () => {
-          arm();
+          idle.arm();
           cb(null, chunk);
         };
         if (bucket.unlimited) return pass();
         bucket.take(chunk.length, this.signal).then(pass, cb);
       },
     });
-    arm();
+    idle.arm();
     try {
       await pipeline(src.body, count, createWriteStream(part), { signal: this.signal });
-      clearTimeout(idle);
+      idle.disarm();
       const tf = await this.o.store.adopt(id, new Layout(bytes, pieceSizeFor(bytes)), part);
       return { tf, via: 'source', done: Promise.resolve() };
     } catch (err) {
-      clearTimeout(idle);
+      idle.disarm();
       await rm(part, { force: true });
       const local = localStorageError(err, `writing the body of ${id}`);
       if (local) this.disk.noteDiskFailure(local, bytes);
