@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { p2pDownload } from '../dfdaemon/peer/p2p-download.js';
 import type { PieceClient } from '../dfdaemon/peer/piece-client.js';
-import type { SupernodeClient, TaskAnswer } from '../dfdaemon/peer/supernode-client.js';
+import type { SupernodeClient } from '../dfdaemon/peer/supernode-client.js';
+import type { TaskAnswer } from '../dfdaemon/peer/supernode-wire.js';
 import type { TaskFile } from '../dfdaemon/store/task-file.js';
 import { createLogger } from '../shared/log/index.js';
 

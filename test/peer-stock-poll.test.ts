@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { stockQuery, WaitBackoff } from '../dfdaemon/peer/stock-poll.js';
-import type { WirePiece } from '../dfdaemon/peer/supernode-client.js';
+import type { WirePiece } from '../dfdaemon/peer/supernode-wire.js';
 
 const piece = (n: number): WirePiece => ({ range: `${n * 100}-${n * 100 + 99}`, pieceNum: n, pieceSize: 100, pieceMd5: 'x:100', cid: 'cdnnode:sn~t', peerIp: '127.0.0.1', peerPort: 8001, path: '/d' });
 

@@ -11,7 +11,7 @@ import { p2pDownload, SupernodeLost } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
 import { fitsTask, registerBody } from './register-body.js';
 import { SourceDownloads } from './source-download.js';
-import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered } from './supernode-client.js';
+import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered } from './supernode-wire.js';
 
 // Names that moved out of this module (types, origin paths, piece-cache room); importers keep finding them here.
 export { DISK_FULL_MS } from './disk-room.js';

@@ -6,7 +6,7 @@ import { LocalStorageError } from '../store/disk-error.js';
 import type { PieceProgress } from '../store/piece-progress.js';
 import type { TaskFile } from '../store/task-file.js';
 import { READ_BUFFER, type PieceClient } from './piece-client.js';
-import type { WirePiece } from './supernode-client.js';
+import type { WirePiece } from './supernode-wire.js';
 
 /** Bytes gathered before one write to the task file: few syscalls, little memory. */
 const WRITE_BATCH = 1024 * 1024;

@@ -6,7 +6,8 @@ import type { TaskFile } from '../store/task-file.js';
 import { fetchPiece, PieceFetchError } from './fetch-piece.js';
 import type { PieceClient } from './piece-client.js';
 import { stockQuery, WaitBackoff, type PieceReport } from './stock-poll.js';
-import { TaskUnknown, type SupernodeClient, type TaskAnswer, type TaskQuery, type WirePiece } from './supernode-client.js';
+import type { SupernodeClient } from './supernode-client.js';
+import { TaskUnknown, type TaskAnswer, type TaskQuery, type WirePiece } from './supernode-wire.js';
 
 export interface P2PCounters {
   pieceBytes(fromCdn: boolean, n: number): void;

@@ -3,7 +3,7 @@ import { filterUrl } from '../../shared/protocol/taskid.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import type { TaskFile } from '../store/task-file.js';
 import type { DownloaderOptions, DownloadRequest } from './download-types.js';
-import type { RegisterBody, Registered } from './supernode-client.js';
+import type { RegisterBody, Registered } from './supernode-wire.js';
 
 /**
  * What registering `req` with one supernode sends: `addr` is how we and that node see each

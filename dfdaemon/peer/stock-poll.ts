@@ -1,5 +1,5 @@
 import { PeerStatus, PieceResult } from '../../shared/protocol/codes.js';
-import type { TaskQuery, WirePiece } from './supernode-client.js';
+import type { TaskQuery, WirePiece } from './supernode-wire.js';
 
 /**
  * Stock dfget's pause after a 602 (wait): 50-100 ms, doubling with each 602 in a row up to
