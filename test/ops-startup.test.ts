@@ -14,6 +14,7 @@ import { genCa } from '../dfdaemon/cli/gen-ca.js';
 import { routeAbsolute } from '../dfdaemon/proxy/router.js';
 import { dfdaemonArgs, NPM_START_DFDAEMON_CONFIG } from '../scripts/start-args.js';
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
+import { envLogLevel } from '../shared/log/index.js';
 import { seedFile } from './helpers/e2e.js';
 
 const DFDAEMON_MAIN = fileURLToPath(new URL('../dfdaemon/main.js', import.meta.url));
@@ -28,10 +29,10 @@ interface Run {
 }
 
 /** Runs the dfdaemon until it listens (then stops it) or exits on its own. */
-async function runDfdaemon(argv: string[], home: string): Promise<Run> {
+async function runDfdaemon(argv: string[], home: string, logLevel = 'info'): Promise<Run> {
   const child = spawn(process.execPath, [DFDAEMON_MAIN, '--port', '0', '--listen-ip', '127.0.0.1', ...argv], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HOME: home, DF_LOG_LEVEL: 'info' },
+    env: { ...process.env, HOME: home, DF_LOG_LEVEL: logLevel },
   });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -41,7 +42,8 @@ async function runDfdaemon(argv: string[], home: string): Promise<Run> {
   for await (const line of createInterface({ input: child.stdout })) {
     const rec = JSON.parse(line) as { level: number; msg: string };
     if (rec.level === WARN) warnings.push(rec.msg);
-    if (rec.msg === 'dfdaemon listening') {
+    // At warn, "listening" is not logged: the warning is then the sign it came up.
+    if (rec.msg === 'dfdaemon listening' || (logLevel !== 'info' && NO_P2P.test(rec.msg))) {
       listening = true;
       child.kill('SIGTERM');
       break;
@@ -137,5 +139,26 @@ describe('dfdaemon start-up failures', { timeout: 60_000 }, () => {
     const r = await runDfdaemon(['--config', file, '--node', '127.0.0.1:1'], dir);
     assert.equal(r.code, 2, `expected exit 2, got ${r.code}: ${r.stderr}`);
     oneLine(r, new RegExp(`^dfdaemon: hijack_https\\.key: ${b.keyFile} does not belong to the certificate ${a.certFile}$`));
+  });
+});
+
+describe('DF_LOG_LEVEL', { timeout: 60_000 }, () => {
+  it('treats an empty value as unset, takes Harbor\'s "warning", and refuses anything else by name', () => {
+    assert.equal(envLogLevel(''), undefined);
+    assert.equal(envLogLevel('  '), undefined);
+    assert.equal(envLogLevel(' WARNING '), 'warn');
+    assert.equal(envLogLevel('debug'), 'debug');
+    assert.throws(() => envLogLevel('verbose'), /DF_LOG_LEVEL: unknown log level "verbose" \(expected one of fatal, error, warn, info, debug, trace, silent\)/);
+  });
+
+  it('a daemon started with DF_LOG_LEVEL=warning runs and logs warnings; a bad value exits 2 naming the variable', async () => {
+    const empty = join(dir, 'empty-level.yml');
+    await writeFile(empty, '');
+    const ok = await runDfdaemon(['--config', empty, '--node', '127.0.0.1:1'], dir, 'warning');
+    assert.equal(ok.code, null, ok.stderr);
+    assert.equal(ok.warnings.filter((w) => NO_P2P.test(w)).length, 1, JSON.stringify(ok.warnings));
+    const bad = await runDfdaemon(['--config', empty, '--node', '127.0.0.1:1'], dir, 'loud');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^dfdaemon: CONFIG_INVALID: DF_LOG_LEVEL: unknown log level "loud"/m);
   });
 });
