@@ -3,6 +3,7 @@
 // never answers) ending FAILED with a clear message within the job timeout.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -147,6 +148,29 @@ describe('preheat API: auth, bad input and failing jobs', { timeout: 60_000 }, (
     assert.ok((list.body as unknown as Array<{ ID: string }>).some((j) => j.ID === a.body.ID));
     assert.equal((await call(sn, 'DELETE', `/api/v1/preheats/${a.body.ID as string}`)).status, 200);
     assert.equal((await call(sn, 'GET', `/preheats/${a.body.ID as string}`)).status, 404);
+  });
+
+  it('does not hand out again, after a restart, an ID Harbor may still poll', async () => {
+    const url = `${reg.url}/v2/restart/manifests/v1`;
+    reg.routes.set('/v2/restart/manifests/v1', (_q, res) => json(res, 'text/html', Buffer.from('<html>')));
+    const dir = `${t.path}/restart`;
+    await mkdir(dir);
+    const ip = await loopbackIp();
+    const first = await supernodeAt(dir, ip);
+    const old = await call(first, 'POST', '/preheats', { type: 'image', url });
+    assert.equal(old.status, 201);
+    await first.close();
+    const second = await supernodeAt(dir, ip);
+    try {
+      assert.equal((await call(second, 'GET', `/preheats/${old.body.ID as string}`)).status, 404, 'the old job is forgotten');
+      const fresh = await call(second, 'POST', '/preheats', { type: 'image', url: `${reg.url}/v2/restart/manifests/v2` });
+      assert.equal(fresh.status, 201);
+      assert.notEqual(fresh.body.ID, old.body.ID);
+      assert.equal((await call(second, 'GET', `/preheats/${old.body.ID as string}`)).status, 404, 'the old ID still names nothing');
+      assert.ok(Number(fresh.body.ID) > Number(old.body.ID), 'IDs keep growing across restarts');
+    } finally {
+      await second.close();
+    }
   });
 
   it('fails clearly: unreachable registry, a non-manifest answer, an unknown manifest type', async () => {

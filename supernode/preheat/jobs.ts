@@ -14,6 +14,9 @@ export const MAX_UNFINISHED = 256;
 /**
  * Every preheat job, whichever API or webhook created it, under one numeric ID sequence: v1
  * shows the ID as a string, v2 as a number. In memory: a restart forgets jobs, not the cache.
+ * IDs follow the clock in ms (never below the last one), so a restarted supernode does not hand
+ * out IDs that Harbor may still be polling: an old ID then reads 404 (Harbor fails that task)
+ * instead of another image's status.
  */
 export class JobStore {
   private seq = 0;
@@ -32,7 +35,8 @@ export class JobStore {
       unfinished++;
     }
     if (unfinished >= MAX_UNFINISHED) throw new DfError('TOO_MANY_REQUESTS', `${unfinished} preheat jobs are still running; retry once some finish`);
-    const candidate = new PreheatJob(++this.seq, req, this.d.now());
+    this.seq = Math.max(this.seq + 1, this.d.now());
+    const candidate = new PreheatJob(this.seq, req, this.d.now());
     this.jobs.set(candidate.id, candidate);
     this.prune();
     const p = runJob(candidate, this.d).finally(() => this.running.delete(p));
