@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Supernode } from '../supernode/server.js';
 import { PreheatJob, runJob, type RunDeps } from '../supernode/preheat/job.js';
 import { MAX_UNFINISHED } from '../supernode/preheat/jobs.js';
-import { Limiter } from '../supernode/preheat/limiter.js';
+import { HostLimiters } from '../supernode/preheat/limiter.js';
 import { createLogger } from '../shared/log/index.js';
 import { MAX_BLOBS } from '../supernode/preheat/resolve.js';
 import { tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
@@ -56,7 +56,7 @@ describe('preheat limits', { timeout: 120_000 }, () => {
       registry.closeAllConnections();
       await new Promise((r) => registry.close(r));
     });
-    sn = await supernodeAt(t.path, await loopbackIp(), "preheat:\n  jobTimeout: 2m\n  webhooks:\n    rules: [{ repository: '**' }]\n");
+    sn = await supernodeAt(t.path, await loopbackIp(), "preheat:\n  jobTimeout: 2m\n  webhooks:\n    scheme: http\n    rules: [{ repository: '**' }]\n");
     cleanups.push(() => sn.close());
     root = `http://${(sn.api.server.address() as AddressInfo).address}:${sn.apiPort}`;
   });
@@ -140,6 +140,37 @@ describe('preheat limits', { timeout: 120_000 }, () => {
     }
   });
 
+  it('a registry that never answers holds up only its own preheats', async () => {
+    const stuck = createServer(() => undefined);
+    await new Promise<void>((r) => stuck.listen(0, '127.0.0.1', () => r()));
+    const stuckUrl = `http://127.0.0.1:${(stuck.address() as AddressInfo).port}`;
+    const ids: string[] = [];
+    try {
+      // Twice the per-registry slots: every slot waits on the stuck registry's 30 s timeout.
+      for (let i = 0; i < 16; i++) {
+        const r = await call('POST', '/preheats', { type: 'image', url: `${stuckUrl}/v2/stuck/app/manifests/t${i}`, headers: {} });
+        assert.equal(r.status, 201);
+        ids.push(String(r.body.ID));
+      }
+      const cfg = Buffer.from('{"os":"linux"}');
+      const layer = Buffer.from('a layer of a healthy registry');
+      const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(cfg), size: cfg.length }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(layer), size: layer.length }] }));
+      routes.set('/v2/healthy/app/manifests/v1', serve(MANIFEST, m));
+      routes.set(`/v2/healthy/app/blobs/${sha(cfg)}`, serve('application/octet-stream', cfg));
+      routes.set(`/v2/healthy/app/blobs/${sha(layer)}`, serve('application/octet-stream', layer));
+      const started = Date.now();
+      const created = await call('POST', '/preheats', { type: 'image', url: `${reg}/v2/healthy/app/manifests/v1`, headers: {} });
+      assert.equal(created.status, 201);
+      const v = await finished(String(created.body.ID));
+      assert.equal(v.status, 'SUCCESS', String(v.errorMsg));
+      assert.ok(Date.now() - started < 10_000, `the healthy registry's job took ${Date.now() - started} ms`);
+    } finally {
+      for (const id of ids) await call('DELETE', `/preheats/${id}`);
+      stuck.closeAllConnections();
+      await new Promise((r) => stuck.close(r));
+    }
+  });
+
   it(`refuses a job past ${MAX_UNFINISHED} unfinished ones with 429 TOO_MANY_REQUESTS`, async () => {
     const ids: string[] = [];
     for (let i = 0; i < MAX_UNFINISHED + 5; i++) {
@@ -157,6 +188,9 @@ describe('preheat limits', { timeout: 120_000 }, () => {
     const hook = await fetch(`${root}/webhooks/harbor`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event('library/busy', 'v1')) });
     assert.equal(hook.status, 429);
     assert.match(JSON.stringify(await hook.json()), /still running; retry/);
+    const other = await call('POST', '/preheats', { type: 'image', url: 'http://127.0.0.1:9/v2/other/app/manifests/v1', headers: {} });
+    assert.equal(other.status, 201, 'another registry is not refused for this one');
+    await call('DELETE', `/preheats/${String(other.body.ID)}`);
     for (const id of ids) await call('DELETE', `/preheats/${id}`);
     const again = await call('POST', '/preheats', { type: 'image', url: `${reg}/v2/hang/app/manifests/t0`, headers: {} });
     assert.equal(again.status, 201, 'deleting jobs makes room');
@@ -174,7 +208,7 @@ describe('a finished preheat job', () => {
           return { status, fileLength: 5, failure: status === 'SUCCESS' ? undefined : { code: 'SOURCE', message: 'gone' } };
         },
       };
-      const deps = { cdn, limiter: new Limiter(2), tls: { insecure: false, rootCAs: [] }, log: createLogger('test', { level: 'silent' }), now: Date.now } as unknown as RunDeps;
+      const deps = { cdn, limiters: new HostLimiters(2), tls: { insecure: false, rootCAs: [] }, log: createLogger('test', { level: 'silent' }), now: Date.now } as unknown as RunDeps;
       const job = new PreheatJob(1, {
         type: 'file', url: 'http://198.18.0.1/files/a.bin', headers: { Authorization: 'Bearer HARBOR-SECRET' }, filter: [], identifier: '',
         platforms: [], timeoutMs: 10_000, trigger: 'v1', digest: '', credentials: null,

@@ -8,7 +8,7 @@
  *   auth: { mode: bearer, token: s3cret }   # none | bearer | basic | header (Harbor: NONE/OAUTH/BASIC/CUSTOM)
  *   platforms: [linux/amd64, linux/arm64]  # empty: every platform of an index
  *   jobTimeout: 30m
- *   concurrency: 8                         # blobs fetched for preheat at once
+ *   concurrency: 8                         # blobs fetched at once, per registry
  *   failedStatus: FAILED                   # FAIL for Harbor 2.1-2.7 (they only stop polling on FAIL)
  *   insecure: false
  *   certs: [harbor-ca.crt]                 # relative paths: next to this file

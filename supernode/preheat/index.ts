@@ -3,7 +3,7 @@ import type { PreheatConfig } from '../../shared/config/preheat.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
 import { JobStore } from './jobs.js';
-import { Limiter } from './limiter.js';
+import { HostLimiters } from './limiter.js';
 import { providerAuth } from './provider-auth.js';
 import { v1Routes } from './routes-v1.js';
 import { v2Routes } from './routes-v2.js';
@@ -25,7 +25,7 @@ export function preheatRoutes(app: FastifyInstance, deps: PreheatDeps): void {
   if (!cfg.enabled) return;
   const store = new JobStore({
     cdn: deps.cdn,
-    limiter: new Limiter(cfg.concurrency),
+    limiters: new HostLimiters(cfg.concurrency),
     tls: { insecure: cfg.insecure, rootCAs: cfg.rootCAs },
     log: deps.log,
     now: deps.now,

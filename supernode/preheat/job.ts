@@ -6,7 +6,7 @@ import { blobDigestOf, filterUrl, taskId } from '../../shared/protocol/taskid.js
 import { formatDuration } from '../../shared/units.js';
 import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
-import type { Limiter } from './limiter.js';
+import type { HostLimiters } from './limiter.js';
 import { parseManifestUrl, PreheatFailure } from './manifest.js';
 import type { RegistryTls } from './registry-client.js';
 import { resolveImage, type BlobToCache } from './resolve.js';
@@ -79,7 +79,7 @@ class Timeout extends Error {}
 
 export interface RunDeps {
   cdn: Cdn;
-  limiter: Limiter;
+  limiters: HostLimiters;
   tls: RegistryTls;
   log: Logger;
   now: () => number;
@@ -93,10 +93,12 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
   // A Node timer past 2^31-1 ms (24.8 days) fires at once; longer than that is as good as none.
   const timer = setTimeout(() => job.controller.abort(new Timeout()), Math.min(job.req.timeoutMs, MAX_TIMER_MS));
   const log = d.log.child({ preheat: job.id });
+  // Looked up at each use: an idle origin's limiter may be dropped and made anew meanwhile.
+  const slot = <T>(fn: () => Promise<T>): Promise<T> => d.limiters.for(job.req.url).run(fn, signal);
   try {
     job.state = 'RUNNING';
     job.startedAt = job.updatedAt = d.now();
-    const { blobs, auth } = await listBlobs(job, d, signal);
+    const { blobs, auth } = await listBlobs(job, d, slot, signal);
     job.blobs = blobs.map((b) => ({ ...b, taskId: blobTaskId(job, b.url), state: 'WAITING', error: '', bytes: 0 }));
     job.updatedAt = d.now();
     log.info({ url: redactUrl(job.req.url), blobs: blobs.length }, 'preheat resolved');
@@ -106,7 +108,7 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
     const worker = async (): Promise<void> => {
       while (next < job.blobs.length && !signal.aborted) {
         const b = job.blobs[next++];
-        await d.limiter.run(() => cacheBlob(b, auth, d, signal), signal).then(
+        await slot(() => cacheBlob(b, auth, d, signal)).then(
           () => undefined,
           (err: unknown) => {
             if (signal.aborted) return;
@@ -117,7 +119,7 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
         job.updatedAt = d.now();
       }
     };
-    await Promise.all(Array.from({ length: Math.min(d.limiter.max, job.blobs.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(d.limiters.max, job.blobs.length) }, worker));
     signal.throwIfAborted();
     const failed = job.blobs.filter((b) => b.state === 'FAILED');
     if (failed.length > 0) {
@@ -141,13 +143,16 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
   }
 }
 
+/** Runs `fn` in one of the job's registry's slots. */
+type Slot = <T>(fn: () => Promise<T>) => Promise<T>;
+
 /** The headers blob GETs need, and for images a way to get fresh ones when a token expires mid-job. */
 interface BlobAuth {
   headers(): Record<string, string>;
   renew?(): Promise<void>;
 }
 
-async function listBlobs(job: PreheatJob, d: RunDeps, signal: AbortSignal): Promise<{ blobs: BlobToCache[]; auth: BlobAuth }> {
+async function listBlobs(job: PreheatJob, d: RunDeps, slot: Slot, signal: AbortSignal): Promise<{ blobs: BlobToCache[]; auth: BlobAuth }> {
   if (job.req.type === 'file') {
     return { blobs: [{ url: job.req.url, digest: blobDigestOf(job.req.url) ?? '' }], auth: { headers: () => job.req.headers } };
   }
@@ -156,7 +161,7 @@ async function listBlobs(job: PreheatJob, d: RunDeps, signal: AbortSignal): Prom
   const { RegistryClient } = await import('./registry-client.js');
   const client = new RegistryClient(job.req.headers, { tls: d.tls, credentials: job.req.credentials, signal });
   // Reading manifests holds a slot too: a burst of jobs must not open a connection each at once.
-  const image = await d.limiter.run(() => resolveImage(client, target, job.req.platforms, job.req.digest), signal);
+  const image = await slot(() => resolveImage(client, target, job.req.platforms, job.req.digest));
   if (image.blobs.length === 0) throw new PreheatFailure(`manifest ${job.req.url} lists no blobs the registry serves`);
   return { blobs: image.blobs, auth: { headers: () => client.headers, renew: () => client.renew(job.req.url, target.repo) } };
 }

@@ -1,15 +1,19 @@
 import { DfError } from '../../shared/errors.js';
 import type { Cdn } from '../cdn/cdn.js';
 import { jobKey, runJob, PreheatJob, type JobRequest, type RunDeps } from './job.js';
+import { originOf } from './limiter.js';
 import { parseManifestUrl, PreheatFailure } from './manifest.js';
 
 /** Finished jobs kept for status queries; older ones are forgotten first. */
 const MAX_FINISHED = 1000;
 /**
- * Unfinished jobs at once. Each holds a timer, its blob list and, while it waits, a place in the
- * limiter; a registry that never answers would otherwise let a burst pile up until jobTimeout.
+ * Unfinished jobs at once for one registry. Each holds a timer, its blob list and, while it
+ * waits, a place in its registry's limiter; a registry that never answers would otherwise let a
+ * burst pile up until jobTimeout. Counted per registry so that such a burst does not refuse
+ * another registry's jobs; MAX_UNFINISHED_ALL bounds the whole.
  */
 export const MAX_UNFINISHED = 256;
+export const MAX_UNFINISHED_ALL = 1024;
 
 /**
  * Every preheat job, whichever API or webhook created it, under one numeric ID sequence: v1
@@ -28,13 +32,17 @@ export class JobStore {
   /** Starts a job, or returns the unfinished one that already does the same work. */
   submit(req: JobRequest): { job: PreheatJob; joined: boolean } {
     const key = jobKey(req);
+    const origin = originOf(req.url);
     let unfinished = 0;
+    let sameOrigin = 0;
     for (const j of this.jobs.values()) {
       if (j.finished) continue;
       if (j.key === key) return { job: j, joined: true };
       unfinished++;
+      if (originOf(j.req.url) === origin) sameOrigin++;
     }
-    if (unfinished >= MAX_UNFINISHED) throw new DfError('TOO_MANY_REQUESTS', `${unfinished} preheat jobs are still running; retry once some finish`);
+    if (sameOrigin >= MAX_UNFINISHED) throw new DfError('TOO_MANY_REQUESTS', `${sameOrigin} preheat jobs for ${origin} are still running; retry once some finish`);
+    if (unfinished >= MAX_UNFINISHED_ALL) throw new DfError('TOO_MANY_REQUESTS', `${unfinished} preheat jobs are still running; retry once some finish`);
     this.seq = Math.max(this.seq + 1, this.d.now());
     const candidate = new PreheatJob(this.seq, req, this.d.now());
     this.jobs.set(candidate.id, candidate);

@@ -45,3 +45,34 @@ export class Limiter {
     this.waiting.shift()?.();
   }
 }
+
+/**
+ * One Limiter per registry origin: a registry that never answers then holds only its own
+ * preheats' slots (each up to the registry client's timeouts), and every other registry's jobs
+ * go on. The CDN's maxSourceFetches still bounds source connections overall.
+ */
+export class HostLimiters {
+  private readonly byOrigin = new Map<string, Limiter>();
+
+  constructor(readonly max: number) {}
+
+  for(url: string): Limiter {
+    const origin = originOf(url);
+    let l = this.byOrigin.get(origin);
+    if (l === undefined) {
+      // Idle limiters hold no state worth keeping; forgetting them bounds the map by busy origins.
+      for (const [k, v] of this.byOrigin) if (v.usage.running === 0 && v.usage.waiting === 0) this.byOrigin.delete(k);
+      l = new Limiter(this.max);
+      this.byOrigin.set(origin, l);
+    }
+    return l;
+  }
+}
+
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
