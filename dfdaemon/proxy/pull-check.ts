@@ -6,8 +6,9 @@ import { discard, send } from '../../shared/http/client.js';
  * Whether the registry lets this client pull this blob, asked with a HEAD carrying the
  * client's own headers. Registry tokens are scoped per repository, and a blob cached by the
  * swarm (or in this dfdaemon) was fetched with somebody else's token: without this question,
- * anyone who knows a digest could read a private layer. A HEAD moves no blob bytes, and a
- * redirect to storage means the registry already said yes.
+ * any proxy client who knows a digest could read a private layer through it. (The piece ports
+ * serve by task ID unasked, as in Dragonfly: see README, "Private repositories".) A HEAD moves
+ * no blob bytes, and a redirect to storage means the registry already said yes.
  */
 export async function mayPull(url: string, headers: Record<string, string>, tls: PassOptions): Promise<{ ok: boolean; status: number }> {
   const res = await send(url, { method: 'HEAD', headers, agent: agentFor(url, tls.insecure ?? false, tls.ca ?? []), timeoutMs: 10_000 });
