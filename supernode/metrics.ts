@@ -25,7 +25,9 @@ export function createSupernodeMetrics() {
     eliminations: new Counter({ name: 'supernode_eliminations_total', help: 'Peers that reached eliminationLimit and stopped being sources', registers: [registry] }),
     gcRuns: new Counter({ name: 'supernode_gc_runs_total', help: 'GC runs by kind', labelNames: ['kind'] as const, registers: [registry] }),
     gcFreedBytes: new Counter({ name: 'supernode_gc_freed_bytes_total', help: 'Bytes of task files deleted by disk GC', registers: [registry] }),
-    tasks: new Gauge({ name: 'supernode_tasks', help: 'Tasks known', registers: [registry] }),
+    tasks: new Gauge({ name: 'supernode_tasks', help: 'Tasks with a swarm: peers registered or joining (not the CDN cache: see supernode_cdn_cached_tasks)', registers: [registry] }),
+    cachedTasks: new Gauge({ name: 'supernode_cdn_cached_tasks', help: 'Blobs complete in the CDN cache, preheated or pulled', registers: [registry] }),
+    cachedBytes: new Gauge({ name: 'supernode_cdn_cached_bytes', help: 'Bytes of the blobs complete in the CDN cache', registers: [registry] }),
     peers: new Gauge({ name: 'supernode_peers', help: 'Peers registered across tasks', registers: [registry] }),
   };
   return m;

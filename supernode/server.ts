@@ -123,7 +123,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
       if (eff.eliminated) metrics.eliminations.inc();
     },
   });
-  const api = buildApi({ svc, metrics, log, requestTimeoutMs: deps.requestTimeoutMs, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now })] });
+  const api = buildApi({ svc, metrics, log, requestTimeoutMs: deps.requestTimeoutMs, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now, registry: metrics.registry })] });
   await api.listen({ port: cfg.listenPort, host });
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');
@@ -136,6 +136,15 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     let peers = 0;
     for (const e of svc.tasks.values()) peers += e.sched.peers.size;
     metrics.peers.set(peers);
+    let cached = 0;
+    let bytes = 0;
+    for (const t of cdn.all()) {
+      if (t.status !== 'SUCCESS') continue;
+      cached++;
+      bytes += t.fileLength;
+    }
+    metrics.cachedTasks.set(cached);
+    metrics.cachedBytes.set(bytes);
   }, 1000);
   gauges.unref();
 

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { taskId, filterUrl } from '../shared/protocol/taskid.js';
 import type { Supernode } from '../supernode/server.js';
 import { freePort, tmpDir, waitFor, type TmpDir } from './fixtures/proc.js';
-import { supernodeAt } from './helpers/cluster.js';
+import { metric, supernodeAt } from './helpers/cluster.js';
 import { Cleanups, loopbackIp } from './helpers/e2e.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -305,6 +305,36 @@ describe('preheat API: auth, bad input and failing jobs', { timeout: 60_000 }, (
     const v = await preheat(`${reg.url}/v2/many/manifests/v1`, {}, limited);
     assert.equal(v.status, 'SUCCESS', String(v.errorMsg));
     assert.equal(peak, 2);
+  });
+
+  it('counts finished jobs and their blobs by result on /metrics, and unfinished jobs as a gauge', async () => {
+    const counted = await supernodeAt(t.path, await loopbackIp());
+    cleanups.push(() => counted.close());
+    const [kept, missing] = [Buffer.from('counted layer'), Buffer.from('missing layer')];
+    const image = (layers: Buffer[]) => Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: sha(l), size: l.length })),
+    }));
+    reg.routes.set('/v2/counted/manifests/ok', (_q, res) => json(res, 'application/vnd.docker.distribution.manifest.v2+json', image([kept])));
+    reg.routes.set('/v2/counted/manifests/half', (_q, res) => json(res, 'application/vnd.docker.distribution.manifest.v2+json', image([kept, missing])));
+    reg.routes.set(`/v2/counted/blobs/${sha(kept)}`, (_q, res) => json(res, 'application/octet-stream', kept));
+    assert.equal((await preheat(`${reg.url}/v2/counted/manifests/ok`, {}, counted)).status, 'SUCCESS');
+    assert.equal((await preheat(`${reg.url}/v2/counted/manifests/half`, {}, counted)).status, 'FAILED');
+    const text = await counted.metrics.registry.metrics();
+    assert.equal(metric(text, 'supernode_preheat_jobs_total', { result: 'success', trigger: 'v1' }), 1);
+    assert.equal(metric(text, 'supernode_preheat_jobs_total', { result: 'failed', trigger: 'v1' }), 1);
+    assert.equal(metric(text, 'supernode_preheat_blobs_total', { result: 'cached' }), 2);
+    assert.equal(metric(text, 'supernode_preheat_blobs_total', { result: 'failed' }), 1);
+    assert.equal(metric(text, 'supernode_preheat_jobs_unfinished'), 0);
+    // The cache gauges follow the CDN within the supernode's 1 s gauge tick.
+    await waitFor(async () => metric(await counted.metrics.registry.metrics(), 'supernode_cdn_cached_tasks') === 1 || undefined, { timeoutMs: 5_000, message: 'cached tasks gauge' });
+    assert.equal(metric(await counted.metrics.registry.metrics(), 'supernode_cdn_cached_bytes'), kept.length);
+    reg.routes.set('/v2/counted/manifests/hang', () => undefined);
+    const hanging = await call(counted, 'POST', '/preheats', { type: 'image', url: `${reg.url}/v2/counted/manifests/hang` });
+    assert.equal(metric(await counted.metrics.registry.metrics(), 'supernode_preheat_jobs_unfinished'), 1);
+    await call(counted, 'DELETE', `/preheats/${hanging.body.ID as string}`);
+    assert.equal(metric(await counted.metrics.registry.metrics(), 'supernode_preheat_jobs_unfinished'), 0);
   });
 
   it('preheats a file URL as the task a dfget with the same -f and identifier computes', async () => {

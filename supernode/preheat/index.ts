@@ -1,9 +1,11 @@
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { PreheatConfig } from '../../shared/config/preheat.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
 import { JobStore } from './jobs.js';
 import { HostLimiters } from './limiter.js';
+import { createPreheatMetrics } from './metrics.js';
 import { providerAuth } from './provider-auth.js';
 import { v1Routes } from './routes-v1.js';
 import { v2Routes } from './routes-v2.js';
@@ -14,6 +16,8 @@ export interface PreheatDeps {
   cdn: Cdn;
   log: Logger;
   now: () => number;
+  /** The supernode's metrics registry, for the preheat counters. */
+  registry?: Registry;
 }
 
 /** Body types Harbor's CloudEvents and a registry's notifications arrive with; both are JSON. */
@@ -23,12 +27,15 @@ const JSON_TYPES = ['application/cloudevents+json', 'application/vnd.docker.dist
 export function preheatRoutes(app: FastifyInstance, deps: PreheatDeps): void {
   const { cfg } = deps;
   if (!cfg.enabled) return;
-  const store = new JobStore({
+  let store: JobStore | undefined;
+  const metrics = deps.registry && createPreheatMetrics(deps.registry, () => store?.unfinished ?? 0);
+  store = new JobStore({
     cdn: deps.cdn,
     limiters: new HostLimiters(cfg.concurrency),
     tls: { insecure: cfg.insecure, rootCAs: cfg.rootCAs },
     log: deps.log,
     now: deps.now,
+    metrics,
   });
   // Encapsulated, so the extra body parsers and the auth hook touch only these routes.
   void app.register(async (scope) => {

@@ -8,6 +8,7 @@ import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
 import type { HostLimiters } from './limiter.js';
 import { parseManifestUrl, PreheatFailure } from './manifest.js';
+import type { PreheatMetrics } from './metrics.js';
 import type { RegistryTls } from './registry-client.js';
 import { resolveImage, type BlobToCache } from './resolve.js';
 
@@ -83,6 +84,7 @@ export interface RunDeps {
   tls: RegistryTls;
   log: Logger;
   now: () => number;
+  metrics?: PreheatMetrics;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -140,6 +142,7 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
     job.req.headers = {};
     job.finishedAt = job.updatedAt = d.now();
     log.info({ state: job.state, error: job.error || undefined, blobs: job.blobs.length, cached: job.cached }, 'preheat finished');
+    d.metrics?.finished(job);
   }
 }
 

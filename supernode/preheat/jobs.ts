@@ -29,6 +29,7 @@ export class JobStore {
 
   constructor(private readonly d: RunDeps & { cdn: Cdn }) {}
 
+
   /** Starts a job, or returns the unfinished one that already does the same work. */
   submit(req: JobRequest): { job: PreheatJob; joined: boolean } {
     const key = jobKey(req);
@@ -66,6 +67,12 @@ export class JobStore {
       if (j.blobs.every((b) => this.d.cdn.get(b.taskId)?.status === 'SUCCESS')) found = j;
     }
     return found;
+  }
+
+  get unfinished(): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (!j.finished) n++;
+    return n;
   }
 
   get(id: number): PreheatJob | undefined {
