@@ -2,6 +2,7 @@ import type { Logger } from '../../shared/log/index.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
 import type { P2PCounters } from './p2p-download.js';
+import type { SlowSourceOptions } from './slow-source.js';
 import type { SupernodeClient } from './supernode-client.js';
 
 export interface DownloadRequest {
@@ -56,4 +57,6 @@ export interface DownloaderOptions {
   notbs?: boolean;
   /** Fail an origin body that sends nothing for this long (default BODY_IDLE_MS; tests shorten it). */
   sourceIdleMs?: number;
+  /** When a running piece fetch counts as slow and is cut off (slow-source.ts); tests shorten these. */
+  slowSource?: Partial<SlowSourceOptions>;
 }

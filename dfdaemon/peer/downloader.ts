@@ -160,6 +160,7 @@ export class Downloader {
           counters: this.o.counters,
           log,
           signal: this.stop.signal,
+          slowSource: this.o.slowSource,
         });
       } catch (err) {
         if (!(err instanceof TaskUnknown) || rejoins.left <= 0) throw err;

@@ -6,6 +6,7 @@ import { LocalStorageError } from '../store/disk-error.js';
 import type { PieceProgress } from '../store/piece-progress.js';
 import type { TaskFile } from '../store/task-file.js';
 import { READ_BUFFER, type PieceClient } from './piece-client.js';
+import type { FetchMeter, SlowSourceWatch } from './slow-source.js';
 import type { WirePiece } from './supernode-wire.js';
 
 /** Bytes gathered before one write to the task file: few syscalls, little memory. */
@@ -41,11 +42,15 @@ export async function fetchPiece(p: WirePiece, tf: TaskFile, opts: FetchOptions)
   for (let earlier = tf.receiving(p.pieceNum); earlier; earlier = tf.receiving(p.pieceNum)) await earlier.settled();
   if (tf.has(p.pieceNum)) return;
   const prog = tf.startPiece(p.pieceNum);
+  // Measured from here: time spent waiting on an earlier fetch says nothing of this source.
+  const meter = opts.watch?.start(p.cid, p.cid.startsWith('cdnnode:'), tf.layout.piece(p.pieceNum).contentLen + WRAP_OVERHEAD, opts.signal);
+  const signal = meter?.signal ?? opts.signal;
   let ok = false;
   try {
-    await fetchInto(p, tf, opts, prog);
+    await fetchInto(p, tf, { ...opts, signal }, prog, meter);
     ok = true;
   } finally {
+    if (meter) opts.watch!.end(meter, ok);
     tf.endPiece(p.pieceNum, prog, ok);
   }
 }
@@ -55,9 +60,11 @@ interface FetchOptions {
   signal?: AbortSignal;
   bucket?: TokenBucket;
   onBytes?: (n: number) => void;
+  /** Judges this fetch against the download's others, and cuts it off when its source is slow. */
+  watch?: SlowSourceWatch;
 }
 
-async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: PieceProgress): Promise<void> {
+async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: PieceProgress, meter?: FetchMeter): Promise<void> {
   const piece = tf.layout.piece(p.pieceNum);
   const expected = piece.contentLen + WRAP_OVERHEAD;
   const who = `piece ${p.pieceNum} from ${p.cid}`;
@@ -110,6 +117,7 @@ async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: P
             fill += chunk.copy(batch, fill, from, to);
           }
           seen += chunk.length;
+          if (meter) meter.bytes = seen;
           last = chunk[chunk.length - 1];
           uncounted += chunk.length;
           const wrote = fill >= (prog.readers > 0 ? RELAY_BATCH : WRITE_BATCH) ? flush() : undefined;

@@ -5,6 +5,7 @@ import { LocalStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
 import { fetchPiece, PieceFetchError } from './fetch-piece.js';
 import type { PieceClient } from './piece-client.js';
+import { SlowSourceWatch, type SlowSourceOptions } from './slow-source.js';
 import { stockQuery, WaitBackoff, type PieceReport } from './stock-poll.js';
 import type { SupernodeClient } from './supernode-client.js';
 import { TaskUnknown, type TaskAnswer, type TaskQuery, type WirePiece } from './supernode-wire.js';
@@ -28,6 +29,8 @@ export interface P2PContext {
   signal?: AbortSignal;
   /** Give up when no piece completes for this long (then the caller goes back to source). */
   stallMs?: number;
+  /** When a running fetch counts as slow and is cut off (slow-source.ts); tests shorten these. */
+  slowSource?: Partial<SlowSourceOptions>;
   /**
    * The supernode said it takes busy reports (result 502 with a piece): ours. Without it, a 503
    * is a failure and the stock protocol is spoken.
@@ -41,6 +44,9 @@ export class SupernodeLost extends Error {
     super(`supernode ${node}: ${cause.message}`);
   }
 }
+
+/** The default stallMs: no piece completed for this long sends the download to the origin. */
+export const STALL_MS = 30_000;
 
 /** How long our supernode may hold a "wait" open before answering 602. */
 const LONG_POLL_MS = 5_000;
@@ -75,12 +81,16 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     let lastOk: WirePiece | undefined;
     let poll: NodeJS.Timeout | undefined;
     let watchdog: NodeJS.Timeout | undefined;
+    // A slow source's fetch fails like any other, so the supernode blacklists it for this peer
+    // and hands the piece elsewhere, long before the watchdog gives the blob to the origin.
+    const watch = new SlowSourceWatch(ctx.slowSource, (m, why) => log.warn({ src: m.src, got: m.bytes, of: m.length, why }, 'cutting off a slow piece source'));
 
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
       clearInterval(watchdog);
       clearTimeout(poll);
+      watch.close();
       ctx.signal?.removeEventListener('abort', onOuterAbort);
       tf.off('complete', onComplete);
       inner.abort();
@@ -93,7 +103,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     if (tf.complete) return finish();
 
     watchdog = setInterval(() => {
-      if (Date.now() - lastProgress > (ctx.stallMs ?? 30_000)) finish(new Error(`p2p download of ${taskId} stalled`));
+      if (Date.now() - lastProgress > (ctx.stallMs ?? STALL_MS)) finish(new Error(`p2p download of ${taskId} stalled`));
     }, 1_000);
 
     const ownQuery = (report?: PieceReport): TaskQuery => {
@@ -161,6 +171,7 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
             signal: inner.signal,
             bucket: ctx.bucket,
             onBytes: (n) => ctx.counters?.pieceBytes(fromCdn, n),
+            watch,
           });
       job.then(
         () => {

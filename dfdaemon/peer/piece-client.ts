@@ -21,6 +21,13 @@ class NoResponse extends Error {
 export const READ_BUFFER = 64 * 1024;
 const MAX_HEAD = 16 * 1024;
 const IDLE_MS = 10_000;
+/**
+ * A response that sends nothing for this long fails. Clearly below the swarm watchdog (STALL_MS
+ * in p2p-download.ts): were the two equal, a download whose slots all sit on a frozen peer could
+ * give the blob to the origin before the piece failure blames that peer and frees the slots.
+ * While other fetches still receive bytes, the slow-source watch cuts such a fetch off sooner.
+ */
+export const READ_TIMEOUT_MS = 20_000;
 
 interface Conn {
   socket: Socket;
@@ -217,7 +224,7 @@ export class PieceClient {
         return bodyStart < n ? deliver(buf.subarray(bodyStart, n)) : true;
       };
       socket.on('close', onClose);
-      socket.setTimeout(this.opts.readTimeoutMs ?? 30_000, onTimeout);
+      socket.setTimeout(this.opts.readTimeoutMs ?? READ_TIMEOUT_MS, onTimeout);
       signal?.addEventListener('abort', onAbort, { once: true });
       socket.resume();
       socket.write(request);
