@@ -11,6 +11,9 @@ export function createDfdaemonMetrics() {
     // route: p2p, direct, mirror (pass-through to registry_mirror.remote), tunnel (blind
     // CONNECT), hijacked (CONNECT with TLS terminated here), upload (peers fetching pieces).
     requests: counter('dfdaemon_requests_total', 'Proxy requests by route', ['route'] as const),
+    // via: p2p, p2p+source (a P2P download the origin completed after the swarm failed it),
+    // source (no supernode took it), local (the cache, or a download already running); read
+    // from Started.via once the blob is complete, as it changes on a fallback.
     blobs: counter('dfdaemon_blobs_total', 'Blobs served to clients, by how they were obtained', ['via'] as const),
     pieceBytes: counter('dfdaemon_piece_bytes_total', 'Wrapped piece bytes downloaded, by source', ['source'] as const),
     sourceBytes: counter('dfdaemon_source_bytes_total', 'Bytes fetched from origins directly (back-source)'),

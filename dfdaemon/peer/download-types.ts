@@ -23,9 +23,19 @@ export interface DownloadRequest {
   needLength?: boolean;
 }
 
+/**
+ * How a blob was obtained: 'p2p+source' is a P2P download the origin completed (the swarm
+ * stalled, or no supernode took it over), 'local' the cache or a download already running.
+ */
+export type BlobVia = 'p2p' | 'p2p+source' | 'source' | 'local';
+
 export interface Started {
   tf: TaskFile;
-  via: 'p2p' | 'source' | 'local';
+  /**
+   * How the blob is being obtained. It can change while the download runs (a P2P download that
+   * falls back to the origin becomes 'p2p+source'), so read it once the blob is complete.
+   */
+  readonly via: BlobVia;
   /** Settles when every piece is on disk (or the download gave up). */
   done: Promise<void>;
 }

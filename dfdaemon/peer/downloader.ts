@@ -6,7 +6,7 @@ import { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { LocalStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
 import { DiskRoom } from './disk-room.js';
-import { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
+import { ShuttingDown, type BlobVia, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
 import { p2pDownload, SupernodeLost } from './p2p-download.js';
 import { PieceClient } from './piece-client.js';
 import { fitsTask, registerBody } from './register-body.js';
@@ -15,7 +15,7 @@ import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered } from
 
 // Names that moved out of this module (types, origin paths, piece-cache room); importers keep finding them here.
 export { DISK_FULL_MS } from './disk-room.js';
-export { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
+export { ShuttingDown, type BlobVia, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
 export { OriginRefused } from './source-download.js';
 
 /**
@@ -109,6 +109,8 @@ export class Downloader {
         if (reg.fileLength >= 0) {
           const tf = await this.disk.open(reg.taskId, new Layout(reg.fileLength, reg.pieceSize));
           const rejoins = { left: MAX_REJOINS };
+          // Counted by how the blob was completed, so a fallback does not pass for P2P.
+          let via: BlobVia = 'p2p';
           const done = this.swarm(req, reg, tf, bucket, log, rejoins).catch(async (err: Error) => {
             if (this.stop.signal.aborted) throw new ShuttingDown();
             // Our disk is full or failing: neither another supernode nor the origin can help,
@@ -122,11 +124,18 @@ export class Downloader {
             }
             if (this.stop.signal.aborted) throw new ShuttingDown();
             log.warn({ err: err.message }, 'p2p failed, completing from the origin');
+            via = 'p2p+source';
             await this.source.completeFromSource(req, tf, bucket);
           });
           done.then(() => this.left(reg.taskId), () => this.left(reg.taskId));
           done.catch((err: Error) => this.disk.failed(tf, err));
-          return { tf, via: 'p2p', done };
+          return {
+            tf,
+            get via() {
+              return via;
+            },
+            done,
+          };
         }
         this.left(reg.taskId);
       } catch (err) {
