@@ -206,7 +206,9 @@ describe('a supernode restarted mid-download', () => {
       await midway(s);
       // Closing resets the long poll dfdaemon holds there: to it, the node is lost, as in a crash.
       await sn.close();
-      await new Promise((r) => setTimeout(r, 300));
+      // Down about as long as a supernode that Docker restarts (a kill, a new container, the
+      // restore): 5 s, past the 3 s the downloader once waited.
+      await new Promise((r) => setTimeout(r, 5_000));
       sn = await supernodeAt(dir, host, '', ['--port', String(port)]);
       await s.done;
       assert.equal(sha256(await bytesOf(s.tf)), digest);

@@ -24,8 +24,13 @@ export { OriginRefused } from './source-download.js';
  */
 const MAX_REJOINS = 2;
 
-/** How long, and how often, a download whose supernode was lost tries to register again. */
-const FAILOVER_WINDOW_MS = 3_000;
+/**
+ * How long, and how often, a download whose supernodes were all lost tries to register again.
+ * Long enough for a supernode that Docker restarts (`restart: on-failure`: about 5 s measured
+ * from kill to serving), since giving up sends every running pull to the registry at once;
+ * new pulls meanwhile go straight to the origin (SupernodeClient.allFailing).
+ */
+const FAILOVER_WINDOW_MS = 10_000;
 const FAILOVER_RETRY_MS = 500;
 
 /** How long close() waits for registrations already sent, so the service-down after covers them. */
