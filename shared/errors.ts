@@ -36,6 +36,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   TOO_MANY_REQUESTS: { status: 429, description: 'Too much unfinished work of this kind (e.g. preheat jobs); retry later.' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body exceeds the accepted size.' },
   UNSUPPORTED_MEDIA: { status: 415, description: 'The request body has an unsupported content type.' },
+  LOCAL_STORAGE: { status: 507, description: "The supernode could not store content on its own disk (full, quota, read-only, I/O error); the origin is not at fault." },
   HOME_DIR_IN_USE: { status: 500, description: "Another running supernode holds this homeDir's metadata store." },
   INTERNAL: { status: 500, description: 'An unexpected internal error.' },
 } satisfies Record<string, ErrorSpec>);

@@ -20,6 +20,13 @@ export function createSupernodeMetrics() {
       labelNames: ['source'] as const,
       registers: [registry],
     }),
+    cdnFills: new Counter({
+      name: 'supernode_cdn_fills_total',
+      help: 'CDN tasks ended, by result: success, source_error, storage_error (our own disk) or cancelled',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    sourceRetries: new Counter({ name: 'supernode_source_retries_total', help: 'Transient origin failures (reset, stall, 5xx/429) a CDN task retried', registers: [registry] }),
     registrations: new Counter({ name: 'supernode_registrations_total', help: 'Peer registrations', labelNames: ['result'] as const, registers: [registry] }),
     blacklistEvents: new Counter({ name: 'supernode_blacklist_events_total', help: 'Peers blacklisted by a requester after a failed piece', registers: [registry] }),
     eliminations: new Counter({ name: 'supernode_eliminations_total', help: 'Peers that reached eliminationLimit and stopped being sources', registers: [registry] }),

@@ -43,6 +43,8 @@ export interface SupernodeDeps {
   requestTimeoutMs?: number;
   /** How long a registration waits for the origin's answer once its fetch runs (tests shorten it). */
   readyTimeoutMs?: number;
+  /** An origin body idle this long is cut and resumed (default SOURCE_IDLE_MS; tests shorten it). */
+  sourceIdleMs?: number;
   /** Re-reads CDN pieces peers report as bad; the CDN's own when it has one (tests inject one). */
   pieceChecker?: PieceChecker;
 }
@@ -64,6 +66,11 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
       metrics.sourceBytes.inc(b);
       ioGc.account(b);
     },
+    onFillEnd: (result) => metrics.cdnFills.inc({ result }),
+    onRetry: () => metrics.sourceRetries.inc(),
+    // A fill that does not fit first asks disk GC to delete what nobody uses.
+    makeRoom: async () => (gcRef ? (await gcRef.runDisk()).freedBytes : 0),
+    sourceIdleMs: deps.sourceIdleMs,
   });
   const host = deps.host ?? (cfg.listenIP || '0.0.0.0');
   const restored = await cdn.restore();

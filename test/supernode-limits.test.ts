@@ -66,8 +66,10 @@ describe('supernode limits on origin fetches and tasks', () => {
     await waitFor(() => sn.cdn.fetchSlots.waiting === 1);
     assert.deepEqual(sn.cdn.fetchSlots, { running: 2, waiting: 1 });
     assert.equal(held.length, 2, 'the origin saw two requests, not three');
-    // One stalled download ends (its origin hangs up): the third gets the slot and its answer.
-    held[0].destroy();
+    // One stalled download ends (deleted; a hang-up would now be retried): the third gets the
+    // slot and its answer.
+    const first = [...sn.cdn.all()].find((t) => t.status === 'RUNNING')!;
+    await sn.cdn.delete(first.taskId);
     assert.equal((await regs[2]).code, 200);
     assert.equal(held.length, 3);
     assert.deepEqual(sn.cdn.fetchSlots, { running: 2, waiting: 0 });
@@ -81,7 +83,9 @@ describe('supernode limits on origin fetches and tasks', () => {
     const queued = register(sn, `${stallUrl}/q-2`, 'q2', '127.0.0.5');
     // Longer in the queue than the origin may take to answer.
     await new Promise((r) => setTimeout(r, 2_500));
-    held[first].destroy();
+    // The first download ends (deleted: a hang-up would now be retried) and frees the slot.
+    assert.ok(held[first]);
+    await sn.cdn.delete([...sn.cdn.all()].find((t) => t.status === 'RUNNING')!.taskId);
     assert.equal((await queued).code, 200, 'answered once its fetch ran and the origin answered');
   });
 

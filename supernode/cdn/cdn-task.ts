@@ -2,16 +2,21 @@ import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { redactUrl } from '../../shared/errors.js';
 import { contentRange } from '../../shared/http/client.js';
 import { pieceSizeFor, Layout, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { cutPieces, type PieceRecord } from './cutter.js';
+import { fail, onDisk, statusFailure, toFailure, type SourceFailure } from './failure.js';
 import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
 import { digestPiece, READ_CHUNK } from './piece-io.js';
+import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry.js';
 import { openSource, requestedRange } from './source.js';
+
+export type { SourceFailure } from './failure.js';
 
 export type CdnStatus = 'WAITING' | 'RUNNING' | 'SUCCESS' | 'FAILED' | 'SOURCE_ERROR';
 
@@ -27,14 +32,6 @@ export interface CdnRequest {
   expectMd5?: string;
 }
 
-/** Why a source fetch failed, in Dragonfly's terms: 607 unreachable, 608 needs auth, 500 other. */
-export interface SourceFailure {
-  dfCode: number;
-  code: 'SOURCE_NOT_FOUND' | 'SOURCE_AUTH' | 'SOURCE_UNREACHABLE' | 'SOURCE_BAD_STATUS' | 'SOURCE_CORRUPT';
-  message: string;
-  upstreamStatus?: number;
-}
-
 export interface CdnTaskDeps {
   homeDir: string;
   bucket?: TokenBucket;
@@ -45,7 +42,21 @@ export interface CdnTaskDeps {
   restored?: Restored;
   /** Bytes read from the origin, counted as they arrive. */
   onSourceBytes?: (bytes: number) => void;
+  /** How transient origin failures are retried (default DEFAULT_RETRY). */
+  retry?: RetryPolicy;
+  /** Cut an origin body that sends nothing for this long (default SOURCE_IDLE_MS). */
+  sourceIdleMs?: number;
+  /**
+   * Called once the length is known, before anything is written: resolves when the disk has
+   * room for `bytes` more, throws a LOCAL_STORAGE failure when it has not.
+   */
+  admit?: (task: CdnTask, bytes: number) => Promise<void>;
+  /** A transient origin failure is about to be retried. */
+  onRetry?: () => void;
 }
+
+type Hashes = { md5: Hash; sha256: Hash };
+const copyHashes = (h: Hashes): Hashes => ({ md5: h.md5.copy(), sha256: h.sha256.copy() });
 
 /**
  * One blob fetched once from its origin. Emits 'piece' (num) as each piece lands on disk and
@@ -63,6 +74,11 @@ export class CdnTask extends EventEmitter {
   bytesFromSource = 0;
   /** Bytes the origin was asked for from this offset on (0 = from scratch). */
   resumedFrom = 0;
+  /** Wrapped bytes of the pieces on disk: what the task no longer owes the disk. */
+  writtenBytes = 0;
+  /** Where the next fetch starts: the first piece not yet whole, and the file hashes up to it. */
+  private resumeAt: { next: number; hashes?: Hashes } = { next: 0 };
+  private admitted = false;
   sha256: string | undefined;
   md5: string | undefined;
   accessTime: number;
@@ -172,6 +188,7 @@ export class CdnTask extends EventEmitter {
 
   private addPiece(num: number, rec: PieceRecord, fromSource: boolean): void {
     this.pieces[num] = rec;
+    this.writtenBytes += rec.contentLen + WRAP_OVERHEAD;
     if (fromSource) {
       this.bytesFromSource += rec.contentLen;
       this.d.store?.putPiece(this.taskId, num, rec).catch((err: Error) => this.d.log.warn({ taskId: this.taskId, err: err.message }, 'cannot persist piece'));
@@ -184,7 +201,7 @@ export class CdnTask extends EventEmitter {
    * Returns the first piece to fetch, with the whole-file hashes fed up to it. Pieces are read
    * in small chunks: a restart may verify several multi-GiB tasks at once.
    */
-  private async verifyRestored(fh: FileHandle, r: Restored): Promise<{ next: number; md5: Hash; sha256: Hash }> {
+  private async verifyRestored(fh: FileHandle, r: Restored): Promise<{ next: number; hashes: Hashes }> {
     let md5 = createHash('md5');
     let sha256 = createHash('sha256');
     const layout = this.layout!;
@@ -201,7 +218,7 @@ export class CdnTask extends EventEmitter {
       ({ md5, sha256 } = next);
       this.addPiece(n, rec, false);
     }
-    return { next: n, md5, sha256 };
+    return { next: n, hashes: { md5, sha256 } };
   }
 
   private async openFile(r: Restored | undefined): Promise<FileHandle> {
@@ -228,19 +245,16 @@ export class CdnTask extends EventEmitter {
     try {
       await after?.catch(() => undefined);
       if (this.cancelled) throw new Error('cancelled');
-      fh = await this.openFile(r);
-      let start = 0;
-      let hashes: { md5: Hash; sha256: Hash } | undefined;
+      fh = await onDisk('open the task file', this.openFile(r));
       if (r) {
         this.setLayout(r.task.fileLength, r.task.pieceSize);
         this.resolveReady();
-        const v = await this.verifyRestored(fh, r);
-        start = v.next;
-        hashes = v;
-        this.d.log.info({ taskId: this.taskId, verified: start, of: this.layout!.count }, 'restored cdn task');
+        this.resumeAt = await onDisk('verify the task file', this.verifyRestored(fh, r));
+        this.d.log.info({ taskId: this.taskId, verified: this.resumeAt.next, of: this.layout!.count }, 'restored cdn task');
       }
-      if (!this.layout || start < this.layout.count) await this.fetch(fh, start, hashes);
-      else await this.finish(fh, hashes!.md5.digest('hex'), hashes!.sha256.digest('hex'), this.fileLength);
+      const h = this.resumeAt.hashes;
+      if (this.layout && h && this.resumeAt.next >= this.layout.count) await this.finish(fh, h.md5.digest('hex'), h.sha256.digest('hex'), this.fileLength);
+      else await this.fill(fh);
     } catch (err) {
       await fh?.close().catch(() => undefined);
       // A cancelled task leaves its files to the canceller: a deletion removes them in order with
@@ -251,23 +265,60 @@ export class CdnTask extends EventEmitter {
         await rm(partFile(this.d.homeDir, this.taskId), { force: true }).catch(() => undefined);
         await this.d.store?.delete(this.taskId).catch(() => undefined);
       }
-      this.failure = isFailure(err) ? err : fail('SOURCE_UNREACHABLE', 607, `source stream failed: ${(err as Error).message}`);
+      const url = redactUrl(this.req.url);
+      if (this.cancelled) {
+        // A delete or a shutdown stopped it: nothing to blame on the origin or the disk.
+        this.failure = fail('CANCELLED', 500, 'the cdn task was cancelled (deleted, or the supernode is stopping)');
+        this.d.log.info({ taskId: this.taskId, url, pieces: this.pieces.length }, 'cdn task cancelled');
+      } else {
+        this.failure = toFailure(err);
+        this.d.log.warn({ taskId: this.taskId, url, failure: this.failure }, 'cdn task failed');
+      }
       this.status = this.failure.dfCode === 500 ? 'FAILED' : 'SOURCE_ERROR';
-      this.d.log.warn({ taskId: this.taskId, url: redactUrl(this.req.url), failure: this.failure }, 'cdn task failed');
       this.rejectReady(this.failure);
       this.emit('end', false);
+    }
+  }
+
+  /**
+   * Fetch from resumeAt on. A transient origin failure (reset, stall, refused connection,
+   * 5xx/429) is retried after a backoff from the first piece not yet whole, with a Range; the
+   * task stays RUNNING meanwhile and its finished pieces stay offered, so peers keep fetching
+   * from the CDN instead of each going to the origin.
+   */
+  private async fill(fh: FileHandle): Promise<void> {
+    const policy = this.d.retry ?? DEFAULT_RETRY;
+    let inARow = 0;
+    for (let total = 1; ; total++) {
+      const from = this.resumeAt.next;
+      try {
+        const h = this.resumeAt.hashes;
+        return await this.fetch(fh, from, h && copyHashes(h));
+      } catch (err) {
+        inARow = this.resumeAt.next > from ? 1 : inARow + 1;
+        // Without a length, pieces were announced as full ones: another answer may lay them out
+        // otherwise, so only a task that has announced nothing starts over.
+        const resumable = this.layout !== undefined || this.pieces.length === 0;
+        const f = toFailure(err);
+        const wait = this.cancelled || !resumable ? undefined : retryDelay(f, inARow, total, policy);
+        if (wait === undefined) throw err;
+        if (!this.layout) this.resumeAt = { next: 0 };
+        this.d.onRetry?.();
+        this.d.log.warn({ taskId: this.taskId, failure: f.message, retryInMs: wait, fromPiece: this.resumeAt.next, attempt: inARow }, 'cdn source failed: retrying');
+        await sleep(wait, undefined, { signal: this.abort.signal });
+      }
     }
   }
 
   private async fetch(fh: FileHandle, start: number, hashes: { md5: Hash; sha256: Hash } | undefined): Promise<void> {
     const from = start > 0 && this.layout ? this.layout.piece(start).rawStart : 0;
     const range = requestedRange(this.req.headers);
-    const src = await openSource(this.req.url, { ...this.req, from, range, signal: this.abort.signal }).catch((err: Error) => {
+    const src = await openSource(this.req.url, { ...this.req, from, range, signal: this.abort.signal, idleMs: this.d.sourceIdleMs }).catch((err: Error) => {
       throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${redactUrl(this.req.url)}: ${err.message}`);
     });
     if (src.status < 200 || src.status >= 300) {
       src.body.resume();
-      throw statusFailure(src.status, this.req.url);
+      throw statusFailure(src.status, this.req.url, src.headers['retry-after']);
     }
     let length = src.length;
     if (range) {
@@ -284,10 +335,24 @@ export class CdnTask extends EventEmitter {
       // the old pieces' records, or a stop mid-refetch would restore old and new content mixed.
       src.body.destroy();
       this.pieces.length = 0;
+      this.writtenBytes = 0;
+      this.resumeAt = { next: 0 };
       await this.d.store?.delete(this.taskId).catch(() => undefined);
       return this.fetch(fh, 0, undefined);
     }
     this.resumedFrom = from;
+    if (!this.admitted && length >= 0 && this.d.admit) {
+      // Before anything is written or any registrant told the length: a fill that cannot fit
+      // would only fill the disk under every other running fill too.
+      const layout = this.layout ?? new Layout(length, pieceSizeFor(length));
+      try {
+        await this.d.admit(this, layout.fileLength + layout.count * WRAP_OVERHEAD - this.writtenBytes);
+      } catch (err) {
+        src.body.destroy();
+        throw err;
+      }
+      this.admitted = true;
+    }
     if (!this.layout) {
       this.setLayout(length, pieceSizeFor(length));
       this.resolveReady();
@@ -303,6 +368,9 @@ export class CdnTask extends EventEmitter {
       startPiece: start,
       hashes,
       onPiece: (num, rec) => this.addPiece(num, rec, true),
+      onCheckpoint: (next, h) => {
+        this.resumeAt = { next, hashes: h };
+      },
       onBytes: this.d.onSourceBytes,
     });
     await this.finish(fh, result.md5, result.sha256, result.bytes);
@@ -321,29 +389,11 @@ export class CdnTask extends EventEmitter {
     if (this.fileLength < 0) this.setLayout(bytes, this.pieceSize);
     this.sha256 = sha256;
     this.md5 = md5;
-    await fh.close();
-    await rename(partFile(this.d.homeDir, this.taskId), dataFile(this.d.homeDir, this.taskId));
+    await onDisk('close the task file', fh.close());
+    await onDisk('rename the task file', rename(partFile(this.d.homeDir, this.taskId), dataFile(this.d.homeDir, this.taskId)));
     this.status = 'SUCCESS';
     this.persist();
     this.d.log.info({ taskId: this.taskId, bytes, pieces: this.pieces.length, fromSource: this.bytesFromSource }, 'cdn task done');
     this.emit('end', true);
   }
-}
-
-function fail(code: SourceFailure['code'], dfCode: number, message: string, upstreamStatus?: number): SourceFailure {
-  return { code, dfCode, message, upstreamStatus };
-}
-
-function isFailure(e: unknown): e is SourceFailure {
-  return typeof e === 'object' && e !== null && 'dfCode' in e && 'code' in e;
-}
-
-/** Messages reach peers, job views and logs: a signed URL's query or userinfo must not. */
-function statusFailure(status: number, fullUrl: string): SourceFailure {
-  const url = redactUrl(fullUrl);
-  if (status === 404) return fail('SOURCE_NOT_FOUND', 607, `source answered 404 for ${url}`, status);
-  if (status === 401 || status === 403 || status === 407) {
-    return fail('SOURCE_AUTH', 608, `source answered ${status} for ${url}: authentication required`, status);
-  }
-  return fail('SOURCE_BAD_STATUS', 500, `source answered ${status} for ${url}`, status);
 }

@@ -2,11 +2,14 @@ import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { Limiter } from '../preheat/limiter.js';
+import { DiskAdmission, type FreeBytes } from './admission.js';
 import { CdnTask, type CdnRequest, type SourceFailure } from './cdn-task.js';
+import { fillResult, type FillResult } from './failure.js';
 import type { MetaStore, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
 import { PieceRechecker, type PieceCheck } from './recheck.js';
 import { reconcileDownloads } from './reconcile.js';
+import type { RetryPolicy } from './retry.js';
 
 export type { PieceCheck } from './recheck.js';
 
@@ -29,6 +32,18 @@ export interface CdnOptions {
    * slot. Each running one holds a socket, a file and a piece buffer of up to 1 MiB.
    */
   maxFetches?: number;
+  /** How transient origin failures are retried (default DEFAULT_RETRY; tests shorten it). */
+  retry?: RetryPolicy;
+  /** Cut an origin body that sends nothing for this long (default SOURCE_IDLE_MS). */
+  sourceIdleMs?: number;
+  /** Free bytes of homeDir's filesystem, for admission (default statfs). */
+  freeBytes?: FreeBytes;
+  /** Ask disk GC for room when a fill does not fit; resolves to the bytes freed. */
+  makeRoom?: (bytes: number) => Promise<number>;
+  /** Each task's end, as a fixed result (metrics). */
+  onFillEnd?: (result: FillResult) => void;
+  /** A transient origin failure is about to be retried (metrics). */
+  onRetry?: () => void;
 }
 
 /**
@@ -59,9 +74,11 @@ export class Cdn {
   private persisted = new Map<string, Restored>();
   private readonly rechecker: PieceRechecker;
   private readonly fetches: Limiter;
+  private readonly admission: DiskAdmission;
 
   constructor(private readonly opts: CdnOptions) {
     this.fetches = new Limiter(opts.maxFetches ?? MAX_SOURCE_FETCHES);
+    this.admission = new DiskAdmission({ homeDir: opts.homeDir, log: opts.log, freeBytes: opts.freeBytes, makeRoom: opts.makeRoom });
     this.rechecker = new PieceRechecker({
       get: (id) => this.tasks.get(id),
       drop: async (t) => {
@@ -115,10 +132,12 @@ export class Cdn {
     if (failure) throw failure;
     const restored = this.persisted.get(req.taskId);
     this.persisted.delete(req.taskId);
-    const { homeDir, bucket, log, store, now, onSourceBytes } = this.opts;
-    const task = new CdnTask(req, { homeDir, bucket, log, store, now, restored, onSourceBytes });
+    const { homeDir, bucket, log, store, now, onSourceBytes, retry, sourceIdleMs, onRetry } = this.opts;
+    const admit = (t: CdnTask, bytes: number) => this.admission.admit(t, bytes);
+    const task = new CdnTask(req, { homeDir, bucket, log, store, now, restored, onSourceBytes, retry, sourceIdleMs, onRetry, admit });
     this.tasks.set(req.taskId, task);
     task.once('end', (ok: boolean) => {
+      this.opts.onFillEnd?.(fillResult(ok ? undefined : task.failure));
       // Only a 404 is a fact about the URL (Dragonfly's failAccessInterval). A 503, a reset or
       // a bad header says something about that moment or that requester; remembering it would
       // refuse every peer for minutes while the origin is fine again.

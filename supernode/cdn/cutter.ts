@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { WRAP_TAIL, wrapHeader, WRAP_OVERHEAD, type Layout } from '../../shared/protocol/pieces.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
+import { onDisk, StorageError } from './failure.js';
 import { digestPiece } from './piece-io.js';
 
 export interface PieceRecord {
@@ -45,6 +46,11 @@ export async function cutPieces(opts: {
   bucket?: TokenBucket;
   signal?: AbortSignal;
   onPiece: (num: number, rec: PieceRecord) => void;
+  /**
+   * After each piece: the next piece's number and copies of the whole-file hashes fed up to it,
+   * from where a retry can resume with a Range request.
+   */
+  onCheckpoint?: (next: number, hashes: { md5: Hash; sha256: Hash }) => void;
   /** Each chunk read from the origin, as it arrives (metrics and GC pacing). */
   onBytes?: (n: number) => void;
   /** Resume: the first piece the body starts at, and hashes already fed the bytes before it. */
@@ -89,8 +95,8 @@ export async function cutPieces(opts: {
     const parts = [...(first ? [header] : []), content, ...(last ? [TAIL] : [])];
     const n = parts.reduce((a, b) => a + b.length, 0);
     const pos = num * pieceSize + (first ? 0 : header.length + fill - held);
-    const { bytesWritten } = await fh.writev(parts, pos);
-    if (bytesWritten !== n) throw new Error(`short write at ${pos}: ${bytesWritten} of ${n} bytes`);
+    const { bytesWritten } = await onDisk(`write at ${pos}`, fh.writev(parts, pos));
+    if (bytesWritten !== n) throw new StorageError(`short write at ${pos}: ${bytesWritten} of ${n} bytes`);
     held = 0;
   };
 
@@ -104,13 +110,14 @@ export async function cutPieces(opts: {
       // hash the piece again as written; it is at most one piece per download.
       const start = num * pieceSize;
       const fixed = wrapHeader(fill, pieceSize);
-      await fh.write(fixed, 0, fixed.length, start);
-      const d = await digestPiece(fh, start, fill + WRAP_OVERHEAD);
-      if (!d) throw new Error(`piece ${num} is short on disk right after writing it`);
+      await onDisk(`write at ${start}`, fh.write(fixed, 0, fixed.length, start));
+      const d = await onDisk(`read at ${start}`, digestPiece(fh, start, fill + WRAP_OVERHEAD));
+      if (!d) throw new StorageError(`piece ${num} is short on disk right after writing it`);
       md5 = d.md5;
     }
     onPiece(num, { md5, sha256: pieceSha.digest('hex'), contentLen: fill });
     num++;
+    opts.onCheckpoint?.(num, { md5: fileMd5.copy(), sha256: fileSha.copy() });
     begin();
   };
 

@@ -12,6 +12,8 @@ export interface SourceOptions {
   /** A ranged task's slice of the origin's file (the registrant's Range). */
   range?: ByteRange;
   signal?: AbortSignal;
+  /** Cut a body that sends nothing for this long (default SOURCE_IDLE_MS). */
+  idleMs?: number;
 }
 
 export interface SourceResponse {
@@ -23,8 +25,12 @@ export interface SourceResponse {
 }
 
 const HEAD_TIMEOUT_MS = 30_000;
-/** An origin that sends nothing for this long has stalled; the task fails and may be retried. */
-const BODY_IDLE_MS = 60_000;
+/**
+ * An origin that sends nothing for this long has stalled: the fetch is cut and resumed with a
+ * Range. Well under the 30 s a dfdaemon waits for swarm progress before it goes to the origin
+ * itself, so a stall costs the peers one resumed request from the CDN, not one request each.
+ */
+export const SOURCE_IDLE_MS = 15_000;
 const DROP = new Set(['host', 'range', 'connection', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'accept-encoding', 'content-length']);
 
 /** The headers a registering peer sent, minus those that would change what the origin returns. */
@@ -49,8 +55,9 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
   const sock = res.body.socket;
   if (sock) {
     // The socket goes back to the keep-alive pool afterwards: undo the idle timer then.
-    const onIdle = () => res.body.destroy(new Error(`origin sent nothing for ${BODY_IDLE_MS / 1000} s`));
-    sock.setTimeout(BODY_IDLE_MS);
+    const idleMs = opts.idleMs ?? SOURCE_IDLE_MS;
+    const onIdle = () => res.body.destroy(new Error(`origin sent nothing for ${idleMs / 1000} s`));
+    sock.setTimeout(idleMs);
     sock.on('timeout', onIdle);
     res.body.once('close', () => {
       sock.off('timeout', onIdle);
