@@ -13,6 +13,8 @@ import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
 import { createDfdaemonMetrics, type DfdaemonMetrics } from './metrics.js';
 import { Downloader } from './peer/downloader.js';
 import { SupernodeClient, type SupernodeClientOptions } from './peer/supernode-client.js';
+import { proxyLimits, type ProxyLimits } from './proxy/limits.js';
+import { guardConnections, proxyServerOptions } from './proxy/conn-limits.js';
 import { createProxyServer } from './proxy/server.js';
 import { CacheGc } from './store/cache-gc.js';
 import { PieceStore } from './store/piece-store.js';
@@ -38,6 +40,8 @@ export interface DfdaemonDeps {
   supernode?: SupernodeClientOptions;
   /** How long close() lets running responses finish before cutting them (default DRAIN_MS). */
   drainMs?: number;
+  /** Overrides of the proxy's connection and stream limits (tests shorten the timeouts). */
+  proxyLimits?: Partial<ProxyLimits>;
 }
 
 /**
@@ -151,11 +155,14 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   // their own, an ephemeral one unless peerPort says, as Dragonfly's uploader had.
   let peerServer: Server | undefined;
   let peerPort = 0;
+  const limits = proxyLimits(deps.proxyLimits);
   if (cfg.peerPort !== 0 || tls) {
-    peerServer = createServer((req, res) => {
+    // Reachable by every peer like the proxy port, so it is held to the same connection limits.
+    peerServer = createServer({ ...proxyServerOptions(limits), requestTimeout: 300_000 }, (req, res) => {
       metrics.requests.inc({ route: 'upload' });
       void handleUpload(req, res, uploader);
     });
+    guardConnections(peerServer, limits, log);
     peerPort = await listen(peerServer, cfg.peerPort, host);
   }
   const downloader = new Downloader({
@@ -185,7 +192,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     },
     log,
   });
-  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw, tls });
+  const proxy = createProxyServer({ cfg, downloader, store, metrics, log, uploader, servesPeers: !peerServer, certs, onDiscard: withdraw, tls, limits });
   const servers = [proxy.server as Server, ...(peerServer ? [peerServer] : [])];
   // Requests inside hijacked tunnels (an HTTPS registry, the usual production case) drain too.
   const requests = trackRequests([...servers, ...proxy.innerServers]);

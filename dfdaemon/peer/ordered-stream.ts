@@ -1,16 +1,29 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
-import { digestMismatch } from '../../shared/errors.js';
-import { BufferRing } from '../../shared/io/buffer-ring.js';
+import { digestMismatch, isDfError } from '../../shared/errors.js';
+import { BoundedBufferPool } from '../../shared/io/bounded-pool.js';
+import { ClientIdleError, PooledWriter } from '../../shared/io/pooled-writer.js';
 import type { TaskFile } from '../store/task-file.js';
 
-const CHUNK = 1024 * 1024;
-/** Buffers a pump cycles through: one being filled while the others drain to the socket. */
-const RING = 3;
+/** Read size of a stream: large enough for few syscalls at disk speed. Blob pools hold buffers of this size. */
+export const BLOB_CHUNK = 1024 * 1024;
+const CHUNK = BLOB_CHUNK;
+/** Buffers a pump keeps in flight: one being filled while the others drain to the socket. */
+const IN_FLIGHT = 3;
 
 export interface StreamOptions {
   expectSha256?: string;
   signal?: AbortSignal;
+}
+
+export interface PumpOptions extends StreamOptions {
+  /**
+   * Where the pump borrows its buffers (BLOB_CHUNK each): shared by all of a server's streams,
+   * so that their memory is bounded. Without one the stream gets a pool of its own.
+   */
+  pool?: BoundedBufferPool;
+  /** Cut `out` when its client takes no bytes for this long while some wait (0: never). */
+  idleMs?: number;
 }
 
 /**
@@ -30,6 +43,20 @@ class OrderedReader {
     private readonly opts: StreamOptions,
   ) {
     this.hash = opts.expectSha256 !== undefined && !tf.verified ? createHash('sha256') : undefined;
+  }
+
+  /**
+   * Wait until the next bytes can be read: true, or false at the end (where a digest mismatch
+   * throws). A pump borrows a buffer only after this, so one waiting for pieces holds none.
+   */
+  async ready(): Promise<boolean> {
+    const { layout } = this.tf;
+    if (this.pos >= layout.fileLength) {
+      this.finish();
+      return false;
+    }
+    await this.tf.waitPiece(Math.floor(this.pos / layout.contentSize), this.opts.signal);
+    return true;
   }
 
   /** The next bytes into `buf`, or undefined at the end. The read that reaches the end throws
@@ -82,21 +109,29 @@ function hold(tf: TaskFile): () => void {
 
 /**
  * Stream the blob into `out` (an HTTP response) and end it, or reject and leave it unended.
- * Buffers are reused (BufferRing), so a 1 GiB stream allocates 3 MiB.
+ * Buffers are borrowed from `opts.pool`, at most 3 at a time, so a 1 GiB stream allocates
+ * nothing and a thousand streams no more than the pool. A client that stops reading is cut
+ * after opts.idleMs (the rejection is then a ClientIdleError).
  */
-export async function pumpBlob(tf: TaskFile, out: Writable, opts: StreamOptions = {}): Promise<void> {
+export async function pumpBlob(tf: TaskFile, out: Writable, opts: PumpOptions = {}): Promise<void> {
   const release = hold(tf);
   const reader = new OrderedReader(tf, opts);
-  const ring = new BufferRing(out, RING, CHUNK);
+  const pool = opts.pool ?? new BoundedBufferPool(CHUNK, IN_FLIGHT);
+  const writer = new PooledWriter(out, pool, { maxInFlight: IN_FLIGHT, idleMs: opts.idleMs });
   try {
-    for (;;) {
-      const chunk = await reader.next(await ring.take());
+    while (await reader.ready()) {
+      const chunk = await reader.next(await writer.take());
       if (!chunk) break;
       opts.signal?.throwIfAborted();
-      ring.write(chunk);
+      writer.write(chunk);
     }
-    await ring.end();
+    await writer.end();
+  } catch (err) {
+    // The cut shows up as whatever was waiting when the socket closed (a piece, a write).
+    if (writer.cutIdle && !isDfError(err, 'DIGEST_MISMATCH')) throw new ClientIdleError(opts.idleMs ?? 0);
+    throw err;
   } finally {
+    writer.dispose();
     release();
   }
 }

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import { internal } from '../../shared/errors.js';
+import { DfError, internal } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
 import { socketError } from './errors.js';
 import type { HijackCerts } from './hijack-certs.js';
@@ -31,11 +31,17 @@ export interface Hijacker {
  * socket for good. Only waiting counts; a response in progress, however long, is never cut.
  */
 export interface HijackTimeouts {
-  /** From the 200 to a finished handshake: tls.Server's default. */
+  /** From the 200 to a finished handshake (default 10 s: a real one takes milliseconds). */
   handshakeMs?: number;
   /** For a complete request head, from the handshake or the previous response's end: the
-   *  headersTimeout the plain proxy server runs with (Node's default). */
+   *  headersTimeout the plain proxy server runs with. */
   headMs?: number;
+  /**
+   * CONNECTs between the hijack decision and a finished handshake; more are answered 503. Each
+   * holds a TLS socket whose native memory is not all given back, so silent CONNECTs must not
+   * be able to pile up until the memory limit.
+   */
+  maxHandshakes?: number;
 }
 
 interface Conn {
@@ -51,8 +57,10 @@ interface Conn {
  * not the inner Host header, decides the upstream: it is what the host rule matched.
  */
 export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, log: Logger, timeouts: HijackTimeouts = {}): Hijacker {
-  const handshakeMs = timeouts.handshakeMs ?? 120_000;
-  const headMs = timeouts.headMs ?? 60_000;
+  const handshakeMs = timeouts.handshakeMs ?? 10_000;
+  const headMs = timeouts.headMs ?? 15_000;
+  const maxHandshakes = timeouts.maxHandshakes ?? Infinity;
+  let handshaking = 0;
   const conns = new WeakMap<object, Conn>();
   const open = new Set<TLSSocket>();
   const expire = (conn: Conn, socket: TLSSocket, ms: number, what: string) => {
@@ -80,6 +88,19 @@ export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, l
   });
 
   async function hijack(client: Duplex, head: Buffer, target: HijackTarget): Promise<void> {
+    if (handshaking >= maxHandshakes) {
+      log.debug({ host: target.host, handshaking }, 'too many hijacked CONNECTs in their TLS handshake; refused');
+      const msg = `${handshaking} hijacked connections are still in their TLS handshake; retry later`;
+      return socketError(client, new DfError('TOO_MANY_REQUESTS', msg, { status: 503 }));
+    }
+    // Counted from here: signing a leaf for the host is part of the cost.
+    handshaking++;
+    let counted = true;
+    const settled = () => {
+      if (counted) handshaking--;
+      counted = false;
+    };
+    client.once('close', settled);
     const onEarlyError = () => client.destroy();
     client.once('error', onEarlyError);
     let ctx;
@@ -103,9 +124,13 @@ export function createHijacker(certs: HijackCerts, onRequest: HijackedHandler, l
     const conn: Conn = { target, inFlight: 0 };
     conns.set(tlsSocket, conn);
     expire(conn, tlsSocket, handshakeMs, 'the TLS handshake');
-    tlsSocket.once('secure', () => expire(conn, tlsSocket, headMs, 'a request head'));
+    tlsSocket.once('secure', () => {
+      settled();
+      expire(conn, tlsSocket, headMs, 'a request head');
+    });
     open.add(tlsSocket);
     tlsSocket.once('close', () => {
+      settled();
       clearTimeout(conn.timer);
       open.delete(tlsSocket);
     });

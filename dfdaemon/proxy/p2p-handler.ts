@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isDfError } from '../../shared/errors.js';
+import { isDfError, redactUrl } from '../../shared/errors.js';
+import type { BoundedBufferPool } from '../../shared/io/bounded-pool.js';
+import { ClientIdleError } from '../../shared/io/pooled-writer.js';
 import { hangUpSignal } from '../../shared/http/hang-up.js';
 import type { Logger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
@@ -35,6 +37,10 @@ export interface P2PHandlerDeps {
   log: Logger;
   /** A task file was thrown away: tell its supernode this peer no longer serves it. */
   onDiscard?: (tf: TaskFile) => void;
+  /** Read buffers every blob response shares (BLOB_CHUNK each). */
+  blobPool?: BoundedBufferPool;
+  /** A blob response whose client takes no bytes for this long is cut. */
+  blobIdleMs?: number;
 }
 
 /**
@@ -60,7 +66,7 @@ export async function serveP2P(
   const check = await mayPull(url, headers, tls).catch((err: Error) => ({ ok: false, status: 0, err }));
   if (!check.ok) {
     // Let the registry answer the client itself (its 401 challenge, its 404).
-    d.log.info({ url, status: check.status }, 'registry refused this client the blob; passing through');
+    d.log.info({ url: redactUrl(url), status: check.status }, 'registry refused this client the blob; passing through');
     d.metrics.requests.inc({ route: 'direct' });
     return d.passThrough(req, res, url, tls);
   }
@@ -70,7 +76,7 @@ export async function serveP2P(
     started = await d.downloader.start({ url, headers, insecure: tls.insecure, ca: tls.ca, needLength: true });
   } catch (err) {
     // Every pull now loads the registry: an operator must see it without debug logs.
-    d.log.warn({ url, err: (err as Error).message }, 'p2p unavailable for this request, passing through');
+    d.log.warn({ url: redactUrl(url), err: (err as Error).message }, 'p2p unavailable for this request, passing through');
     d.metrics.requests.inc({ route: 'direct' });
     return d.passThrough(req, res, url, tls);
   }
@@ -84,12 +90,18 @@ export async function serveP2P(
   });
   const signal = hangUpSignal(res);
   try {
-    await pumpBlob(tf, res, { expectSha256: expect, signal });
+    await pumpBlob(tf, res, { expectSha256: expect, signal, pool: d.blobPool, idleMs: d.blobIdleMs });
   } catch (err) {
     const mismatch = isDfError(err, 'DIGEST_MISMATCH');
-    const reason = mismatch ? 'digest' : signal.aborted ? 'client' : err instanceof LocalStorageError ? 'disk' : 'download';
+    const idle = err instanceof ClientIdleError;
+    const reason = mismatch ? 'digest' : signal.aborted || idle ? 'client' : err instanceof LocalStorageError ? 'disk' : 'download';
     d.metrics.blobFailures.inc({ reason });
-    d.log.warn({ url, taskId: tf.taskId, err: (err as Error).message }, 'blob stream aborted');
+    const where = { url: redactUrl(url), taskId: tf.taskId };
+    // Docker cancels pulls routinely: its hang-up is no fault here, nor of a peer (in Dragonfly
+    // a peer is another dfdaemon), and the idle cut is the same client's doing.
+    if (idle) d.log.info({ ...where, err: (err as Error).message }, 'client stopped reading; blob stream cut');
+    else if (reason === 'client') d.log.info(where, 'client hung up; blob stream stopped');
+    else d.log.warn({ ...where, err: (err as Error).message }, 'blob stream aborted');
     res.destroy();
     // A blob that failed its digest must not be served to anyone, local or peer.
     if (mismatch && (await d.store.discard(tf))) d.onDiscard?.(tf);

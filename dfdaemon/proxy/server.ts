@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { DfdaemonConfig } from '../../shared/config/dfdaemon.js';
 import { badRequest, internal } from '../../shared/errors.js';
+import { BoundedBufferPool } from '../../shared/io/bounded-pool.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { DfdaemonMetrics } from '../metrics.js';
 import type { Downloader } from '../peer/downloader.js';
@@ -13,6 +14,9 @@ import { replyText } from '../../shared/http/text-reply.js';
 import { sendError, socketError } from './errors.js';
 import { createHijacker } from './hijack.js';
 import type { HijackCerts } from './hijack-certs.js';
+import { BLOB_CHUNK } from '../peer/ordered-stream.js';
+import { guardConnections, proxyServerOptions } from './conn-limits.js';
+import { proxyLimits, type ProxyLimits } from './limits.js';
 import { createPassThrough } from './passthrough.js';
 import { serveP2P } from './p2p-handler.js';
 import { routeAbsolute, routeMirror, type Route } from './router.js';
@@ -34,6 +38,8 @@ export interface ProxyDeps {
   onDiscard?: (tf: TaskFile) => void;
   /** certpem/keypem (PEM text): the proxy port itself speaks TLS. */
   tls?: { cert: string; key: string };
+  /** Overrides of DEFAULT_PROXY_LIMITS (tests shorten the timeouts). */
+  limits?: Partial<ProxyLimits>;
 }
 
 export interface ProxyServer {
@@ -44,20 +50,25 @@ export interface ProxyServer {
   closeIdleTunnels(): void;
   /** Destroy CONNECT tunnels and hijacked connections, which server.close() does not track. */
   destroyTunnels(): void;
+  /** The read buffers blob responses share. */
+  blobPool: BoundedBufferPool;
 }
-
-/**
- * Node's default requestTimeout (5 min) answers 408 and drops a request whose body is still
- * arriving: a large `docker push` through the pass-through. The body may take as long as it
- * takes; only a stalled request head is cut, after Node's usual 60 s. headersTimeout must be
- * given: left out it defaults to min(60 s, requestTimeout), which is 0 here.
- */
-export const PROXY_SERVER_OPTIONS: ServerOptions = Object.freeze({ requestTimeout: 0, headersTimeout: 60_000 });
 
 /** Docker's HTTP(S)_PROXY endpoint, the registry mirror, and (by default) the peer uploader. */
 export function createProxyServer(d: ProxyDeps): ProxyServer {
+  const limits = proxyLimits(d.limits);
   const passThrough = createPassThrough(d.log);
-  const p2pDeps = { downloader: d.downloader, store: d.store, passThrough, metrics: d.metrics, log: d.log, onDiscard: d.onDiscard };
+  const blobPool = new BoundedBufferPool(BLOB_CHUNK, Math.max(1, Math.floor(limits.blobBufferBytes / BLOB_CHUNK)));
+  const p2pDeps = {
+    downloader: d.downloader,
+    store: d.store,
+    passThrough,
+    metrics: d.metrics,
+    log: d.log,
+    onDiscard: d.onDiscard,
+    blobPool,
+    blobIdleMs: limits.blobIdleMs,
+  };
   const upstream = new UpstreamRules(d.cfg);
   const mirror = d.cfg.registryMirror;
   const tunnels = new Set<Duplex>();
@@ -101,6 +112,7 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
             return dispatch(req, res, route, tls, 'direct');
           }, res),
         d.log,
+        { handshakeMs: limits.handshakeMs, headMs: limits.headersTimeoutMs, maxHandshakes: limits.maxHandshakes },
       )
     : undefined;
 
@@ -131,9 +143,12 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse) => guard(() => onRequest(req, res), res);
+  const options = proxyServerOptions(limits);
   const server = d.tls
-    ? createHttpsServer({ ...PROXY_SERVER_OPTIONS, cert: d.tls.cert, key: d.tls.key }, handler)
-    : createServer(PROXY_SERVER_OPTIONS, handler);
+    ? createHttpsServer({ ...options, cert: d.tls.cert, key: d.tls.key, handshakeTimeout: limits.handshakeMs }, handler)
+    : createServer(options, handler);
+  // CONNECT tunnels and hijacked connections count too: they stay the server's connections.
+  guardConnections(server, limits, d.log, d.tls ? 'secureConnection' : 'connection');
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
@@ -153,7 +168,7 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
       return;
     }
     d.metrics.requests.inc({ route: 'tunnel' });
-    tunnel(target, socket, head, d.log);
+    tunnel(target, socket, head, d.log, limits.tunnelIdleMs);
   });
   return {
     server,
@@ -163,5 +178,6 @@ export function createProxyServer(d: ProxyDeps): ProxyServer {
       for (const s of tunnels) s.destroy();
       tunnels.clear();
     },
+    blobPool,
   };
 }

@@ -9,9 +9,10 @@ const DRAIN_IDLE_MS = 30_000;
 
 /**
  * CONNECT host:port as a blind TCP tunnel (hosts we do not hijack). The caller has validated
- * the target and put an error listener on the client socket.
+ * the target and put an error listener on the client socket. An established tunnel that
+ * carries no byte either way for `idleMs` is closed (both of its sockets and fds).
  */
-export function tunnel(target: { host: string; port: number }, client: Duplex, head: Buffer, log: Logger): void {
+export function tunnel(target: { host: string; port: number }, client: Duplex, head: Buffer, log: Logger, idleMs = 0): void {
   const where = `${target.host}:${target.port}`;
   let upstream: Socket;
   try {
@@ -26,6 +27,14 @@ export function tunnel(target: { host: string; port: number }, client: Duplex, h
     if (head.length) upstream.write(head);
     upstream.pipe(client);
     client.pipe(upstream);
+    // Every byte either way is read or written by the upstream socket, so its timer alone sees
+    // all traffic.
+    if (idleMs > 0)
+      upstream.setTimeout(idleMs, () => {
+        log.debug({ target: where, idleMs }, 'idle tunnel closed');
+        upstream.destroy();
+        client.destroy();
+      });
   });
   upstream.once('error', (err) => {
     log.debug({ target: where, err: err.message }, 'tunnel closed');
