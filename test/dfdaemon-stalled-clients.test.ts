@@ -179,6 +179,7 @@ describe('dfdaemon and clients that stall', () => {
     const first = await getViaProxy(HOST, df.port, url);
     assert.equal(first.sha256, digest, 'cached through P2P');
     const failures = metric(await metrics(), 'dfdaemon_blob_failures_total', { reason: 'client' });
+    const served = metric(await metrics(), 'dfdaemon_blobs_total');
 
     const N = 20;
     global.gc?.();
@@ -204,6 +205,7 @@ describe('dfdaemon and clients that stall', () => {
     const cut = async () => metric(await metrics(), 'dfdaemon_blob_failures_total', { reason: 'client' }) - failures;
     await until('every stalled client cut', async () => (await cut()) >= N);
     assert.equal(await cut(), N, 'each cut counted as a client failure');
+    assert.equal(metric(await metrics(), 'dfdaemon_blobs_total') - served, 1, 'only the normal client counted as served');
     for (const got of await Promise.all(stalled.map((s) => readRest(s, BOUND)))) assert.ok(got < 16 * MiB, `a cut client read ${got} bytes`);
     assert.ok(lines.some((l) => l.includes('client stopped reading')), 'the cut is logged as the client stalling');
   });

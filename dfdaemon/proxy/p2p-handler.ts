@@ -80,8 +80,7 @@ export async function serveP2P(
     d.metrics.requests.inc({ route: 'direct' });
     return d.passThrough(req, res, url, tls);
   }
-  const { tf, via } = started;
-  d.metrics.blobs.inc({ via });
+  const { tf } = started;
   const expect = blobDigestOf(url);
   res.writeHead(200, {
     'content-type': 'application/octet-stream',
@@ -91,6 +90,8 @@ export async function serveP2P(
   const signal = hangUpSignal(res);
   try {
     await pumpBlob(tf, res, { expectSha256: expect, signal, pool: d.blobPool, idleMs: d.blobIdleMs });
+    // Counted once served, by how it was completed in the end (a fallback changes started.via).
+    d.metrics.blobs.inc({ via: started.via });
   } catch (err) {
     const mismatch = isDfError(err, 'DIGEST_MISMATCH');
     const idle = err instanceof ClientIdleError;
