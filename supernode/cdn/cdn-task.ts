@@ -14,6 +14,7 @@ import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
 import { digestPiece, READ_CHUNK } from './piece-io.js';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry.js';
+import { resumeAnswer, skipBytes, validatorOf } from './resume.js';
 import { openSource, requestedRange } from './source.js';
 
 export type { SourceFailure } from './failure.js';
@@ -78,6 +79,8 @@ export class CdnTask extends EventEmitter {
   writtenBytes = 0;
   /** Where the next fetch starts: the first piece not yet whole, and the file hashes up to it. */
   private resumeAt: { next: number; hashes?: Hashes } = { next: 0 };
+  /** The first answer's ETag or Last-Modified, sent as If-Range when resuming. */
+  private validator: string | undefined;
   private admitted = false;
   sha256: string | undefined;
   md5: string | undefined;
@@ -313,7 +316,8 @@ export class CdnTask extends EventEmitter {
   private async fetch(fh: FileHandle, start: number, hashes: { md5: Hash; sha256: Hash } | undefined): Promise<void> {
     const from = start > 0 && this.layout ? this.layout.piece(start).rawStart : 0;
     const range = requestedRange(this.req.headers);
-    const src = await openSource(this.req.url, { ...this.req, from, range, signal: this.abort.signal, idleMs: this.d.sourceIdleMs }).catch((err: Error) => {
+    const ifRange = from > 0 && !range ? this.validator : undefined;
+    const src = await openSource(this.req.url, { ...this.req, from, range, ifRange, signal: this.abort.signal, idleMs: this.d.sourceIdleMs }).catch((err: Error) => {
       throw fail('SOURCE_UNREACHABLE', 607, `cannot reach ${redactUrl(this.req.url)}: ${err.message}`);
     });
     if (src.status < 200 || src.status >= 300) {
@@ -330,15 +334,20 @@ export class CdnTask extends EventEmitter {
       }
       length = Math.min(range.end ?? cr.total - 1, cr.total - 1) - range.start + 1;
     }
-    if (from > 0 && (src.status !== 206 || length !== this.fileLength)) {
-      // The origin ignored the Range or the content changed: start over from nothing, and forget
-      // the old pieces' records, or a stop mid-refetch would restore old and new content mixed.
-      src.body.destroy();
-      this.pieces.length = 0;
-      this.writtenBytes = 0;
-      this.resumeAt = { next: 0 };
-      await this.d.store?.delete(this.taskId).catch(() => undefined);
-      return this.fetch(fh, 0, undefined);
+    let body = src.body;
+    if (from > 0) {
+      // Pieces before `from` were announced with their digests: the fill goes on in that layout
+      // with that content, or the task fails (the next registration fetches the new content).
+      const r = range
+        ? length === this.fileLength ? { skip: 0 } : { changed: `the origin's length changed from ${this.fileLength} to ${length} during the fetch` }
+        : resumeAnswer(src.status, src.headers, length, from, this.fileLength, this.validator);
+      if ('changed' in r) {
+        src.body.destroy();
+        throw fail('SOURCE_CORRUPT', 500, r.changed);
+      }
+      body = skipBytes(src.body, r.skip, this.d.onSourceBytes);
+    } else {
+      this.validator = validatorOf(src.headers);
     }
     this.resumedFrom = from;
     if (!this.admitted && length >= 0 && this.d.admit) {
@@ -359,7 +368,7 @@ export class CdnTask extends EventEmitter {
     }
     this.persist();
     const result = await cutPieces({
-      body: src.body,
+      body,
       fh,
       pieceSize: this.pieceSize,
       layout: this.layout,

@@ -14,6 +14,8 @@ export interface SourceOptions {
   signal?: AbortSignal;
   /** Cut a body that sends nothing for this long (default SOURCE_IDLE_MS). */
   idleMs?: number;
+  /** With `from`: the first answer's validator, so a changed file comes back whole (200), not spliced. */
+  ifRange?: string;
 }
 
 export interface SourceResponse {
@@ -31,7 +33,7 @@ const HEAD_TIMEOUT_MS = 30_000;
  * itself, so a stall costs the peers one resumed request from the CDN, not one request each.
  */
 export const SOURCE_IDLE_MS = 15_000;
-const DROP = new Set(['host', 'range', 'connection', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'accept-encoding', 'content-length']);
+const DROP = new Set(['host', 'range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'connection', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'accept-encoding', 'content-length']);
 
 /** The headers a registering peer sent, minus those that would change what the origin returns. */
 export function forwardableHeaders(h: Record<string, string>): Record<string, string> {
@@ -45,7 +47,10 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
   const headers = forwardableHeaders(opts.headers);
   const from = opts.from ?? 0;
   if (opts.range) headers.range = `bytes=${opts.range.start + from}-${opts.range.end ?? ''}`;
-  else if (from > 0) headers.range = `bytes=${from}-`;
+  else if (from > 0) {
+    headers.range = `bytes=${from}-`;
+    if (opts.ifRange) headers['if-range'] = opts.ifRange;
+  }
   const res = await getFollowing(url, {
     headers,
     signal: opts.signal,
