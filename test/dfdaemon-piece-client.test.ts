@@ -89,6 +89,18 @@ describe('piece client', () => {
     assert.equal(sink.sha(), createHash('sha256').update(body.subarray(0, 1000)).digest('hex'));
   });
 
+  it('tells the sink whether the source relays the piece as it arrives (x-dragonfly-relay)', async () => {
+    const seen: boolean[] = [];
+    const srv = await rawServer((sock, head) => sock.write(ok(body.subarray(0, 10), head.includes('/relayed') ? 'X-Dragonfly-Relay: 1\r\n' : '')));
+    const c = new PieceClient();
+    for (const path of ['/relayed', '/whole']) {
+      const sink = collect();
+      await c.get('127.0.0.1', srv.port, path, {}, { ...sink, head: (status, length, relayed) => void seen.push(relayed === true) });
+    }
+    c.close();
+    assert.deepEqual(seen, [true, false]);
+  });
+
   it('hands the status of a refusal without a Content-Length (chunked) to the sink', async () => {
     const srv = await rawServer((sock) => sock.write('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nbusy\n\r\n0\r\n\r\n'));
     const c = new PieceClient();

@@ -49,6 +49,7 @@ function getPiece(port: number, seen: Seen): Promise<Buffer> {
     const chunks: Buffer[] = [];
     const req = httpRequest({ host: '127.0.0.1', port, path: '/peer/file/t', headers: { range: `bytes=0-${PIECE - 1}`, pieceNum: '0', pieceSize: String(PIECE) } }, (res) => {
       assert.equal(res.statusCode, 206);
+      seen.relayed = res.headers['x-dragonfly-relay'] === '1';
       res.on('data', (c: Buffer) => {
         chunks.push(c);
         seen.bytes += c.length;
@@ -86,7 +87,7 @@ function wirePiece(content: Buffer, port: number, cid: string) {
   };
 }
 
-type Seen = { bytes: number; ended?: 'complete' | 'cut' };
+type Seen = { bytes: number; ended?: 'complete' | 'cut'; relayed?: boolean };
 
 /** A fetch of piece 0 that has written the first `written` bytes of `content`, and a GET of it. */
 async function relayMidway(p: { tf: TaskFile; port: number }, content: Buffer, written: number) {
@@ -113,6 +114,7 @@ describe('cut-through relay in the uploader', () => {
       const { prog, seen, body } = await relayMidway(p, content, 300_000);
       await sleep(200);
       assert.equal(seen.bytes, 4 + 300_000, 'the header and what is written so far, nothing more');
+      assert.equal(seen.relayed, true, 'marked as relayed, so the fetcher does not judge its pace');
       assert.equal(prog.readers, 1);
       await p.tf.writeAt(content.subarray(300_000), 300_000);
       prog.advance(CONTENT - 300_000);

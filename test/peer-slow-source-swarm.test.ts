@@ -27,8 +27,8 @@ const MiB = 1024 * KiB;
 const quiet = createLogger('test', { level: process.env.DF_LOG_LEVEL ?? 'silent' });
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** Short enough for a test; the absolute deadline sits between the slow holder's and the slow link's per-fetch rates. */
-const RULES: Partial<SlowSourceOptions> = { graceMs: 1_000, noRefGraceMs: 1_500, pieceDeadlineMs: 20_000, checkMs: 250 };
+/** Short enough for a test; the absolute deadline sits between the slow holder's and the slow link's per-fetch rates, judged after 2.5 s so that a fetch's first second (connection set-up, a throttle tick missed under load) does not decide it. */
+const RULES: Partial<SlowSourceOptions> = { graceMs: 1_000, noRefGraceMs: 2_500, pieceDeadlineMs: 20_000, checkMs: 250 };
 
 /**
  * A TCP relay whose downstream direction (the holder's uploads) shares `rate` bytes/s across its

@@ -144,6 +144,28 @@ describe('SlowSourceWatch', () => {
     assert.deepEqual(c2.cuts, []);
   });
 
+  it('leaves a relayed fetch (cut-through) to its relay: slow or silent next to the others is no cut', () => {
+    const c = clockedWatch();
+    const relayed = c.watch.start('peer-relay', false, PIECE);
+    relayed.relayed = true;
+    c.run(8_000, [[relayed, 8 * KiB]], { src: 'cdnnode:x', rate: 2_560 * KiB });
+    assert.equal(relayed.signal.aborted, false, 'its pace is its upstream\'s');
+    assert.deepEqual(c.cuts, []);
+  });
+
+  it('a fetch that starts after the session closed arms no timer', () => {
+    const session = new AbortController();
+    const w = new SlowSourceWatch({ checkMs: 1_000 });
+    const first = w.start('peer-a', false, PIECE, session.signal);
+    w.close();
+    session.abort(new Error('session over'));
+    w.end(first, false);
+    const late = w.start('peer-b', false, PIECE, session.signal);
+    assert.ok(late.signal.aborted, 'it ends with the session');
+    w.end(late, false);
+    assert.equal((w as unknown as { timer?: NodeJS.Timeout }).timer, undefined);
+  });
+
   it('gives up on a piece clearly before the swarm watchdog gives up on the download', () => {
     // A failed piece frees its slot and blames its source; the watchdog sends the whole blob to
     // the origin. The first must come with time to spare for the piece's next source.

@@ -102,9 +102,10 @@ async function fetchInto(p: WirePiece, tf: TaskFile, opts: FetchOptions, prog: P
       p.path,
       { Range: `bytes=${p.range}`, pieceNum: String(p.pieceNum), pieceSize: String(p.pieceSize), 'User-Agent': `dfget/${VERSION}` },
       {
-        head(status, length) {
+        head(status, length, relayed) {
           if (status < 200 || status >= 300) throw new PieceFetchError('FILE_NOT_EXIST', `${who}: HTTP ${status}`, '', status === 503);
           if (length !== expected) throw new PieceFetchError('FILE_MD5_NOT_MATCH', `${who}: ${length} bytes, expected ${expected}`);
+          if (meter && relayed) meter.relayed = true;
         },
         data(chunk) {
           md5?.update(chunk);

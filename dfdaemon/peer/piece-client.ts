@@ -2,8 +2,8 @@ import { connect, type Socket } from 'node:net';
 
 /** Where the bytes of a response body go: called synchronously with each slice of it. */
 export interface BodySink {
-  /** Status and Content-Length are known; throw to refuse the body. */
-  head(status: number, contentLength: number): void;
+  /** Status and Content-Length are known (and whether the source relays it); throw to refuse the body. */
+  head(status: number, contentLength: number, relayed?: boolean): void;
   /**
    * A slice of the body, valid only during the call (its memory is reused for the next read).
    * Return a promise to stop reading until it settles (backpressure); a rejection aborts.
@@ -210,7 +210,7 @@ export class PieceClient {
         keep = !/\r\nconnection:\s*close/i.test(head.slice(0, end)) && /^HTTP\/1\.1/.test(head);
         left = Number(len[1]);
         try {
-          sink.head(Number(m[1]), left);
+          sink.head(Number(m[1]), left, /\r\nx-dragonfly-relay:\s*1/i.test(head.slice(0, end)));
         } catch (err) {
           keep = false;
           fail(err as Error);

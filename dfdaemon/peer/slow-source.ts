@@ -67,6 +67,12 @@ export class FetchMeter {
   seen = 0;
   /** This fetch's own part of the session's recent slices. */
   readonly slices: Slice[] = [];
+  /**
+   * The source relays the piece as it arrives (cut-through): its pace is its upstream's, and a
+   * relay cut off for it would be blamed by the supernode once its own fetch ends well. Only the
+   * absolute rule applies; the relay's own watch judges the upstream.
+   */
+  relayed = false;
   private readonly ctl = new AbortController();
   private readonly follow = () => this.ctl.abort(this.parent!.reason);
 
@@ -113,6 +119,7 @@ export class SlowSourceWatch {
   /** When a fetch last ended with its piece. */
   private lastOkAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     opts: Partial<SlowSourceOptions> = {},
@@ -125,6 +132,9 @@ export class SlowSourceWatch {
 
   start(src: string, cdn: boolean, length: number, signal?: AbortSignal): FetchMeter {
     const m = new FetchMeter(src, cdn, length, this.now(), signal);
+    // A fetch that waited on an earlier one of its piece may start after the session ended: it
+    // follows the session's (aborted) signal, and must not arm a timer nobody clears.
+    if (this.closed) return m;
     this.running.add(m);
     if (!this.timer && this.o.checkMs > 0) {
       this.timer = setInterval(() => this.check(), this.o.checkMs);
@@ -177,7 +187,7 @@ export class SlowSourceWatch {
   private judge(m: FetchMeter, now: number, all: { bytes: number; busy: number }): string | undefined {
     const age = now - m.startedAt;
     const quietSince = Math.max(m.startedAt, m.lastByteAt);
-    if (now - quietSince >= this.o.silentMs) {
+    if (!m.relayed && now - quietSince >= this.o.silentMs) {
       // Others still receiving rules out our own link (or disk) as the cause.
       let othersAt = this.lastOkAt;
       for (const o of this.running) if (o !== m) othersAt = Math.max(othersAt, o.lastByteAt);
@@ -185,7 +195,7 @@ export class SlowSourceWatch {
         return `slow source: nothing for ${((now - quietSince) / 1000).toFixed(1)} s while other fetches received bytes`;
       }
     }
-    if (!m.cdn && age >= this.o.graceMs) {
+    if (!m.cdn && !m.relayed && age >= this.o.graceMs) {
       const mine = sum(m.slices);
       const others = { bytes: all.bytes - mine.bytes, busy: all.busy - mine.busy };
       if (others.bytes >= MIN_REF_BYTES && others.busy > 0) {
@@ -205,6 +215,7 @@ export class SlowSourceWatch {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
     this.timer = undefined;
     // The session's own abort ends the fetches still running.

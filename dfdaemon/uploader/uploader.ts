@@ -9,6 +9,9 @@ import { BufferPool, BufferRing } from '../../shared/io/buffer-ring.js';
 import type { PieceProgress } from '../store/piece-progress.js';
 import type { PieceStore } from '../store/piece-store.js';
 
+
+/** Marks a piece sent while it still arrives here (cut-through): peers judge its pace apart. */
+export const RELAY_HEADER = 'x-dragonfly-relay';
 /** Read size for uploads: large enough for few syscalls, small enough for 16 at once. */
 const CHUNK = 256 * 1024;
 const buffers = new BufferPool(CHUNK, 32);
@@ -82,7 +85,8 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, o:
   }
 
   if (o.active >= (o.maxConcurrent ?? Infinity)) return replyText(res, 503, 'too many uploads', { 'retry-after': '1' });
-  res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length });
+  // A relayed piece comes at its upstream's pace: the fetcher must not take that for ours.
+  res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': length, ...(relay ? { [RELAY_HEADER]: '1' } : {}) });
   o.active++;
   tf.busy++;
   if (relay) {
