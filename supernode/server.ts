@@ -143,15 +143,9 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     let peers = 0;
     for (const e of svc.tasks.values()) peers += e.sched.peers.size;
     metrics.peers.set(peers);
-    let cached = 0;
-    let bytes = 0;
-    for (const t of cdn.all()) {
-      if (t.status !== 'SUCCESS') continue;
-      cached++;
-      bytes += t.fileLength;
-    }
-    metrics.cachedTasks.set(cached);
-    metrics.cachedBytes.set(bytes);
+    const cached = cdn.cached();
+    metrics.cachedTasks.set(cached.tasks);
+    metrics.cachedBytes.set(cached.bytes);
   }, 1000);
   gauges.unref();
 

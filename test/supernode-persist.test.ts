@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { freePort, run, waitFor } from './fixtures/proc.js';
-import { supernodeAt } from './helpers/cluster.js';
+import { metric, supernodeAt } from './helpers/cluster.js';
 import { REPO_ROOT, startBin, type Daemon } from './helpers/e2e.js';
 import { randomBlob } from './helpers/origin.js';
 import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
@@ -103,6 +103,9 @@ describe('supernode persistence', () => {
     const before = origin.served.get(d);
     const sn2 = await supernodeAt(dir, '127.0.0.1');
     try {
+      // Before anyone asks for it, the restored blob counts as cached (the gauges tick each second).
+      await waitFor(async () => metric(await sn2.metrics.registry.metrics(), 'supernode_cdn_cached_tasks') === 1 || undefined, { timeoutMs: 5_000, message: 'cached tasks after a restart' });
+      assert.equal(metric(await sn2.metrics.registry.metrics(), 'supernode_cdn_cached_bytes'), 9 * MiB);
       const api2 = `http://127.0.0.1:${sn2.apiPort}`;
       const reg2 = await register(api2, url, 'c2');
       assert.equal(reg2.taskId, reg.taskId);

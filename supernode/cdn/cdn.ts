@@ -178,6 +178,23 @@ export class Cdn {
     return out;
   }
 
+  /** Blobs complete on disk and their bytes: those in memory and those an earlier run left. */
+  cached(): { tasks: number; bytes: number } {
+    let tasks = 0;
+    let bytes = 0;
+    for (const t of this.tasks.values()) {
+      if (t.status !== 'SUCCESS') continue;
+      tasks++;
+      bytes += t.fileLength;
+    }
+    for (const r of this.persisted.values()) {
+      if (r.task.status !== 'SUCCESS') continue;
+      tasks++;
+      bytes += r.task.fileLength;
+    }
+    return { tasks, bytes };
+  }
+
   /** Drop a task from memory only; its files and metadata stay for a later request. */
   forget(taskId: string): void {
     const t = this.tasks.get(taskId);
