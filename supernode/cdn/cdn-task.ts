@@ -1,7 +1,6 @@
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { rename, rm, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { redactUrl } from '../../shared/errors.js';
@@ -12,9 +11,9 @@ import { cutPieces, type PieceRecord } from './cutter.js';
 import { fail, onDisk, statusFailure, toFailure, type SourceFailure } from './failure.js';
 import type { MetaStore, PersistedTask, Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
-import { digestPiece, READ_CHUNK } from './piece-io.js';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry.js';
 import { resumeAnswer, skipBytes, validatorOf } from './resume.js';
+import { copyHashes, openTaskFile, verifyRestored, type Hashes } from './cdn-file.js';
 import { openSource, requestedRange } from './source.js';
 
 export type { SourceFailure } from './failure.js';
@@ -56,8 +55,6 @@ export interface CdnTaskDeps {
   onRetry?: () => void;
 }
 
-type Hashes = { md5: Hash; sha256: Hash };
-const copyHashes = (h: Hashes): Hashes => ({ md5: h.md5.copy(), sha256: h.sha256.copy() });
 
 /**
  * One blob fetched once from its origin. Emits 'piece' (num) as each piece lands on disk and
@@ -199,43 +196,6 @@ export class CdnTask extends EventEmitter {
     this.emit('piece', num, fromSource);
   }
 
-  /**
-   * Re-read what a previous run wrote: every piece must match its recorded digests, in order.
-   * Returns the first piece to fetch, with the whole-file hashes fed up to it. Pieces are read
-   * in small chunks: a restart may verify several multi-GiB tasks at once.
-   */
-  private async verifyRestored(fh: FileHandle, r: Restored): Promise<{ next: number; hashes: Hashes }> {
-    let md5 = createHash('md5');
-    let sha256 = createHash('sha256');
-    const layout = this.layout!;
-    const buf = Buffer.allocUnsafe(READ_CHUNK);
-    let n = 0;
-    for (; n < layout.count; n++) {
-      const rec = r.pieces[n];
-      if (!rec) break;
-      const p = layout.piece(n);
-      // Copies, so a piece that turns out bad leaves the whole-file hashes where they were.
-      const next = { md5: md5.copy(), sha256: sha256.copy() };
-      const got = await digestPiece(fh, p.start, p.contentLen + WRAP_OVERHEAD, [next.md5, next.sha256], buf);
-      if (!got || got.md5 !== rec.md5 || got.sha256 !== rec.sha256) break;
-      ({ md5, sha256 } = next);
-      this.addPiece(n, rec, false);
-    }
-    return { next: n, hashes: { md5, sha256 } };
-  }
-
-  private async openFile(r: Restored | undefined): Promise<FileHandle> {
-    const part = partFile(this.d.homeDir, this.taskId);
-    await mkdir(dirname(part), { recursive: true });
-    if (r) {
-      // A finished file goes back to .part while it is re-verified, so nothing serves it early.
-      const done = dataFile(this.d.homeDir, this.taskId);
-      if (await stat(done).catch(() => undefined)) await rename(done, part);
-      if (await stat(part).catch(() => undefined)) return open(part, 'r+');
-    }
-    return open(part, 'w+');
-  }
-
   /** Set by cancel(): whoever cancelled owns the files (delete removes them, shutdown keeps them). */
   cancelled = false;
 
@@ -248,11 +208,11 @@ export class CdnTask extends EventEmitter {
     try {
       await after?.catch(() => undefined);
       if (this.cancelled) throw new Error('cancelled');
-      fh = await onDisk('open the task file', this.openFile(r));
+      fh = await onDisk('open the task file', openTaskFile(this.d.homeDir, this.taskId, r !== undefined));
       if (r) {
         this.setLayout(r.task.fileLength, r.task.pieceSize);
         this.resolveReady();
-        this.resumeAt = await onDisk('verify the task file', this.verifyRestored(fh, r));
+        this.resumeAt = await onDisk('verify the task file', verifyRestored(fh, this.layout!, r, (n, rec) => this.addPiece(n, rec, false)));
         this.d.log.info({ taskId: this.taskId, verified: this.resumeAt.next, of: this.layout!.count }, 'restored cdn task');
       }
       const h = this.resumeAt.hashes;
