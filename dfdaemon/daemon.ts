@@ -185,6 +185,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
       },
       pieceFailed: (fromCdn) => metrics.pieceFailures.inc({ source: fromCdn ? 'supernode' : 'peer' }),
       pieceBusy: () => metrics.pieceBusy.inc(),
+      pieceSlow: () => metrics.pieceSlow.inc(),
       sourceBytes: (n) => {
         metrics.sourceBytes.inc(n);
         ioGc.account(n);

@@ -21,6 +21,7 @@ export function createDfdaemonMetrics() {
     relayedUploads: counter('dfdaemon_relayed_uploads_total', 'Piece uploads that started while the piece was still arriving here (cut-through)'),
     pieceFailures: counter('dfdaemon_piece_failures_total', 'Piece fetches that failed or did not verify', ['source'] as const),
     pieceBusy: counter('dfdaemon_piece_busy_total', 'Piece fetches a peer refused because its upload slots were taken (503); not failures'),
+    pieceSlow: counter('dfdaemon_piece_slow_cuts_total', 'Piece fetches cut off because their source was slow next to this download\'s other fetches (also in piece_failures_total)'),
     blobFailures: counter('dfdaemon_blob_failures_total', 'Blob streams aborted', ['reason'] as const),
     evictions: counter('dfdaemon_cache_evictions_total', 'Task files removed from the local cache'),
   };

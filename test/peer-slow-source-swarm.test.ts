@@ -99,6 +99,8 @@ interface Peer {
   dl: Downloader;
   store: PieceStore;
   failed: number;
+  /** Of those, fetches cut off as slow. */
+  slow: number;
   sourceBytes: number;
   close(): Promise<void>;
 }
@@ -111,6 +113,7 @@ function peer(dir: string, name: string, ip: string, node: string, opts: { uploa
     dl: undefined as unknown as Downloader,
     store,
     failed: 0,
+    slow: 0,
     sourceBytes: 0,
     close: async () => {
       await p.dl.close();
@@ -122,6 +125,7 @@ function peer(dir: string, name: string, ip: string, node: string, opts: { uploa
     pieceBytes: () => undefined,
     pieceFailed: () => void p.failed++,
     pieceBusy: () => undefined,
+    pieceSlow: () => void p.slow++,
     sourceBytes: (n: number) => void (p.sourceBytes += n),
   };
   p.dl = new Downloader({ store, client, cid, uploadPort: opts.uploadPort ?? 0, localIP: ip, filter: [], rate: opts.rate, counters, log: quiet, slowSource: RULES });
@@ -217,6 +221,7 @@ describe('a live but slow holder', () => {
       assert.equal(s.d.sourceBytes, 0, 'D never went to the origin');
       assert.equal(r.originServed, blob.length, 'the origin sent the blob once, to the CDN');
       assert.ok(s.d.failed >= 1, `the slow fetches were reported as failed (${s.d.failed})`);
+      assert.ok(s.d.slow >= 1 && s.d.slow <= s.d.failed, `counted as slow cuts (${s.d.slow} of ${s.d.failed})`);
       assert.ok(r.blacklisted >= 1, `the supernode blacklisted the holder for D (${r.blacklisted})`);
       // Without the rule: two 256 KiB pieces at 32 KiB/s each, 8 s.
       assert.ok(r.ms < 4_000, `done in ${r.ms} ms`);
@@ -276,6 +281,7 @@ describe('a download on a slow link of its own', () => {
       const r = await s.pull();
       assert.ok(r.digestOk);
       assert.equal(s.d.failed, 0, 'no fetch was cut off');
+      assert.equal(s.d.slow, 0);
       assert.equal(r.blacklisted, 0, 'nobody was blacklisted');
       assert.equal(s.d.sourceBytes, 0);
       assert.ok(r.ms > 8_000, `the link was slow (${r.ms} ms)`);

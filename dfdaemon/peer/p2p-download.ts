@@ -14,6 +14,8 @@ export interface P2PCounters {
   pieceBytes(fromCdn: boolean, n: number): void;
   pieceFailed(fromCdn: boolean): void;
   pieceBusy(): void;
+  /** A fetch cut off as slow (it is also reported, and counted, as a failed piece). */
+  pieceSlow?(): void;
 }
 
 export interface P2PContext {
@@ -83,7 +85,10 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
     let watchdog: NodeJS.Timeout | undefined;
     // A slow source's fetch fails like any other, so the supernode blacklists it for this peer
     // and hands the piece elsewhere, long before the watchdog gives the blob to the origin.
-    const watch = new SlowSourceWatch(ctx.slowSource, (m, why) => log.warn({ src: m.src, got: m.bytes, of: m.length, why }, 'cutting off a slow piece source'));
+    const watch = new SlowSourceWatch(ctx.slowSource, (m, why) => {
+      ctx.counters?.pieceSlow?.();
+      log.warn({ src: m.src, got: m.bytes, of: m.length, why }, 'cutting off a slow piece source');
+    });
 
     const finish = (err?: Error) => {
       if (settled) return;
