@@ -1,21 +1,11 @@
 /** The JSON the supernode's /peer API speaks with a peer, and the errors a peer acts on. */
+import type { RegistrationFields, WirePiece } from '../../shared/protocol/peer-wire.js';
 
-export interface RegisterBody {
-  rawUrl: string;
-  taskUrl: string;
-  cid: string;
-  ip: string;
-  port: number;
-  path: string;
-  hostName: string;
-  version: string;
-  superNodeIp: string;
+export type { WirePiece };
+
+/** A registration as sent: headers as dfget's `K:V` list, the optional fields left out when unset. */
+export interface RegisterBody extends RegistrationFields {
   headers: string[];
-  dfdaemon: boolean;
-  /** Ours: our uploader serves a piece while it still arrives; the supernode may chain on it. */
-  relay: boolean;
-  insecure: boolean;
-  rootCAs: string[];
   md5?: string;
   identifier?: string;
   callSystem?: string;
@@ -45,18 +35,6 @@ export interface TaskQuery {
   dstCid?: string;
   /** Long-poll budget in ms; our supernode holds a "wait" open that long. */
   wait?: number;
-}
-
-export interface WirePiece {
-  range: string;
-  pieceNum: number;
-  pieceSize: number;
-  pieceMd5: string;
-  pieceSha256?: string;
-  cid: string;
-  peerIp: string;
-  peerPort: number;
-  path: string;
 }
 
 export interface TaskAnswer {

@@ -1,22 +1,10 @@
+import type { RegistrationFields, WirePiece } from '../../shared/protocol/peer-wire.js';
+
 /** A peer's registration for one task, validated (POST /peer/registry). */
-export interface Registration {
-  rawUrl: string;
-  taskUrl: string;
-  cid: string;
-  ip: string;
-  port: number;
-  path: string;
-  hostName: string;
-  version: string;
-  superNodeIp: string;
+export interface Registration extends RegistrationFields {
   md5: string;
   identifier: string;
   headers: Record<string, string>;
-  insecure: boolean;
-  rootCAs: string[];
-  dfdaemon: boolean;
-  /** Ours: the peer serves pieces while it still receives them (cut-through). */
-  relay: boolean;
   callSystem: string;
 }
 
@@ -29,18 +17,9 @@ export interface RegisterReply {
   busyReports: true;
 }
 
-/** One element of a 601 reply, with Dragonfly's field names. */
-export interface PieceInfo {
-  range: string;
-  pieceNum: number;
-  pieceSize: number;
-  pieceMd5: string;
-  /** Ours: lets our own peers verify pieces with sha256; stock dfget ignores it. */
+/** One element of a 601 reply, as our supernode sends it. */
+export interface PieceInfo extends WirePiece {
   pieceSha256: string;
-  cid: string;
-  peerIp: string;
-  peerPort: number;
-  path: string;
   downLink: number;
 }
 
