@@ -28,7 +28,7 @@ import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { runOk } from './fixtures/proc.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
-import { tlsViaProxy } from './helpers/proxy-get.js';
+import { tlsViaProxy, hijackYaml } from './helpers/proxy-get.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 const DFDAEMON_MAIN = fileURLToPath(new URL('../dfdaemon/main.js', import.meta.url));
@@ -102,7 +102,7 @@ describe('hijack of an HTTPS registry on :443 with an intermediate CA', () => {
     await writeFile(keyFile, ca.interKey);
     const ip = originIp.replace(/\./g, '\\.');
     const node = `${snIp}:${sn.apiPort}`;
-    const hijack = ['ratelimit: 1G', 'hijack_https:', `  cert: ${certFile}`, `  key: ${keyFile}`, '  hosts:', `    - regx: ^${ip}$`, `      certs: [${originCa.certFile}]`, ''];
+    const hijack = ['ratelimit: 1G', ...hijackYaml({ certFile, keyFile }, [{ regx: `^${ip}$`, certs: [originCa.certFile] }]), ''];
     // Written as for a Go client's URL: no :443. It must win over the guide's rule below.
     df = await dfdaemonAt(dir, dfIp, [node], hijack.join('\n'), [`  - regx: ^https://${ip}/v2/excluded/`, '    direct: true', '  - regx: blobs/sha256.*']);
     const remote = ['ratelimit: 1G', 'registry_mirror:', `  remote: https://${originIp}`, `  certs: [${originCa.certFile}]`, ''];

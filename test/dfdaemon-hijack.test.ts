@@ -21,7 +21,7 @@ import type { Supernode } from '../supernode/server.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
-import { tlsViaProxy } from './helpers/proxy-get.js';
+import { tlsViaProxy, hijackYaml } from './helpers/proxy-get.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 
@@ -171,12 +171,7 @@ describe('HTTPS hijack through dfdaemon (in-process)', () => {
     // the registration's rootCAs.
     const yaml = [
       'ratelimit: 1G',
-      'hijack_https:',
-      `  cert: ${ca.certFile}`,
-      `  key: ${ca.keyFile}`,
-      '  hosts:',
-      `    - regx: ${originIp.replace(/\./g, '\\.')}:${httpsPort}`,
-      `      certs: [${originCa.certFile}]`,
+      ...hijackYaml(ca, [{ regx: `${originIp.replace(/\./g, '\\.')}:${httpsPort}`, certs: [originCa.certFile] }]),
       '',
     ].join('\n');
     df = await dfdaemonAt(dir, dfIp, [`127.0.0.44:${sn.apiPort}`], yaml);

@@ -23,7 +23,7 @@ import { metric } from './helpers/cluster.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { startFakeStock, type FakeStock } from './helpers/peer-fake-stock.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
-import { getViaProxy, tlsViaProxy } from './helpers/proxy-get.js';
+import { getViaProxy, tlsViaProxy, hijackYaml } from './helpers/proxy-get.js';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -134,13 +134,7 @@ describe('dfdaemon and clients that stall', () => {
         `dfget_flags: ["--node", "${fake.node}"]`,
         'proxies:',
         '  - regx: blobs/sha256.*',
-        'hijack_https:',
-        `  cert: ${ca.certFile}`,
-        `  key: ${ca.keyFile}`,
-        '  hosts:',
-        `    - regx: ${HOST.replace(/\./g, '\\.')}:${httpsPort}`,
-        `      certs: [${leaf.chainFile}]`,
-        '    - regx: silent\\.test',
+        ...hijackYaml(ca, [{ regx: `${HOST.replace(/\./g, '\\.')}:${httpsPort}`, certs: [leaf.chainFile] }, { regx: 'silent\\.test' }]),
         '',
       ].join('\n'),
     );

@@ -19,6 +19,7 @@ import { WRAP_OVERHEAD } from '../shared/protocol/pieces.js';
 import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
 import { startFakeStock, type FakeStock } from './helpers/peer-fake-stock.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
+import { hijackYaml } from './helpers/proxy-get.js';
 
 const PIECE = 256 * 1024;
 const HOST = '127.0.0.1';
@@ -60,12 +61,7 @@ describe('dfdaemon close() with hijacked HTTPS', () => {
         `dfget_flags: ["--node", "${fake.node}"]`,
         'proxies:',
         '  - regx: blobs/sha256.*',
-        'hijack_https:',
-        `  cert: ${ca.certFile}`,
-        `  key: ${ca.keyFile}`,
-        '  hosts:',
-        `    - regx: ${HOST.replace(/\./g, '\\.')}:${httpsPort}`,
-        `      certs: [${leaf.chainFile}]`,
+        ...hijackYaml(ca, [{ regx: `${HOST.replace(/\./g, '\\.')}:${httpsPort}`, certs: [leaf.chainFile] }]),
         '',
       ].join('\n'),
     );

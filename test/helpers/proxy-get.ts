@@ -47,3 +47,9 @@ export function tlsViaProxy(proxyHost: string, proxyPort: number, target: string
     req.end();
   });
 }
+
+/** dfdaemon.yml's `hijack_https` section, as YAML lines: the signing CA, then one rule per host. */
+export function hijackYaml(ca: { certFile: string; keyFile: string }, hosts: Array<{ regx: string; certs?: string[] }>): string[] {
+  const rules = hosts.flatMap((h) => [`    - regx: ${h.regx}`, ...(h.certs ? [`      certs: [${h.certs.join(', ')}]`] : [])]);
+  return ['hijack_https:', `  cert: ${ca.certFile}`, `  key: ${ca.keyFile}`, '  hosts:', ...rules];
+}
