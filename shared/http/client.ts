@@ -95,6 +95,11 @@ export async function getFollowing(url: string, o: SendOptions & { agentFor: (ur
   }
 }
 
+/** A header's value as one string: the first when it came more than once. */
+export function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
 /** `Content-Range: bytes s-e/total` of a 206. */
 export function contentRange(h: Record<string, string | string[] | undefined>): { start: number; end: number; total: number } | undefined {
   const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(h['content-range'] ?? ''));

@@ -1,4 +1,5 @@
 import { redactUrl } from '../../shared/errors.js';
+import { headerValue } from '../../shared/http/client.js';
 
 /**
  * Why a CDN task failed, in Dragonfly's terms: 607 unreachable, 608 needs auth, 500 other.
@@ -83,7 +84,7 @@ export function isTransient(f: SourceFailure): boolean {
 
 /** Retry-After as delay-seconds or an HTTP-date, in ms; undefined when absent or unreadable. */
 export function parseRetryAfter(v: string | string[] | undefined, now = Date.now()): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
+  const s = headerValue(v);
   if (!s) return undefined;
   if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;
   const at = Date.parse(s);

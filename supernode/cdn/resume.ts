@@ -1,17 +1,16 @@
 import { Readable } from 'node:stream';
-import { contentRange } from '../../shared/http/client.js';
+import { contentRange, headerValue } from '../../shared/http/client.js';
 
 type Headers = Record<string, string | string[] | undefined>;
-const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
 /**
  * What identifies the content of the first answer, sent as If-Range when resuming: a strong
  * ETag, else Last-Modified (a weak ETag may not be used there).
  */
 export function validatorOf(h: Headers): string | undefined {
-  const etag = one(h.etag);
+  const etag = headerValue(h.etag);
   if (etag && !etag.startsWith('W/')) return etag;
-  return one(h['last-modified']);
+  return headerValue(h['last-modified']);
 }
 
 /**
@@ -24,7 +23,7 @@ export function resumeAnswer(status: number, h: Headers, length: number, from: n
   if (status === 206) {
     const cr = contentRange(h);
     if (cr && cr.start === from && cr.total === fileLength) return { skip: 0 };
-    return { changed: `the origin answered a resume from byte ${from} of ${fileLength} with ${one(h['content-range']) ?? 'no Content-Range'}` };
+    return { changed: `the origin answered a resume from byte ${from} of ${fileLength} with ${headerValue(h['content-range']) ?? 'no Content-Range'}` };
   }
   if (length !== fileLength) return { changed: `the origin's length changed from ${fileLength} to ${length} during the fetch` };
   // With If-Range sent, a 200 means the validator no longer matches; an origin that ignores

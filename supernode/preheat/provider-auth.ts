@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ProviderAuth } from '../../shared/config/preheat.js';
 import { DfError } from '../../shared/errors.js';
+import { headerValue } from '../../shared/http/client.js';
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
@@ -42,8 +43,7 @@ export function providerAuth(auth: ProviderAuth): ((req: FastifyRequest, reply: 
     case 'header': {
       const h = auth.header!;
       return async (req, reply) => {
-        const v = req.headers[h.name.toLowerCase()];
-        const got = Array.isArray(v) ? v[0] : v;
+        const got = headerValue(req.headers[h.name.toLowerCase()]);
         if (got === undefined) throw unauthorized(reply, `Custom header="${h.name}"`, `${where}: send the ${h.name} header (preheat.auth.mode is header; Harbor's auth mode CUSTOM)`);
         if (!sameSecret(got, h.value)) throw unauthorized(reply, `Custom header="${h.name}"`, `${where}: the ${h.name} header has the wrong value`);
       };
