@@ -6,7 +6,7 @@ import { blobDigestOf, filterUrl, taskId } from '../../shared/protocol/taskid.js
 import { formatDuration } from '../../shared/units.js';
 import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
-import type { HostLimiters } from './limiter.js';
+import { originOf, type HostLimiters } from './limiter.js';
 import { parseManifestUrl, PreheatFailure } from './manifest.js';
 import type { PreheatMetrics } from './metrics.js';
 import type { RegistryTls } from './registry-client.js';
@@ -57,7 +57,11 @@ export class PreheatJob {
   updatedAt: number;
   readonly controller = new AbortController();
 
+  /** The registry (or file server) it reads from: its limits are counted per origin. */
+  readonly origin: string;
+
   constructor(readonly id: number, readonly req: JobRequest, readonly createdAt: number) {
+    this.origin = originOf(req.url);
     this.updatedAt = createdAt;
     // One abort listener per worker and per blob a worker waits on: past Node's warning at 10.
     setMaxListeners(0, this.controller.signal);
@@ -96,7 +100,7 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
   const timer = setTimeout(() => job.controller.abort(new Timeout()), Math.min(job.req.timeoutMs, MAX_TIMER_MS));
   const log = d.log.child({ preheat: job.id });
   // Looked up at each use: an idle origin's limiter may be dropped and made anew meanwhile.
-  const slot = <T>(fn: () => Promise<T>): Promise<T> => d.limiters.for(job.req.url).run(fn, signal);
+  const slot = <T>(fn: () => Promise<T>): Promise<T> => d.limiters.for(job.origin).run(fn, signal);
   try {
     job.state = 'RUNNING';
     job.startedAt = job.updatedAt = d.now();

@@ -40,7 +40,7 @@ export class JobStore {
       if (j.finished) continue;
       if (j.key === key) return { job: j, joined: true };
       unfinished++;
-      if (originOf(j.req.url) === origin) sameOrigin++;
+      if (j.origin === origin) sameOrigin++;
     }
     if (sameOrigin >= MAX_UNFINISHED) throw new DfError('TOO_MANY_REQUESTS', `${sameOrigin} preheat jobs for ${origin} are still running; retry once some finish`);
     if (unfinished >= MAX_UNFINISHED_ALL) throw new DfError('TOO_MANY_REQUESTS', `${unfinished} preheat jobs are still running; retry once some finish`);

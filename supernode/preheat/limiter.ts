@@ -56,8 +56,8 @@ export class HostLimiters {
 
   constructor(readonly max: number) {}
 
-  for(url: string): Limiter {
-    const origin = originOf(url);
+  /** The limiter of `origin` (originOf a URL). */
+  for(origin: string): Limiter {
     let l = this.byOrigin.get(origin);
     if (l === undefined) {
       // Idle limiters hold no state worth keeping; forgetting them bounds the map by busy origins.
