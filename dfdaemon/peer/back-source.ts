@@ -38,14 +38,16 @@ export interface SourceAnswer {
   body: Readable;
 }
 
-/** GET the origin directly, optionally from a raw offset. */
+/** GET the origin directly, optionally from a raw offset, and up to (not including) `to`. */
 export async function openOrigin(
   url: string,
   headers: Record<string, string>,
-  opts: { from?: number; insecure?: boolean; ca?: string[]; signal?: AbortSignal },
+  opts: { from?: number; to?: number; insecure?: boolean; ca?: string[]; signal?: AbortSignal },
 ): Promise<SourceAnswer> {
   const h = { ...headers };
-  if (opts.from && opts.from > 0) h.range = `bytes=${opts.from}-`;
+  const from = opts.from ?? 0;
+  if (opts.to !== undefined) h.range = `bytes=${from}-${opts.to - 1}`;
+  else if (from > 0) h.range = `bytes=${from}-`;
   const res = await getFollowing(url, {
     headers: h,
     signal: opts.signal,
@@ -55,15 +57,41 @@ export async function openOrigin(
   return { status: res.status, length: entityLength(res), headers: res.headers, body: res.body };
 }
 
+/** Ranges asked of the origin at most per fallback: past that, the smallest gaps are fetched too. */
+export const MAX_SOURCE_RANGES = 8;
+
 /**
- * Fill the pieces a task file still lacks straight from the origin, starting at the first
- * missing piece. Pieces already verified are skipped, so this completes a P2P download that
- * failed half-way as well as a download that never reached a supernode. Source pieces carry no
- * md5; the whole-blob sha256 check at the end of the stream covers them.
+ * The runs of pieces a task file lacks, as [first, end) piece numbers, at most `max` of them:
+ * the smallest gaps between runs are merged first, as refetching a few pieces we have costs
+ * less than another request to the origin.
  */
-export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: number, opts: FillOptions): Promise<void> {
+export function missingRuns(tf: { has(n: number): boolean; layout: { count: number } }, max = MAX_SOURCE_RANGES): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let n = 0; n < tf.layout.count; n++) {
+    if (tf.has(n)) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[1] === n) last[1] = n + 1;
+    else runs.push([n, n + 1]);
+  }
+  while (runs.length > Math.max(1, max)) {
+    let at = 1;
+    for (let i = 2; i < runs.length; i++) if (runs[i][0] - runs[i - 1][1] < runs[at][0] - runs[at - 1][1]) at = i;
+    runs[at - 1][1] = runs[at][1];
+    runs.splice(at, 1);
+  }
+  return runs;
+}
+
+/**
+ * Fill the pieces a task file still lacks straight from the origin, from raw offset `from` (a
+ * piece start) up to raw offset `to` (a piece end; default the end of the file). Pieces already
+ * verified are skipped, so this completes a P2P download that failed half-way as well as a
+ * download that never reached a supernode. Source pieces carry no md5; the whole-blob sha256
+ * check at the end of the stream covers them. A 200 is the whole body, walked from piece 0.
+ */
+export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: number, opts: FillOptions, to = tf.layout.fileLength): Promise<void> {
   const { layout } = tf;
-  checkAnswer(layout.fileLength, src, from);
+  checkAnswer(layout.fileLength, src, from, to);
   // An origin that ignores Range sends everything from 0: then walk (and skip) from piece 0.
   const cut = { num: src.status === 206 ? Math.floor(from / layout.contentSize) : 0, fill: 0, buf: Buffer.allocUnsafe(layout.contentSize) };
   // The head timeout is over once headers arrive: without this, a stalled socket hangs the
@@ -85,20 +113,23 @@ export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: numb
     tf.markDone(0);
     cut.num = 1;
   }
-  if (cut.num !== layout.count) throw new Error(`origin stopped at piece ${cut.num} of ${layout.count}`);
+  // A 206 may run past what was asked (checkAnswer allows it); it must cover the asked pieces.
+  const end = src.status === 206 && to < layout.fileLength ? Math.ceil(to / layout.contentSize) : layout.count;
+  if (cut.num < end) throw new Error(`origin stopped at piece ${cut.num} of ${end}`);
 }
 
 /**
- * Refuse an answer whose bytes would land at the wrong offsets: a 206 must start where we asked
- * and describe a file of the task's length (a cache may answer `Range: bytes=N-` from 0). A 200
- * is the whole body, which fillFromSource walks from piece 0, so only its length must agree.
+ * Refuse an answer whose bytes would land at the wrong offsets: a 206 must start where we asked,
+ * cover at least what we asked, and describe a file of the task's length (a cache may answer
+ * `Range: bytes=N-` from 0). A 200 is the whole body, which fillFromSource walks from piece 0,
+ * so only its length must agree.
  */
-function checkAnswer(fileLength: number, src: SourceAnswer, from: number): void {
+function checkAnswer(fileLength: number, src: SourceAnswer, from: number, to: number): void {
   if (src.status === 206) {
     const cr = contentRange(src.headers);
-    if (!cr || cr.start !== from || cr.total !== fileLength) {
+    if (!cr || cr.start !== from || cr.end < to - 1 || cr.total !== fileLength) {
       src.body.resume();
-      throw new Error(`origin answered bytes=${from}- with 206 Content-Range '${String(src.headers['content-range'] ?? '')}', expected bytes ${from}-${fileLength - 1}/${fileLength}`);
+      throw new Error(`origin answered bytes=${from}-${to < fileLength ? to - 1 : ''} with 206 Content-Range '${String(src.headers['content-range'] ?? '')}', expected bytes ${from}-${to - 1}/${fileLength}`);
     }
   } else if (src.length >= 0 && src.length !== fileLength) {
     src.body.resume();

@@ -7,7 +7,7 @@ import { contentRange } from '../../shared/http/client.js';
 import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import { localStorageError } from '../store/disk-error.js';
 import type { TaskFile } from '../store/task-file.js';
-import { bodyIdleTimer, fillFromSource, openOrigin, type SourceAnswer } from './back-source.js';
+import { bodyIdleTimer, fillFromSource, missingRuns, openOrigin, type SourceAnswer } from './back-source.js';
 import type { DiskRoom } from './disk-room.js';
 import { ShuttingDown, type DownloaderOptions, type DownloadRequest, type Started } from './download-types.js';
 
@@ -96,13 +96,20 @@ export class SourceDownloads {
 
   async completeFromSource(req: DownloadRequest, tf: TaskFile, bucket: TokenBucket): Promise<void> {
     if (this.o.notbs) throw new Error('p2p failed and back-source is disabled');
-    const from = tf.layout.piece(tf.firstMissing()).rawStart;
-    const src = await openOrigin(req.url, req.headers, { from, insecure: req.insecure, ca: req.ca, signal: this.signal });
-    if (src.status !== 200 && src.status !== 206) {
-      src.body.resume();
-      throw new OriginRefused(src.status);
+    const { layout } = tf;
+    // Only the runs still missing: pieces peers already gave us are not asked of the origin again.
+    for (const [first, end] of missingRuns(tf)) {
+      const from = layout.piece(first).rawStart;
+      const to = end < layout.count ? layout.piece(end).rawStart : undefined;
+      const src = await openOrigin(req.url, req.headers, { from, to, insecure: req.insecure, ca: req.ca, signal: this.signal });
+      if (src.status !== 200 && src.status !== 206) {
+        src.body.resume();
+        throw new OriginRefused(src.status);
+      }
+      await fillFromSource(tf, src, from, { bucket, signal: this.signal, idleMs: this.o.sourceIdleMs, onBytes: (n) => this.o.counters?.sourceBytes(n) }, to);
+      // An origin that ignores Range sent the whole body, and every piece is in.
+      if (src.status === 200) return;
     }
-    await fillFromSource(tf, src, from, { bucket, signal: this.signal, idleMs: this.o.sourceIdleMs, onBytes: (n) => this.o.counters?.sourceBytes(n) });
   }
 }
 

@@ -32,12 +32,16 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
     if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': data.length }).end();
     requests.set(m[1], (requests.get(m[1]) ?? 0) + 1);
     let start = 0;
-    const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (r) start = Number(r[1]);
-    const body = data.subarray(start);
+    let end = data.length - 1;
+    const r = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (r) {
+      start = Number(r[1]);
+      if (r[2]) end = Math.min(end, Number(r[2]));
+    }
+    const body = data.subarray(start, end + 1);
     res.writeHead(r ? 206 : 200, {
       'content-length': body.length,
-      ...(r ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+      ...(r ? { 'content-range': `bytes ${start}-${end}/${data.length}` } : {}),
     });
     const entry = { digest: m[1], range: req.headers.range ?? '', bytes: 0 };
     log.push(entry);
