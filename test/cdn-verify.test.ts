@@ -123,3 +123,70 @@ describe('CDN integrity checks', () => {
     }
   });
 });
+
+describe('CDN piece records of cached tasks', () => {
+  let dir = '';
+  let origin: Origin;
+  /** LevelMetaStore, counting what it hands out. */
+  class CountingStore extends LevelMetaStore {
+    pieceReads: string[] = [];
+    loadedPieces = 0;
+    override async load() {
+      const out = await super.load();
+      for (const r of out.values()) this.loadedPieces += r.pieces?.length ?? 0;
+      return out;
+    }
+    override async pieces(taskId: string) {
+      this.pieceReads.push(taskId);
+      return super.pieces(taskId);
+    }
+  }
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dfts-cdn-lazy-'));
+    origin = await startOrigin();
+  });
+  after(async () => {
+    await origin.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('are read from the store when a task is asked for again, not held in memory for every cached blob', async () => {
+    const home = join(dir, 'home');
+    const make = () => {
+      const store = new CountingStore(home);
+      return { store, cdn: new Cdn({ homeDir: home, failAccessIntervalMs: 180_000, now: Date.now, log: pino({ level: 'silent' }), store }) };
+    };
+    const first = make();
+    await first.cdn.restore();
+    const reqs = [1, 2, 3].map(() => {
+      const d = origin.add(randomBlob(1024 * 1024 + 77));
+      return { taskId: idOf(d), url: origin.blobUrl(d), headers: {}, insecure: false, rootCAs: [] };
+    });
+    for (const r of reqs) await ended(first.cdn.ensure(r));
+    await first.cdn.close();
+
+    const { store, cdn } = make();
+    try {
+      assert.equal(await cdn.restore(), 3);
+      assert.equal(store.loadedPieces, 0, 'a restart loads no piece records');
+      assert.deepEqual(store.pieceReads, []);
+      const t = cdn.ensure(reqs[0]);
+      await ended(t);
+      assert.equal(t.status, 'SUCCESS');
+      assert.equal(t.bytesFromSource, 0, 'verified from disk');
+      assert.deepEqual(store.pieceReads, [reqs[0].taskId], 'only the task asked for');
+      // Evicted from memory (maxTasks, meta GC): its records go back to the store, not a map.
+      const pieces = t.layout!.count;
+      cdn.forget(t.taskId);
+      const again = cdn.ensure(reqs[0]);
+      await ended(again);
+      assert.equal(again.status, 'SUCCESS');
+      assert.equal(again.bytesFromSource, 0);
+      assert.equal(again.pieces.filter(Boolean).length, pieces);
+      assert.deepEqual(store.pieceReads, [reqs[0].taskId, reqs[0].taskId]);
+      assert.equal(origin.requests.get(reqs[0].url.split('sha256:')[1]), 1, 'the origin sent it once');
+    } finally {
+      await cdn.close();
+    }
+  });
+});

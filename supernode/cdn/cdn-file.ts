@@ -3,7 +3,6 @@ import { mkdir, open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { WRAP_OVERHEAD, type Layout } from '../../shared/protocol/pieces.js';
 import type { PieceRecord } from './cutter.js';
-import type { Restored } from './meta-store.js';
 import { dataFile, partFile } from './paths.js';
 import { digestPiece, READ_CHUNK } from './piece-io.js';
 
@@ -30,13 +29,13 @@ export async function openTaskFile(homeDir: string, taskId: string, restored: bo
  * hashes fed up to it. Pieces are read in small chunks: a restart may verify several multi-GiB
  * tasks at once.
  */
-export async function verifyRestored(fh: FileHandle, layout: Layout, r: Restored, onPiece: (n: number, rec: PieceRecord) => void): Promise<{ next: number; hashes: Hashes }> {
+export async function verifyRestored(fh: FileHandle, layout: Layout, recs: PieceRecord[], onPiece: (n: number, rec: PieceRecord) => void): Promise<{ next: number; hashes: Hashes }> {
   let md5 = createHash('md5');
   let sha256 = createHash('sha256');
   const buf = Buffer.allocUnsafe(READ_CHUNK);
   let n = 0;
   for (; n < layout.count; n++) {
-    const rec = r.pieces[n];
+    const rec = recs[n];
     if (!rec) break;
     const p = layout.piece(n);
     // Copies, so a piece that turns out bad leaves the whole-file hashes where they were.

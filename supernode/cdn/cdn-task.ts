@@ -212,7 +212,8 @@ export class CdnTask extends EventEmitter {
       if (r) {
         this.setLayout(r.task.fileLength, r.task.pieceSize);
         this.resolveReady();
-        this.resumeAt = await onDisk('verify the task file', verifyRestored(fh, this.layout!, r, (n, rec) => this.addPiece(n, rec, false)));
+        const recs = r.pieces ?? (await onDisk('read the piece records', this.d.store?.pieces(this.taskId) ?? Promise.resolve([])));
+        this.resumeAt = await onDisk('verify the task file', verifyRestored(fh, this.layout!, recs, (n, rec) => this.addPiece(n, rec, false)));
         this.d.log.info({ taskId: this.taskId, verified: this.resumeAt.next, of: this.layout!.count }, 'restored cdn task');
       }
       const h = this.resumeAt.hashes;

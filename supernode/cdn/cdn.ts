@@ -201,7 +201,8 @@ export class Cdn {
     if (!t || t.status === 'RUNNING' || t.status === 'WAITING') return;
     this.tasks.delete(taskId);
     const task = t.snapshot();
-    if (task && t.status === 'SUCCESS') this.persisted.set(taskId, { task, pieces: t.pieces });
+    // With a store, its piece records are there already; only a store-less CDN keeps them here.
+    if (task && t.status === 'SUCCESS') this.persisted.set(taskId, this.opts.store ? { task } : { task, pieces: t.pieces });
   }
 
   /**

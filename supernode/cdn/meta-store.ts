@@ -26,13 +26,21 @@ export interface PersistedTask {
   accessCount: number;
 }
 
+/**
+ * A task an earlier run (or maxTasks eviction) left on disk. Its piece records stay in the store
+ * until a peer asks for the task again (`pieces` absent): a supernode that kept every cached
+ * blob's piece table in memory passed the guide's 100 MB limit at ~2000 cached 50 MiB layers.
+ */
 export interface Restored {
   task: PersistedTask;
-  pieces: PieceRecord[];
+  pieces?: PieceRecord[];
 }
 
 export interface MetaStore {
+  /** Every task recorded, without its pieces. */
   load(): Promise<Map<string, Restored>>;
+  /** One task's piece records, by piece number (a hole where none was recorded). */
+  pieces(taskId: string): Promise<PieceRecord[]>;
   putTask(t: PersistedTask): Promise<void>;
   putPiece(taskId: string, num: number, rec: PieceRecord): Promise<void>;
   delete(taskId: string): Promise<void>;
@@ -63,15 +71,17 @@ export class LevelMetaStore implements MetaStore {
       throw err;
     }
     const out = new Map<string, Restored>();
-    for await (const [key, value] of this.db.iterator({ gte: 't:', lt: 't;' })) {
+    for await (const value of this.db.values({ gte: 't:', lt: 't;' })) {
       const task = JSON.parse(value) as PersistedTask;
-      out.set(task.taskId, { task, pieces: [] });
-      void key;
+      out.set(task.taskId, { task });
     }
-    for await (const [key, value] of this.db.iterator({ gte: 'p:', lt: 'p;' })) {
-      const [, id, n] = key.split(':');
-      const r = out.get(id);
-      if (r) r.pieces[Number(n)] = JSON.parse(value) as PieceRecord;
+    return out;
+  }
+
+  async pieces(taskId: string): Promise<PieceRecord[]> {
+    const out: PieceRecord[] = [];
+    for await (const [key, value] of this.db.iterator({ gte: `p:${taskId}:`, lt: `p:${taskId};` })) {
+      out[Number(key.slice(key.lastIndexOf(':') + 1))] = JSON.parse(value) as PieceRecord;
     }
     return out;
   }
