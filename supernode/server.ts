@@ -17,6 +17,9 @@ import { createSupernodeMetrics, type SupernodeMetrics } from './metrics.js';
 import type { PieceChecker } from './service/cdn-repair.js';
 import { TaskService } from './service/tasks.js';
 
+/** Connections the kernel may queue for each port before the supernode accepts them. */
+export const LISTEN_BACKLOG = 4096;
+
 export interface Supernode {
   gc: GcRunner;
   api: FastifyInstance;
@@ -96,7 +99,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   });
   await new Promise<void>((res, rej) => {
     download.once('error', rej);
-    download.listen(cfg.downloadPort, host, () => res());
+    download.listen(cfg.downloadPort, host, LISTEN_BACKLOG, () => res());
   });
   const downloadPort = (download.address() as AddressInfo).port;
 
@@ -131,7 +134,10 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     },
   });
   const api = buildApi({ svc, metrics, log, requestTimeoutMs: deps.requestTimeoutMs, plugins: [(app) => v1Routes(app, svc, cdn, now), (app) => preheatRoutes(app, { cfg: cfg.preheat, cdn, log, now, registry: metrics.registry })] });
-  await api.listen({ port: cfg.listenPort, host });
+  // A site's dfdaemons register in bursts (a rollout starts hundreds of pulls at once). Past
+  // Node's default backlog of 511, SYNs are dropped and retried at 1, 3, 7 s..., which a
+  // dfdaemon takes for a dead supernode; the kernel caps this at net.core.somaxconn.
+  await api.listen({ port: cfg.listenPort, host, backlog: LISTEN_BACKLOG });
   const apiPort = (api.server.address() as AddressInfo).port;
   log.info({ apiPort, downloadPort, homeDir: cfg.homeDir }, 'supernode listening');
   const gc = new GcRunner(cfg, svc, cdn, metrics, log, now, deps.freeBytes);

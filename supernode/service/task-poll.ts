@@ -1,7 +1,7 @@
 import { taskNotFound } from '../../shared/errors.js';
 import { rangeString, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
 import { downloadPath } from '../cdn/paths.js';
-import { busyWakeIn, isComplete, schedule, type Decision } from '../scheduler/index.js';
+import { busyWakeIn, isComplete, schedule, type Decision, type PeerState } from '../scheduler/index.js';
 import type { TaskEntry, TaskServiceOptions } from './task-entry.js';
 import type { PieceInfo, ReportIn, TaskReply } from './types.js';
 
@@ -41,27 +41,70 @@ export class TaskPoll {
     // report). Pieces handed to it would never be fetched and would fill this peer's download
     // slots, possibly a newer registration's with the same cid, until they time out.
     if (finished) return this.toReply(entry, isComplete(entry.sched, peer) ? { kind: 'finish' } : { kind: 'wait' }, cid);
-    const deadline = Date.now() + waitMs;
     let d = this.decide(entry, cid);
-    while (d.kind === 'wait' && Date.now() < deadline && !signal?.aborted) {
-      // A back-off from a busy source ends without any event in the swarm to wake the wait.
-      await changed(entry, Math.min(deadline - Date.now(), busyWakeIn(peer, this.o.now()) ?? Infinity), signal);
-      // A peer that hung up would never fetch what we assign now, and the pieces would
-      // count against the limits until they expire.
-      if (signal?.aborted) break;
+    if (d.kind === 'wait' && waitMs > 0 && !signal?.aborted) {
+      const parked = await this.park(entry, cid, peer, waitMs, signal);
       // Dropped meanwhile (GC, or a bad CDN copy): the peer must register again, not be handed
       // pieces of a swarm that no longer exists.
-      if (this.svc.current(taskId) !== entry) throw taskNotFound(taskId);
+      if (parked === 'gone') throw taskNotFound(taskId);
       // Removed meanwhile, and maybe registered again: this poll belongs to the session that
       // has ended, which would drop what it is handed while the pieces fill the new session's
       // download slots until they time out.
-      if (entry.sched.peers.get(cid) !== peer) return notRegistered;
-      d = this.decide(entry, cid);
+      if (parked === 'unregistered') return notRegistered;
+      d = parked;
     }
     // A relay-capable peer that starts pieces can pass them on at once (cut-through), so the
     // parked peers get to ask again now rather than when the pieces complete.
     if (d.kind === 'pieces' && peer.relay && this.o.limits.relayDepth > 0) this.svc.notify(entry);
     return this.toReply(entry, d, cid);
+  }
+
+  /**
+   * Hold a "wait" open until a wake pass (TaskService.notify) or the end of a busy back-off finds
+   * the peer something, the deadline passes, or the peer hangs up. A wake that still finds
+   * nothing costs one schedule() call: the promise, timer and listener live for the whole wait.
+   * With hundreds of peers parked on one task, re-creating them on every wake (every report)
+   * was most of the supernode's CPU and garbage (reviewer K: 256 peers kept a core 76% busy).
+   */
+  private park(entry: TaskEntry, cid: string, peer: PeerState, waitMs: number, signal?: AbortSignal): Promise<Decision | 'gone' | 'unregistered'> {
+    return new Promise((resolve) => {
+      const deadline = Date.now() + waitMs;
+      let timer: NodeJS.Timeout | undefined;
+      let due = Infinity;
+      const end = (r: Decision | 'gone' | 'unregistered') => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        entry.waiters.delete(check);
+        resolve(r);
+      };
+      // A peer that hung up would never fetch what we assign now, and the pieces would count
+      // against the limits until they expire; nobody reads this answer.
+      const onAbort = () => end({ kind: 'wait' });
+      // A back-off from a busy source ends without any event in the swarm to wake the wait.
+      const arm = () => {
+        const at = Math.min(deadline, Date.now() + (busyWakeIn(peer, this.o.now()) ?? Infinity));
+        if (at >= due) return;
+        clearTimeout(timer);
+        due = at;
+        timer = setTimeout(onTimer, Math.max(0, at - Date.now()));
+      };
+      const check = () => {
+        if (this.svc.current(entry.id) !== entry) return end('gone');
+        if (entry.sched.peers.get(cid) !== peer) return end('unregistered');
+        const d = this.decide(entry, cid);
+        if (d.kind !== 'wait') return end(d);
+        if (peer.busyUntil.size > 0) arm();
+      };
+      const onTimer = () => {
+        due = Infinity;
+        if (Date.now() >= deadline) return end({ kind: 'wait' });
+        check();
+        if (entry.waiters.has(check)) arm();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      entry.waiters.add(check);
+      arm();
+    });
   }
 
   private decide(entry: TaskEntry, cid: string): Decision {
@@ -110,21 +153,6 @@ export class TaskPoll {
     const addr = entry.peers.get(src)!;
     return { ...base, peerIp: addr.ip, peerPort: addr.port, path: addr.path };
   }
-}
-
-/** Settles when the task's swarm changes (TaskService.notify), after `ms`, or on `signal`. */
-function changed(entry: TaskEntry, ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      entry.waiters.delete(done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    entry.waiters.add(done);
-  });
 }
 
 /**

@@ -33,6 +33,8 @@ export class TaskService {
   readonly peers = new PeerRegistry();
   private readonly repair: CdnRepair | undefined;
   private readonly poll: TaskPoll;
+  /** Tasks whose parked polls look again at the end of this turn (notify). */
+  private readonly waking = new Set<TaskEntry>();
 
   constructor(private readonly o: TaskServiceOptions) {
     this.repair = o.checker && new CdnRepair(o.checker, o.now);
@@ -178,10 +180,19 @@ export class TaskService {
     return entry;
   }
 
+  /**
+   * Let the task's parked polls look again, in the order they parked, once the current turn of
+   * the event loop is done: a burst of reports (and the assignments they lead to) then costs
+   * one look per parked poll, not one per report. Under load that is what keeps the supernode
+   * answering: each pass is a single short turn, and the busier it is the more it coalesces.
+   */
   private notify(entry: TaskEntry): void {
-    const ws = [...entry.waiters];
-    entry.waiters.clear();
-    for (const w of ws) w();
+    if (this.waking.has(entry)) return;
+    this.waking.add(entry);
+    setImmediate(() => {
+      this.waking.delete(entry);
+      for (const check of [...entry.waiters]) if (entry.waiters.has(check)) check();
+    });
   }
 
   private pieceOf(entry: TaskEntry, range: string): number | undefined {
