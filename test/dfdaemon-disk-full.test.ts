@@ -19,21 +19,22 @@ import { getViaProxy } from './helpers/proxy-get.js';
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** Every task file the store opens from now on refuses writes with ENOSPC after `allow` bytes. */
+/** Every task file the store creates from now on refuses writes with ENOSPC after `allow` bytes. */
 function failWritesAfter(store: PieceStore, allow: number): void {
-  const open = store.open.bind(store);
-  store.open = async (...args) => {
-    const tf = await open(...args);
-    const fh = tf.fh as unknown as { write: (...a: unknown[]) => Promise<{ bytesWritten: number }> };
-    const write = fh.write.bind(fh);
-    let written = 0;
-    fh.write = async (...a: unknown[]) => {
-      if (written >= allow) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+  const openFile = store.handles.openFile;
+  // Counted per file across its handles: the store may close and reopen a file between writes.
+  const written = new Map<string, number>();
+  store.handles.openFile = async (path, flags) => {
+    const fh = await openFile(path, flags);
+    if (flags === 'w+') written.set(path, 0);
+    const write = fh.write.bind(fh) as (...a: unknown[]) => Promise<{ bytesWritten: number }>;
+    (fh as unknown as { write: (...a: unknown[]) => Promise<{ bytesWritten: number }> }).write = async (...a: unknown[]) => {
+      if ((written.get(path) ?? 0) >= allow) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
       const r = await write(...a);
-      written += r.bytesWritten;
+      written.set(path, (written.get(path) ?? 0) + r.bytesWritten);
       return r;
     };
-    return tf;
+    return fh;
   };
 }
 

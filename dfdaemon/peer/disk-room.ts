@@ -88,7 +88,8 @@ export class DiskRoom {
   }
 
   noteDiskFailure(err: LocalStorageError, bytes: number): void {
-    if (this.signal.aborted) return;
+    // No descriptor left says nothing about the disk, and passes as files and sockets close.
+    if (this.signal.aborted || err.outOfFds) return;
     const fresh = this.storageFailure === undefined;
     this.diskFailure = { at: Date.now(), err };
     if (fresh) this.o.log.warn({ err: err.message, code: err.errno, refuseMs: DISK_FULL_MS }, 'the piece cache cannot be written: passing downloads through for a while');

@@ -5,6 +5,7 @@ import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
 import { discard, readJson, send, type Answer } from '../../shared/http/client.js';
 import { Code } from '../../shared/protocol/codes.js';
+import { outOfFdsError } from '../store/disk-error.js';
 import { nodeOrder } from './node-order.js';
 import { RegisterRefused, TaskUnknown, type RegisterBody, type Registered, type RegistryAnswer, type TaskAnswer, type TaskQuery } from './supernode-wire.js';
 
@@ -145,6 +146,10 @@ export class SupernodeClient {
         }
       } catch (err) {
         if (err instanceof RegisterRefused) throw err;
+        // This process ran out of descriptors: the node is not at fault, and the next node (or
+        // the origin) would fare no better.
+        const local = outOfFdsError(err, `registering with supernode ${node}`);
+        if (local) throw local;
         lastErr = err as Error;
         this.failedAt.set(node, this.now());
         this.localIPs.delete(node);

@@ -1,6 +1,7 @@
-import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layout } from '../../shared/protocol/pieces.js';
+import { FileHandles, MAX_OPEN_FILES } from './file-handles.js';
 import { TaskFile } from './task-file.js';
 
 const SUFFIX = '.service';
@@ -14,6 +15,8 @@ let parts = 0;
  */
 export class PieceStore {
   private readonly files = new Map<string, TaskFile>();
+  /** Open descriptors of the task files, bounded whatever the number of files cached. */
+  readonly handles: FileHandles;
 
   /** Files an earlier process left; settled before this one creates any. */
   private readonly leftovers: Promise<number>;
@@ -21,7 +24,9 @@ export class PieceStore {
   constructor(
     readonly dir: string,
     readonly now: () => number = Date.now,
+    opts: { maxOpenFiles?: number } = {},
   ) {
+    this.handles = new FileHandles(opts.maxOpenFiles ?? MAX_OPEN_FILES);
     this.leftovers = this.prepare();
     // Whoever calls ready() or open() sees the failure; a store nobody asks must not crash the
     // process with an unhandled rejection.
@@ -89,8 +94,8 @@ export class PieceStore {
     await this.leftovers;
     await mkdir(this.dir, { recursive: true });
     const path = join(this.dir, `${taskId}${SUFFIX}`);
-    const fh = await open(path, 'w+');
-    const tf = new TaskFile(taskId, layout, path, fh, this.now);
+    const tf = new TaskFile(taskId, layout, path, this.handles, this.now);
+    await this.handles.create(tf);
     this.files.set(taskId, tf);
     return tf;
   }
@@ -111,8 +116,8 @@ export class PieceStore {
     if (this.files.has(taskId)) await this.remove(taskId);
     const path = join(this.dir, `${taskId}${SUFFIX}`);
     await rename(from, path);
-    const fh = await open(path, 'r+');
-    const tf = new TaskFile(taskId, layout, path, fh, this.now);
+    // Opened on first read: a file adopted is not yet one more descriptor held.
+    const tf = new TaskFile(taskId, layout, path, this.handles, this.now);
     for (let n = 0; n < layout.count; n++) tf.markDone(n);
     this.files.set(taskId, tf);
     return tf;
@@ -123,7 +128,7 @@ export class PieceStore {
     const tf = this.files.get(taskId);
     if (!tf) return;
     this.files.delete(taskId);
-    await tf.fh.close().catch(() => undefined);
+    this.handles.drop(tf);
     await rm(tf.path, { force: true });
   }
 

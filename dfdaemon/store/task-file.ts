@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { createReadStream, type ReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { Layout } from '../../shared/protocol/pieces.js';
 import { localStorageError } from './disk-error.js';
+import type { FileHandles } from './file-handles.js';
 import { PieceProgress } from './piece-progress.js';
 
 /**
@@ -28,7 +28,8 @@ export class TaskFile extends EventEmitter {
     readonly taskId: string,
     readonly layout: Layout,
     readonly path: string,
-    readonly fh: FileHandle,
+    /** The store's handle pool: the file is open only while the pool keeps it (or while used). */
+    private readonly handles: FileHandles,
     private readonly now: () => number = Date.now,
   ) {
     super();
@@ -150,46 +151,48 @@ export class TaskFile extends EventEmitter {
   }
 
   /**
-   * A disk failure (ENOSPC, EDQUOT, EIO, EROFS, EACCES) rejects with a LocalStorageError, so no
-   * caller takes it for a fault of wherever the bytes came from.
+   * A disk failure (ENOSPC, EDQUOT, EIO, EROFS, EACCES, or no descriptor left to reopen the file)
+   * rejects with a LocalStorageError, so no caller takes it for a fault of wherever the bytes
+   * came from.
    */
-  async writeAt(buf: Buffer, pos: number): Promise<void> {
-    let off = 0;
-    try {
-      while (off < buf.length) {
-        const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, pos + off);
-        off += bytesWritten;
-      }
-    } catch (err) {
+  writeAt(buf: Buffer, pos: number): Promise<void> {
+    return this.handles.use(this, (fh) => writeAll(fh, buf, pos)).catch((err: unknown) => {
       throw localStorageError(err, `writing ${this.path}`) ?? err;
-    }
+    });
   }
 
   /** Write buffers back to back from `pos` in one call when the kernel takes them all. */
-  async writev(bufs: Buffer[], pos: number): Promise<void> {
-    const { bytesWritten } = await this.fh.writev(bufs, pos).catch((err: unknown) => {
-      throw localStorageError(err, `writing ${this.path}`) ?? err;
+  writev(bufs: Buffer[], pos: number): Promise<void> {
+    return this.handles
+      .use(this, async (fh) => {
+        const { bytesWritten } = await fh.writev(bufs, pos);
+        let skip = bytesWritten;
+        for (const b of bufs) {
+          if (skip >= b.length) {
+            skip -= b.length;
+            pos += b.length;
+            continue;
+          }
+          await writeAll(fh, b.subarray(skip), pos + skip);
+          pos += b.length;
+          skip = 0;
+        }
+      })
+      .catch((err: unknown) => {
+        throw localStorageError(err, `writing ${this.path}`) ?? err;
+      });
+  }
+
+  readAt(buf: Buffer, pos: number): Promise<number> {
+    return this.handles.use(this, async (fh) => (await fh.read(buf, 0, buf.length, pos)).bytesRead).catch((err: unknown) => {
+      throw localStorageError(err, `reading ${this.path}`) ?? err;
     });
-    let skip = bytesWritten;
-    for (const b of bufs) {
-      if (skip >= b.length) {
-        skip -= b.length;
-        pos += b.length;
-        continue;
-      }
-      await this.writeAt(b.subarray(skip), pos + skip);
-      pos += b.length;
-      skip = 0;
-    }
   }
+}
 
-  async readAt(buf: Buffer, pos: number): Promise<number> {
-    const { bytesRead } = await this.fh.read(buf, 0, buf.length, pos);
-    return bytesRead;
-  }
-
-  /** Raw bytes [start, end] inclusive; the caller must have checked the pieces are done. */
-  rawStream(start: number, end: number): ReadStream {
-    return createReadStream(this.path, { start, end });
+async function writeAll(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos + off);
+    off += bytesWritten;
   }
 }
