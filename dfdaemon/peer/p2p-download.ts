@@ -262,6 +262,11 @@ export function p2pDownload(ctx: P2PContext): Promise<void> {
       // running: a piece that becomes available elsewhere then starts at once instead of after
       // this peer's next completion. A supernode that does not long-poll answers at once, so
       // pace those with a short sleep.
+      // Not when every missing piece is already running here: the supernode has nothing more to
+      // hand out, each completion or failure asks anyway, and the poll would still be parked
+      // when the download ends, whose abort destroys its keep-alive socket (one new connection
+      // to the supernode per blob).
+      if (running >= tf.layout.count - tf.completedPieces) return;
       if (!limited) {
         const nothing = a.code === 602 || (pieces !== undefined && pieces.length === 0);
         if (nothing && elapsedMs < 20) setTimeout(() => ask(), 100).unref();
