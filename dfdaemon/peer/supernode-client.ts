@@ -1,4 +1,4 @@
-import { Agent } from 'node:http';
+import { Agent, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
@@ -235,17 +235,33 @@ export class SupernodeClient {
   /**
    * Tell each task's supernode this peer no longer serves it (`/peer/service/down`), as a
    * dfget server does when it exits, so no peer is sent to fetch from a closed port.
+   *
+   * A few at a time, all within `timeoutMs`: a stop must fit Docker's stop grace however many
+   * tasks are cached, and thousands of requests at once only queue behind each other. Each
+   * request gets the time left as its own timer rather than a shared AbortSignal, which would
+   * carry one listener per request. What the deadline cuts off, the supernode learns when it
+   * expires this peer, as it does for one that died.
    */
-  async leave(tasks: Iterable<{ taskId: string; node: string | undefined }>, cid: string, timeoutMs = 2_000): Promise<void> {
-    const signal = AbortSignal.timeout(timeoutMs);
-    const calls = [...tasks]
-      .filter((t) => t.node !== undefined)
-      .map(async (t) => {
-        const res = await send(`http://${t.node}/peer/service/down?${new URLSearchParams({ taskId: t.taskId, cid })}`, { agent: this.agent, signal });
-        discard(res.body);
-      });
-    const failed = (await Promise.allSettled(calls)).filter((r) => r.status === 'rejected').length;
-    if (failed > 0) this.log.debug({ failed }, 'could not announce leaving to every supernode');
+  async leave(tasks: Iterable<{ taskId: string; node: string | undefined }>, cid: string, timeoutMs = 2_000, concurrency = LEAVE_CONCURRENCY): Promise<void> {
+    const todo = [...tasks].filter((t): t is { taskId: string; node: string } => t.node !== undefined);
+    const deadline = Date.now() + timeoutMs;
+    let next = 0;
+    let sent = 0;
+    let failed = 0;
+    const worker = async () => {
+      for (let left = deadline - Date.now(); next < todo.length && left > 0; left = deadline - Date.now()) {
+        const t = todo[next++];
+        sent++;
+        try {
+          const res = await send(`http://${t.node}/peer/service/down?${new URLSearchParams({ taskId: t.taskId, cid })}`, { agent: this.agent, timeoutMs: left, totalMs: left });
+          await drained(res.body);
+        } catch {
+          failed++;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, todo.length) }, worker));
+    if (failed > 0 || sent < todo.length) this.log.debug({ tasks: todo.length, failed, unsent: todo.length - sent }, 'could not announce leaving to every supernode');
   }
 
   markFailed(node: string): void {
@@ -256,6 +272,18 @@ export class SupernodeClient {
     this.agent.destroy();
     this.pingAgent.destroy();
   }
+}
+
+/** Service-down requests in flight at once when the daemon stops. */
+const LEAVE_CONCURRENCY = 8;
+
+/** Resolves once an answer's body has been read to the end (or the exchange broke off). */
+function drained(body: IncomingMessage): Promise<void> {
+  return new Promise((resolve) => {
+    body.once('end', resolve);
+    body.once('close', resolve);
+    body.resume();
+  });
 }
 
 /** How long a node has to answer GET /_ping while a registration waits on it. */
