@@ -39,6 +39,8 @@ function checkInvariants(t: TaskState): void {
     let load = 0;
     for (const q of t.peers.values()) for (const r of q.running.values()) if (r.src === p.cid) load++;
     assert.equal(p.load, load, `${p.cid}.load is the number of runs from it`);
+    // One task here, so the host's count is this task's (less runs already past the timeout).
+    assert.ok(p.host.runs.size <= load, `${p.cid}: no upload outlives its run`);
     const live = !p.down && p.serviceErrorCount < t.elimLimit;
     // isLive is kept for holders only (it feeds liveHolders).
     if (p.held.size > 0) assert.equal(p.isLive, live, `${p.cid}.isLive`);

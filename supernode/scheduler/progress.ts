@@ -54,6 +54,8 @@ function release(task: TaskState, peer: PeerState, pieceNum: number, ok = false)
     task.cdnInflight[pieceNum] = Math.max(0, (task.cdnInflight[pieceNum] ?? 0) - 1);
   }
   else {
+    // Looked up by cid: removePeer releases the runs from a peer it already took out of the task.
+    task.uploads.get(run.src)?.runs.delete(run);
     const src = task.peers.get(run.src);
     if (src) {
       src.load = Math.max(0, src.load - 1);

@@ -1,4 +1,4 @@
-import { addPeer, isComplete, syncFree, type PeerState, type SchedulerLimits, type TaskState } from './state.js';
+import { addPeer, isComplete, mayUpload, syncFree, type PeerState, type Running, type SchedulerLimits, type TaskState } from './state.js';
 import { expireRunning } from './progress.js';
 
 export interface Assignment {
@@ -150,7 +150,7 @@ function pickRelay(task: TaskState, peer: PeerState, n: number, limits: Schedule
   for (const cid of list) {
     const r = task.peers.get(cid);
     // isLive is only kept for holders; a relay may hold nothing yet.
-    if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || r.load + 1 > limits.peerUpLimit || (peer.blacklist.get(cid) ?? 0) > 0 || isBusyFor(peer, cid, now)) continue;
+    if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || !mayUpload(r, limits, now) || (peer.blacklist.get(cid) ?? 0) > 0 || isBusyFor(peer, cid, now)) continue;
     const depth = relayDepthOf(task, r, n, peer, limits.relayDepth);
     if (depth < 0 || r.running.get(n)?.cut?.has(peer.cid)) continue;
     if (depth < bestDepth || (depth === bestDepth && r.load < best!.load)) {
@@ -208,8 +208,14 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
       const idx = (start + i) % list.length;
       const src = task.peers.get(list[idx]);
       if (!src || src === peer || !src.isLive || (peer.blacklist.get(src.cid) ?? 0) > 0 || isBusyFor(peer, src.cid, now)) continue;
+      if (src.load + 1 > limits.peerUpLimit) {
+        usable = true;
+        continue;
+      }
+      // Full with other tasks' uploads: no release in this task would wake a wait for it, so, like
+      // a holder busy with uploads this supernode does not know of, it leaves the piece to others.
+      if (!mayUpload(src, limits, now)) continue;
       usable = true;
-      if (src.load + 1 > limits.peerUpLimit) continue;
       task.cursor.set(n, idx + 1);
       return src.cid;
     }
@@ -272,7 +278,8 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
     const upstream = src === task.cdnCid ? undefined : task.peers.get(src)!;
     const up = upstream && !upstream.held.has(n) ? upstream.running.get(n) : undefined;
     if (up && relaysRunning(peer) >= relaySlots(limits)) continue;
-    peer.running.set(n, up ? { src, at: now, depth: relayDepthOf(task, upstream!, n, peer, limits.relayDepth) + 1, up } : { src, at: now, depth: 0 });
+    const run: Running = up ? { src, at: now, depth: relayDepthOf(task, upstream!, n, peer, limits.relayDepth) + 1, up } : { src, at: now, depth: 0 };
+    peer.running.set(n, run);
     peer.have[n] = 2;
     if (peer.relay && limits.relayDepth > 0) {
       const relays = task.relays.get(n);
@@ -286,6 +293,7 @@ export function schedule(task: TaskState, cid: string, ctx: ScheduleContext): De
       task.cdnInflightAt[n] = now;
     } else {
       upstream!.load++;
+      upstream!.host.runs.add(run);
       syncFree(task, upstream!);
     }
     pieces.push({ pieceNum: n, src });

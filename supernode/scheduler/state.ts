@@ -14,8 +14,10 @@ export interface PeerState {
   /** Runs the supernode took back unreported (timed out): piece -> the source it was sent to. A
    * late failure report may still be charged to that source; see applyReport. */
   taken: Map<number, string>;
-  /** Uploads this peer is serving right now (Dragonfly's producerLoad). */
+  /** Uploads this peer is serving right now for this task (Dragonfly's producerLoad). */
   load: number;
+  /** Its uploads for every task, shared by its PeerStates of all tasks (see HostUploads). */
+  host: HostUploads;
   /** Whether this peer is in task.free (kept by syncFree). */
   isFree: boolean;
   /** Up and not eliminated: counted in task.liveHolders (kept by syncFree). */
@@ -50,8 +52,24 @@ export interface Running {
   cut?: Set<string>;
 }
 
+/**
+ * One cid's uploads across tasks. Our dfdaemon uses one cid and one upload budget for all its
+ * tasks, so peerUpLimit bounds what it serves over all of them: counted per task, a host holding
+ * every layer of an image was sent 17 uploads at once while the CDN sat idle. Keyed by the run
+ * objects so a release takes off exactly its own run; runs of a task dropped while they were
+ * going are never released, so those older than pieceTimeoutMs stop counting (see hostLoad).
+ */
+export interface HostUploads {
+  runs: Set<Running>;
+}
+
+/** The HostUploads of every cid, shared by the tasks of one supernode (PeerRegistry keeps it). */
+export type UploadTable = Map<string, HostUploads>;
+
 export interface TaskState {
   taskId: string;
+  /** Upload counts per cid, shared with the supernode's other tasks (or this task's own). */
+  uploads: UploadTable;
   /** The CDN's own cid; it is the fallback source for every piece. */
   cdnCid: string;
   /** -1 until the CDN knows the length. */
@@ -109,9 +127,11 @@ export interface SchedulerLimits {
   relayDepth: number;
 }
 
-export function newTask(taskId: string, cdnCid: string): TaskState {
+/** Without a shared `uploads` table, a peer's uploads are counted for this task alone. */
+export function newTask(taskId: string, cdnCid: string, uploads: UploadTable = new Map()): TaskState {
   return {
     taskId,
+    uploads,
     cdnCid,
     pieceCount: -1,
     cdnPieces: new Set(),
@@ -173,6 +193,7 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
     running: new Map(),
     taken: new Map(),
     load: 0,
+    host: hostOf(task.uploads, cid),
     isFree: false,
     isLive: false,
     down: false,
@@ -187,6 +208,38 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
   };
   task.peers.set(cid, p);
   return p;
+}
+
+function hostOf(uploads: UploadTable, cid: string): HostUploads {
+  let h = uploads.get(cid);
+  if (!h) {
+    h = { runs: new Set() };
+    uploads.set(cid, h);
+  }
+  return h;
+}
+
+/**
+ * Uploads the peer serves right now over all tasks. Runs of a task dropped mid-fetch were never
+ * released; past the piece timeout every task would have taken them back, so they are let go
+ * here. Runs enter in time order, so the stale ones sit at the front of the set.
+ */
+export function hostLoad(p: PeerState, now: number, timeoutMs: number): number {
+  const runs = p.host.runs;
+  for (const run of runs) {
+    if (now - run.at < timeoutMs) break;
+    runs.delete(run);
+  }
+  return runs.size;
+}
+
+/**
+ * Whether `p` may take one more upload: under peerUpLimit for this task and for its host. The
+ * task's `free` set follows only the first (another task's releases do not reach it), so it may
+ * hold a peer whose host is full: that costs the caller a skip, never an upload over the limit.
+ */
+export function mayUpload(p: PeerState, limits: { peerUpLimit: number; pieceTimeoutMs: number }, now: number): boolean {
+  return p.load + 1 <= limits.peerUpLimit && hostLoad(p, now, limits.pieceTimeoutMs) + 1 <= limits.peerUpLimit;
 }
 
 /** A peer is done once it holds every piece; the length is known from the origin's answer. */

@@ -1,3 +1,5 @@
+import type { UploadTable } from '../scheduler/index.js';
+
 /** A peer as /api/v1/peers shows it: one host's dfget or dfdaemon, across its tasks. */
 export interface PeerInfo {
   ID: string;
@@ -13,6 +15,11 @@ export interface PeerInfo {
 /** Every peer the supernode has heard of, by cid (legacy API) or by /api/v1 ID. */
 export class PeerRegistry {
   readonly peers = new Map<string, PeerInfo>();
+  /**
+   * Each cid's uploads over all tasks, for every task's scheduler state (newTask): one host's
+   * upload budget is shared by its tasks. Forgotten with the peer.
+   */
+  readonly uploads: UploadTable = new Map();
 
   upsert(id: string, p: { IP: string; hostName: string; port: number; version: string }, now: number, taskId?: string): PeerInfo {
     let info = this.peers.get(id);
@@ -32,6 +39,7 @@ export class PeerRegistry {
   delete(id: string): PeerInfo | undefined {
     const p = this.peers.get(id);
     this.peers.delete(id);
+    this.uploads.delete(id);
     return p;
   }
 
@@ -54,6 +62,7 @@ export class PeerRegistry {
     for (const [id, p] of this.peers) {
       if (p.tasks.size === 0 && now - p.lastSeen >= idleMs) {
         this.peers.delete(id);
+        this.uploads.delete(id);
         gone.push(id);
       }
     }
