@@ -141,12 +141,25 @@ export function applyReport(task: TaskState, r: PieceReport, limits: { eliminati
     const relayRun = srcPeer.running.get(r.pieceNum);
     if (relayRun === undefined || relayRun !== assigned.up) return effect;
     (relayRun.cut ??= new Set()).add(peer.cid);
+    strike(srcPeer, now);
     return effect;
   }
   blame(task, peer, srcPeer);
   effect.blacklisted = true;
   effect.eliminated = srcPeer.serviceErrorCount === limits.eliminationLimit;
   return effect;
+}
+
+/**
+ * A downstream failed on one of `relay`'s runs that goes on. Counted since the first such failure
+ * the relay has not outlived: one seen since (a call, a piece served) has shown it is there.
+ */
+function strike(relay: PeerState, now: number): void {
+  if (relay.cutStrikes === 0 || relay.lastSeen > relay.cutSince) {
+    relay.cutStrikes = 0;
+    relay.cutSince = now;
+  }
+  relay.cutStrikes++;
 }
 
 /** `peer` failed to fetch from `src`: count it on both and keep `peer` off `src` from now on. */

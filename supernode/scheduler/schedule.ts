@@ -151,14 +151,29 @@ function pickRelay(task: TaskState, peer: PeerState, n: number, limits: Schedule
     const r = task.peers.get(cid);
     // isLive is only kept for holders; a relay may hold nothing yet.
     if (!r || r === peer || r.down || r.serviceErrorCount >= limits.eliminationLimit || !mayUpload(r, limits, now) || (peer.blacklist.get(cid) ?? 0) > 0 || isBusyFor(peer, cid, now)) continue;
+    const cut = r.running.get(n)?.cut;
+    if (relaySuspect(r) || (cut && (cut.has(peer.cid) || cut.size >= RELAY_CUT_LIMIT))) continue;
     const depth = relayDepthOf(task, r, n, peer, limits.relayDepth);
-    if (depth < 0 || r.running.get(n)?.cut?.has(peer.cid)) continue;
+    if (depth < 0) continue;
     if (depth < bestDepth || (depth === bestDepth && r.load < best!.load)) {
       best = r;
       bestDepth = depth;
     }
   }
   return best?.cid;
+}
+
+/**
+ * Downstream failures a relay run, or a relay with no sign of life since, may cause before no one
+ * else is sent to it. Such failures are excused while the run goes on (its own fetch may have
+ * failed, and it cut them off), so a relay that vanished without /peer/service/down would be
+ * offered until its runs time out (pieceTimeoutMs), failing everyone sent to it.
+ */
+export const RELAY_CUT_LIMIT = 2;
+
+/** Downstreams keep failing on this relay's runs and it has not called or served since. */
+function relaySuspect(r: PeerState): boolean {
+  return r.cutStrikes >= RELAY_CUT_LIMIT && r.lastSeen <= r.cutSince;
 }
 
 /**

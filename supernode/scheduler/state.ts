@@ -37,6 +37,10 @@ export interface PeerState {
   relay: boolean;
   /** Its last call, or the last piece someone reported fetching from it: GC's sign of life. */
   lastSeen: number;
+  /** Downstream fetches that failed on its relay runs while they went on, since cutSince (see
+   * relaySuspect); a new strike after a sign of life starts the count again. */
+  cutStrikes: number;
+  cutSince: number;
 }
 
 export interface Running {
@@ -205,6 +209,8 @@ export function addPeer(task: TaskState, cid: string, now: number, streaming = f
     streaming,
     relay,
     lastSeen: now,
+    cutStrikes: 0,
+    cutSince: 0,
   };
   task.peers.set(cid, p);
   return p;
