@@ -160,7 +160,7 @@ export class TaskService {
   private attach(id: string, url: string, cdnTask: CdnTask): TaskEntry {
     const existing = this.tasks.get(id);
     if (existing && existing.cdn === cdnTask) return existing;
-    const sched = newTask(id, this.cdnCid(id));
+    const sched = newTask(id, this.cdnCid(id), this.peers.uploads);
     const entry: TaskEntry = existing ?? { id, url, cdn: cdnTask, sched, peers: new Map(), waiters: new Set(), accessedAt: this.o.now() };
     entry.cdn = cdnTask;
     entry.sched = sched;
