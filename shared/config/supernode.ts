@@ -251,7 +251,7 @@ const FLAGS: Readonly<Record<string, FlagEntry>> = {
   'cdn-pattern': { field: 'cdnPattern', arg: 'local|source', help: 'only local is supported' },
   'max-bandwidth': { field: 'maxBandwidth', arg: 'RATE', help: 'bandwidth the supernode may use (default 200M)' },
   'system-bandwidth': { field: 'systemReservedBandwidth', arg: 'RATE', help: 'bandwidth kept for the system (default 20M)' },
-  'peer-up-limit': { field: 'peerUpLimit', arg: 'N', help: 'pieces a peer serves at once (default 5)' },
+  'peer-up-limit': { field: 'peerUpLimit', arg: 'N', help: 'pieces a peer serves at once, over all its tasks (default 5)' },
   'up-limit': { field: 'peerUpLimit', arg: 'N', help: "Dragonfly 1.0's name for --peer-up-limit" },
   'peer-down-limit': { field: 'peerDownLimit', arg: 'N', help: 'pieces a peer fetches at once (default 4)' },
   'down-limit': { field: 'peerDownLimit', arg: 'N', help: "Dragonfly 1.0's name for --peer-down-limit" },
