@@ -100,6 +100,51 @@ describe('the fallback to the origin', () => {
     assert.equal(sha256(await readFile(tf.path)), digest);
   });
 
+  describe('from an origin that answers bytes=a-b with everything from a to the end', () => {
+    let server: Server;
+    let url: string;
+    const asked: string[] = [];
+    const blob = randomBytes(16 * (256 * KiB - 5));
+    before(async () => {
+      server = createServer((req, res) => {
+        const start = Number(/^bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
+        asked.push(req.headers.range ?? '');
+        res.writeHead(206, { 'content-length': blob.length - start, 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` });
+        // In 64 KiB writes with backpressure, so what a client stops reading is never sent.
+        let off = start;
+        const pump = () => {
+          while (off < blob.length) {
+            const chunk = blob.subarray(off, off + 64 * KiB);
+            off += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        res.on('close', () => (off = blob.length));
+        pump();
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v2/x/blobs/sha256:${sha256(blob)}`;
+    });
+    after(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+
+    it('reads each answer only as far as it asked, not the rest of the blob once per run', async () => {
+      // Every other piece missing: eight runs.
+      const holes = Array.from({ length: 8 }, (_, i) => 2 * i);
+      const tf = await partial(blob, holes);
+      sourceBytes = 0;
+      await sources.completeFromSource({ url, headers: {} }, tf, unlimited());
+      assert.equal(tf.complete, true);
+      assert.equal(sha256(await readFile(tf.path)), sha256(blob));
+      const missing = holes.reduce((n, h) => n + tf.layout.piece(h).contentLen, 0);
+      // At most one read past each run's end (reads are at most 64 KiB here).
+      assert.ok(sourceBytes <= missing + asked.length * 64 * KiB, `took ${sourceBytes} bytes from the origin for ${missing} missing (blob ${blob.length}) in ${asked.length} requests`);
+    });
+  });
+
   describe('from an origin that ignores Range', () => {
     let server: Server;
     let url: string;

@@ -98,11 +98,17 @@ export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: numb
   // task and every request joined to it. Armed only while waiting on the origin, so a slow
   // rate limit or disk is not taken for a stall.
   const idle = bodyIdleTimer(src.body, opts.idleMs);
+  // A ranged answer is read only as far as was asked: some caches answer `bytes=a-b` with
+  // everything from a to the end, and reading that to the end for each missing run would fetch
+  // the rest of the blob once per run.
+  const ranged = src.status === 206 && to < layout.fileLength;
+  const end = ranged ? Math.ceil(to / layout.contentSize) : layout.count;
   idle.arm();
   try {
     for await (const chunk of src.body as AsyncIterable<Buffer>) {
       idle.disarm();
       await take(tf, chunk, cut, opts);
+      if (ranged && cut.num >= end) break;
       idle.arm();
     }
   } finally {
@@ -114,7 +120,6 @@ export async function fillFromSource(tf: TaskFile, src: SourceAnswer, from: numb
     cut.num = 1;
   }
   // A 206 may run past what was asked (checkAnswer allows it); it must cover the asked pieces.
-  const end = src.status === 206 && to < layout.fileLength ? Math.ceil(to / layout.contentSize) : layout.count;
   if (cut.num < end) throw new Error(`origin stopped at piece ${cut.num} of ${end}`);
 }
 

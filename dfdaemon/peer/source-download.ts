@@ -99,6 +99,8 @@ export class SourceDownloads {
     const { layout } = tf;
     // Only the runs still missing: pieces peers already gave us are not asked of the origin again.
     for (const [first, end] of missingRuns(tf)) {
+      // An answer that ran past its range may have filled this run already.
+      if (!hasGap(tf, first, end)) continue;
       const from = layout.piece(first).rawStart;
       const to = end < layout.count ? layout.piece(end).rawStart : undefined;
       const src = await openOrigin(req.url, req.headers, { from, to, insecure: req.insecure, ca: req.ca, signal: this.signal });
@@ -127,4 +129,9 @@ function partLength(src: SourceAnswer): number {
   if (typeof cl === 'string' && /^\d+$/.test(cl)) return Number(cl);
   const cr = contentRange(src.headers);
   return cr ? cr.end - cr.start + 1 : -1;
+}
+
+function hasGap(tf: TaskFile, first: number, end: number): boolean {
+  for (let n = first; n < end; n++) if (!tf.has(n)) return true;
+  return false;
 }
