@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
+import { newTask } from '../supernode/scheduler/index.js';
 import { waitFor } from './fixtures/proc.js';
 import { randomBlob } from './helpers/origin.js';
 import { registerPeer, useOrigin } from './helpers/sn-fixture.js';
@@ -99,5 +100,46 @@ describe('parked /peer/task polls', () => {
     ctx.origin.rate = 0;
     const a = (await poll) as { code: number };
     assert.equal(a.code, 601);
+  });
+
+  it('look once more at their deadline: a swarm replaced meanwhile answers "not registered", not "wait"', async () => {
+    ctx.origin.rate = 16 * 1024;
+    const url = ctx.origin.blobUrl(ctx.origin.add(randomBlob(2 * 1024 * 1024)));
+    const r = await registerPeer(ctx.api, { rawUrl: url, cid: 'late-0', ip: '127.0.0.62', port: 15200, path: '/peer/file/late-0' });
+    const svc = ctx.sn.svc;
+    const poll = svc.next(r.taskId, 'late-0', undefined, 400);
+    await tick();
+    // As attach() does for a retried CDN download, and with no event to wake the poll.
+    const entry = svc.tasks.get(r.taskId)!;
+    entry.sched = newTask(r.taskId, entry.sched.cdnCid);
+    const a = (await poll) as { code: number; error?: string };
+    assert.equal(a.error, 'PEER_NOT_REGISTERED', JSON.stringify(a));
+    ctx.origin.rate = 0;
+  });
+
+  it('a scheduler error in a wake pass fails that poll, not the process', async () => {
+    ctx.origin.rate = 16 * 1024;
+    const url = ctx.origin.blobUrl(ctx.origin.add(randomBlob(2 * 1024 * 1024)));
+    let taskId = '';
+    for (const [i, cid] of ['err-0', 'err-1'].entries()) taskId = (await registerPeer(ctx.api, { rawUrl: url, cid, ip: '127.0.0.63', port: 15300 + i, path: `/peer/file/${cid}` })).taskId;
+    const svc = ctx.sn.svc;
+    const poll = svc.next(taskId, 'err-0', undefined, 30_000).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    await tick();
+    svc.serviceDown(taskId, 'err-1');
+    // The wake pass runs after this turn; only it meets the broken lookup.
+    const get = svc.tasks.get;
+    svc.tasks.get = () => {
+      throw new Error('scheduler state broken');
+    };
+    try {
+      await tick();
+    } finally {
+      svc.tasks.get = get;
+    }
+    assert.match(String(await poll), /scheduler state broken/);
+    ctx.origin.rate = 0;
   });
 });

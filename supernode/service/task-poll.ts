@@ -44,6 +44,7 @@ export class TaskPoll {
     let d = this.decide(entry, cid);
     if (d.kind === 'wait' && waitMs > 0 && !signal?.aborted) {
       const parked = await this.park(entry, cid, peer, waitMs, signal);
+      if (parked instanceof Error) throw parked;
       // Dropped meanwhile (GC, or a bad CDN copy): the peer must register again, not be handed
       // pieces of a swarm that no longer exists.
       if (parked === 'gone') throw taskNotFound(taskId);
@@ -66,12 +67,12 @@ export class TaskPoll {
    * With hundreds of peers parked on one task, re-creating them on every wake (every report)
    * was most of the supernode's CPU and garbage (reviewer K: 256 peers kept a core 76% busy).
    */
-  private park(entry: TaskEntry, cid: string, peer: PeerState, waitMs: number, signal?: AbortSignal): Promise<Decision | 'gone' | 'unregistered'> {
+  private park(entry: TaskEntry, cid: string, peer: PeerState, waitMs: number, signal?: AbortSignal): Promise<Decision | 'gone' | 'unregistered' | Error> {
     return new Promise((resolve) => {
       const deadline = Date.now() + waitMs;
       let timer: NodeJS.Timeout | undefined;
       let due = Infinity;
-      const end = (r: Decision | 'gone' | 'unregistered') => {
+      const end = (r: Decision | 'gone' | 'unregistered' | Error) => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         entry.waiters.delete(check);
@@ -88,18 +89,27 @@ export class TaskPoll {
         due = at;
         timer = setTimeout(onTimer, Math.max(0, at - Date.now()));
       };
+      // Runs from a wake pass or a timer, outside any request: a throw here would take the
+      // process down, so it fails this one poll, as it would have inside its request.
       const check = () => {
-        if (this.svc.current(entry.id) !== entry) return end('gone');
-        if (entry.sched.peers.get(cid) !== peer) return end('unregistered');
-        const d = this.decide(entry, cid);
-        if (d.kind !== 'wait') return end(d);
-        if (peer.busyUntil.size > 0) arm();
+        try {
+          if (this.svc.current(entry.id) !== entry) return end('gone');
+          if (entry.sched.peers.get(cid) !== peer) return end('unregistered');
+          const d = this.decide(entry, cid);
+          if (d.kind !== 'wait') return end(d);
+          if (peer.busyUntil.size > 0) arm();
+        } catch (err) {
+          end(err instanceof Error ? err : new Error(String(err)));
+        }
       };
+      // The deadline looks once more too: a swarm replaced or a peer removed without a wake
+      // still answers as such, not as a plain "wait".
       const onTimer = () => {
         due = Infinity;
-        if (Date.now() >= deadline) return end({ kind: 'wait' });
         check();
-        if (entry.waiters.has(check)) arm();
+        if (!entry.waiters.has(check)) return;
+        if (Date.now() >= deadline) return end({ kind: 'wait' });
+        arm();
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       entry.waiters.add(check);
