@@ -7,8 +7,7 @@ import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,11 +23,12 @@ import { taskId } from '../shared/protocol/taskid.js';
 import { buildCertificate, keyIdentifier, subjectNameDer } from '../shared/tls/x509-build.js';
 import { blobUrl, parseManifestUrl } from '../supernode/preheat/manifest.js';
 import type { Supernode } from '../supernode/server.js';
-import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
+import { createCa, type TestCa } from './fixtures/tls.js';
 import { runOk } from './fixtures/proc.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 import { tlsViaProxy, hijackYaml } from './helpers/proxy-get.js';
+import { originHandler, serveTls } from './helpers/tls-server.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 const DFDAEMON_MAIN = fileURLToPath(new URL('../dfdaemon/main.js', import.meta.url));
@@ -87,10 +87,7 @@ describe('hijack of an HTTPS registry on :443 with an intermediate CA', () => {
   before(async () => {
     originCa = await createCa({ commonName: 'registry CA' });
     origin = await startOrigin('127.0.0.160');
-    const leaf = await issueCert(originCa, { ips: [originIp], name: 'registry' });
-    const handler = origin.server.listeners('request')[0] as (req: IncomingMessage, res: ServerResponse) => void;
-    https = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, handler);
-    await new Promise<void>((r) => https.listen(443, originIp, () => r()));
+    ({ server: https } = await serveTls(originCa, originIp, originHandler(origin), { port: 443, name: 'registry' }));
     sn = await supernodeAt(dir, snIp);
 
     const ca = intermediateCa();

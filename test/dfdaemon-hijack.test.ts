@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +18,11 @@ import { HijackCerts } from '../dfdaemon/proxy/hijack-certs.js';
 import { createLogger } from '../shared/log/index.js';
 import { buildCertificate } from '../shared/tls/x509-build.js';
 import type { Supernode } from '../supernode/server.js';
-import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
+import { createCa, type TestCa } from './fixtures/tls.js';
 import { dfdaemonAt, metric, supernodeAt } from './helpers/cluster.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 import { tlsViaProxy, hijackYaml } from './helpers/proxy-get.js';
+import { originHandler, serveTls } from './helpers/tls-server.js';
 
 const quiet = createLogger('test', { level: 'silent' });
 
@@ -150,20 +151,12 @@ describe('HTTPS hijack through dfdaemon (in-process)', () => {
   const otherIp = '127.0.0.42';
   const dfIp = '127.0.0.43';
 
-  async function serveTls(ip: string, handler: Parameters<typeof createHttpsServer>[1]): Promise<[HttpsServer, number]> {
-    const leaf = await issueCert(originCa, { ips: [ip], name: `origin-${ip}` });
-    const s = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, handler);
-    await new Promise<void>((r) => s.listen(0, ip, () => r()));
-    return [s, (s.address() as AddressInfo).port];
-  }
-
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dfts-hj-'));
     originCa = await createCa({ commonName: 'origin CA' });
     origin = await startOrigin('127.0.0.40');
-    const handler = origin.server.listeners('request')[0] as Parameters<typeof createHttpsServer>[1];
-    [https, httpsPort] = await serveTls(originIp, handler);
-    [other, otherPort] = await serveTls(otherIp, (_req, res) => void res.end('other'));
+    ({ server: https, port: httpsPort } = await serveTls(originCa, originIp, originHandler(origin)));
+    ({ server: other, port: otherPort } = await serveTls(originCa, otherIp, (_req, res) => void res.end('other')));
     sn = await supernodeAt(dir, '127.0.0.44');
     const ca = await genCa({ out: join(dir, 'keys'), cn: 'df CA', days: 2 });
     dfCa = await readFile(ca.certFile, 'utf8');

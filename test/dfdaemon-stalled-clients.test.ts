@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,10 +20,11 @@ import type { ProxyLimits } from '../dfdaemon/proxy/limits.js';
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { createLogger } from '../shared/log/index.js';
 import { metric } from './helpers/cluster.js';
-import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
+import { createCa, type TestCa } from './fixtures/tls.js';
 import { startFakeStock, type FakeStock } from './helpers/peer-fake-stock.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 import { getViaProxy, tlsViaProxy, hijackYaml } from './helpers/proxy-get.js';
+import { originHandler, serveTls } from './helpers/tls-server.js';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -112,11 +113,8 @@ describe('dfdaemon and clients that stall', () => {
     dir = await mkdtemp(join(tmpdir(), 'dfts-stall-'));
     origin = await startOrigin(HOST);
     originCa = await createCa({ commonName: 'origin CA' });
-    const leaf = await issueCert(originCa, { ips: [HOST], name: 'origin' });
-    const handler = origin.server.listeners('request')[0] as Parameters<typeof createHttpsServer>[1];
-    https = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, handler);
-    await new Promise<void>((r) => https.listen(0, HOST, () => r()));
-    httpsPort = (https.address() as AddressInfo).port;
+    const served = await serveTls(originCa, HOST, originHandler(origin), { name: 'origin' });
+    ({ server: https, port: httpsPort } = served);
     // A CONNECT target that accepts and never says a word (a blind tunnel's upstream).
     silentUpstream = createTcpServer((s) => s.on('error', () => undefined));
     await new Promise<void>((r) => silentUpstream.listen(0, HOST, () => r()));
@@ -134,7 +132,7 @@ describe('dfdaemon and clients that stall', () => {
         `dfget_flags: ["--node", "${fake.node}"]`,
         'proxies:',
         '  - regx: blobs/sha256.*',
-        ...hijackYaml(ca, [{ regx: `${HOST.replace(/\./g, '\\.')}:${httpsPort}`, certs: [leaf.chainFile] }, { regx: 'silent\\.test' }]),
+        ...hijackYaml(ca, [{ regx: `${HOST.replace(/\./g, '\\.')}:${httpsPort}`, certs: [served.leaf.chainFile] }, { regx: 'silent\\.test' }]),
         '',
       ].join('\n'),
     );

@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { Server as HttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,10 +15,11 @@ import { startDfdaemon, type Dfdaemon } from '../dfdaemon/daemon.js';
 import { loadDfdaemonConfig } from '../shared/config/dfdaemon.js';
 import { createLogger } from '../shared/log/index.js';
 import { WRAP_OVERHEAD } from '../shared/protocol/pieces.js';
-import { createCa, issueCert, type TestCa } from './fixtures/tls.js';
+import { createCa, type TestCa } from './fixtures/tls.js';
 import { startFakeStock, type FakeStock } from './helpers/peer-fake-stock.js';
 import { randomBlob, startOrigin, type Origin } from './helpers/origin.js';
 import { hijackYaml } from './helpers/proxy-get.js';
+import { originHandler, serveTls } from './helpers/tls-server.js';
 
 const PIECE = 256 * 1024;
 const HOST = '127.0.0.1';
@@ -42,11 +42,8 @@ describe('dfdaemon close() with hijacked HTTPS', () => {
     dir = await mkdtemp(join(tmpdir(), 'dfts-close-hj-'));
     origin = await startOrigin(HOST);
     originCa = await createCa({ commonName: 'origin CA' });
-    const leaf = await issueCert(originCa, { ips: [HOST], name: 'origin' });
-    const handler = origin.server.listeners('request')[0] as Parameters<typeof createHttpsServer>[1];
-    https = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, handler);
-    await new Promise<void>((r) => https.listen(0, HOST, () => r()));
-    httpsPort = (https.address() as AddressInfo).port;
+    const served = await serveTls(originCa, HOST, originHandler(origin), { name: 'origin' });
+    ({ server: https, port: httpsPort } = served);
     fake = await startFakeStock({ pieceSize: PIECE, pieceDelayMs: 100, downLimit: 2 });
     const ca = await genCa({ out: join(dir, 'keys'), cn: 'df CA', days: 2 });
     dfCa = await readFile(ca.certFile, 'utf8');
@@ -61,7 +58,7 @@ describe('dfdaemon close() with hijacked HTTPS', () => {
         `dfget_flags: ["--node", "${fake.node}"]`,
         'proxies:',
         '  - regx: blobs/sha256.*',
-        ...hijackYaml(ca, [{ regx: `${HOST.replace(/\./g, '\\.')}:${httpsPort}`, certs: [leaf.chainFile] }]),
+        ...hijackYaml(ca, [{ regx: `${HOST.replace(/\./g, '\\.')}:${httpsPort}`, certs: [served.leaf.chainFile] }]),
         '',
       ].join('\n'),
     );
