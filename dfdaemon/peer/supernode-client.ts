@@ -1,9 +1,9 @@
-import { Agent, type IncomingMessage } from 'node:http';
+import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SupernodeAddress } from '../../shared/config/dfget-flags.js';
 import type { Logger } from '../../shared/log/index.js';
-import { discard, readJson, send, type Answer } from '../../shared/http/client.js';
+import { discard, drain, readJson, send, type Answer } from '../../shared/http/client.js';
 import { Code } from '../../shared/protocol/codes.js';
 import { outOfFdsError } from '../store/disk-error.js';
 import { nodeOrder } from './node-order.js';
@@ -254,7 +254,7 @@ export class SupernodeClient {
         sent++;
         try {
           const res = await send(`http://${t.node}/peer/service/down?${new URLSearchParams({ taskId: t.taskId, cid })}`, { agent: this.agent, timeoutMs: left, totalMs: left });
-          await drained(res.body);
+          await drain(res.body);
         } catch {
           failed++;
         }
@@ -276,15 +276,6 @@ export class SupernodeClient {
 
 /** Service-down requests in flight at once when the daemon stops. */
 const LEAVE_CONCURRENCY = 8;
-
-/** Resolves once an answer's body has been read to the end (or the exchange broke off). */
-function drained(body: IncomingMessage): Promise<void> {
-  return new Promise((resolve) => {
-    body.once('end', resolve);
-    body.once('close', resolve);
-    body.resume();
-  });
-}
 
 /** How long a node has to answer GET /_ping while a registration waits on it. */
 const PING_MS = 3_000;

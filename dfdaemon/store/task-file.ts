@@ -54,11 +54,6 @@ export class TaskFile extends EventEmitter {
     return this.doneCount;
   }
 
-  firstMissing(): number {
-    const i = this.done.indexOf(0);
-    return i < 0 ? this.layout.count : i;
-  }
-
   /** A fetch of piece n starts writing; the uploader may relay it until it ends. */
   startPiece(n: number): PieceProgress {
     const prog = new PieceProgress();

@@ -68,6 +68,15 @@ export function discard(res: IncomingMessage): void {
   res.resume();
 }
 
+/** Resolves once an answer's body has been read to the end (or the exchange broke off). */
+export function drain(res: IncomingMessage): Promise<void> {
+  return new Promise((resolve) => {
+    res.once('end', resolve);
+    res.once('close', resolve);
+    res.resume();
+  });
+}
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** Credentials of one origin: never sent to another (Go's client, which Docker uses, does the same). */

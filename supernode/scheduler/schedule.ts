@@ -1,4 +1,4 @@
-import { addPeer, isComplete, mayUpload, syncFree, type PeerState, type Running, type SchedulerLimits, type TaskState } from './state.js';
+import { addPeer, hostLoad, isComplete, mayUpload, syncFree, type PeerState, type Running, type SchedulerLimits, type TaskState } from './state.js';
 import { expireRunning } from './progress.js';
 
 export interface Assignment {
@@ -229,7 +229,7 @@ function pickSource(task: TaskState, peer: PeerState, n: number, limits: Schedul
       }
       // Full with other tasks' uploads: no release in this task would wake a wait for it, so, like
       // a holder busy with uploads this supernode does not know of, it leaves the piece to others.
-      if (!mayUpload(src, limits, now)) continue;
+      if (hostLoad(src, now, limits.pieceTimeoutMs) + 1 > limits.peerUpLimit) continue;
       usable = true;
       task.cursor.set(n, idx + 1);
       return src.cid;
