@@ -9,6 +9,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { createServer, Agent, request } from 'node:http';
 import { readFileSync, rmSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createMemCgroup } from './memcg.mjs';
 const selfLag = monitorEventLoopDelay({ resolution: 10 }); selfLag.enable();
 
 const env = (k, d) => (process.env[k] !== undefined ? Number(process.env[k]) : d);
@@ -23,6 +24,7 @@ const SAME_IP = env('SAME_IP', 1); // 1: every peer on 127.0.0.1, distinct ports
 const RELAY = env('RELAY', 1);
 const CPU_PROF = process.env.CPU_PROF;
 const LIMIT_S = env('LIMIT_S', 600);
+const MEM_LIMIT_MB = env('SN_MEM_LIMIT_MB', 0); // > 0: the supernode runs in a memory cgroup of this size
 const NAME = process.env.RUN ?? `p${PEERS}t${TASKS}`;
 const dir = `/tmp/dfts-scale-${NAME}`;
 rmSync(dir, { recursive: true, force: true });
@@ -49,9 +51,27 @@ const originPort = origin.address().port;
 const digests = [...blobs.keys()];
 
 // ---- supernode in its own process, with the flags bin/supernode uses
-const nodeArgs = ['--max-semi-space-size=1', '--optimize-for-size'];
+const nodeArgs = ['--max-semi-space-size=1', '--optimize-for-size', ...(process.env.SN_NODE_ARGS ?? '').split(' ').filter(Boolean)];
 if (CPU_PROF) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`);
-const sn = spawn(process.execPath, [...nodeArgs, new URL(process.env.SN_SCRIPT ?? './sn.mjs', import.meta.url).pathname, dir], { env: { ...process.env, MALLOC_ARENA_MAX: '2' }, stdio: ['ignore', 'pipe', 'inherit'] });
+const snArgs = [...nodeArgs, new URL(process.env.SN_SCRIPT ?? './sn.mjs', import.meta.url).pathname, dir];
+const memcg = MEM_LIMIT_MB > 0 ? createMemCgroup(`dfts-scale-${NAME}`, MEM_LIMIT_MB, dir) : undefined;
+const [snCmd, snArgv] = memcg ? memcg.command(snArgs) : [process.execPath, snArgs];
+const sn = spawn(snCmd, snArgv, { env: { ...process.env, MALLOC_ARENA_MAX: '2' }, stdio: ['ignore', 'pipe', 'inherit'] });
+let maxRss = 0;
+let maxAnon = 0;
+let snExit;
+let finishing = false;
+sn.once('exit', (code, signal) => {
+  snExit = { code, signal };
+  if (finishing) return;
+  // Killed mid-run (the memory cgroup's OOM killer, say): report that instead of the
+  // transport errors every simulated peer is about to see.
+  const memcg0 = memcg?.report();
+  memcg?.remove();
+  rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify({ run: NAME, peers: PEERS, tasks: TASKS, supernodeDied: snExit, memcg: memcg0, snRssMaxMB: +maxRss.toFixed(1), snAnonMaxMB: +maxAnon.toFixed(1) }));
+  process.exit(1);
+});
 const info = await new Promise((res) => {
   let buf = '';
   sn.stdout.on('data', (d) => {
@@ -92,16 +112,20 @@ function procStat() {
   const st = readFileSync(`/proc/${info.pid}/status`, 'utf8');
   const rss = Number(/VmRSS:\s+(\d+)/.exec(st)[1]) / 1024;
   const hwm = Number(/VmHWM:\s+(\d+)/.exec(st)[1]) / 1024;
-  return { cpu, rss, hwm };
+  // Anonymous memory is what a memory cgroup cannot reclaim without swap; file pages (the
+  // node binary's text) it can drop and read again.
+  const anon = Number(/RssAnon:\s+(\d+)/.exec(st)[1]) / 1024;
+  return { cpu, rss, hwm, anon };
 }
-let maxRss = 0;
 let lagMax = 0;
 let lagP99Max = 0;
 const pings = [];
 const slowPings = [];
 const sampler = setInterval(() => {
   try {
-    maxRss = Math.max(maxRss, procStat().rss);
+    const p = procStat();
+    maxRss = Math.max(maxRss, p.rss);
+    maxAnon = Math.max(maxAnon, p.anon);
   } catch {}
 }, 200);
 const pinger = setInterval(() => {
@@ -309,6 +333,7 @@ await new Promise((resolve) => {
     }
   }, 100);
 });
+finishing = true;
 const elapsed = (performance.now() - tStart) / 1000;
 const cpuRun = procStat().cpu - cpuStart;
 const metrics = await scrape();
@@ -335,7 +360,7 @@ const out = {
   registerS: +(regDone / 1000).toFixed(2), regP50: pct(stats.reg, 0.5), regMax: pct(stats.reg, 1),
   swarmS: +elapsed.toFixed(2), doneP50: pct(doneTimes, 0.5), doneMax: pct(doneTimes, 1),
   snCpuReg: +cpuReg.toFixed(2), snCpuRun: +cpuRun.toFixed(2), snCpuPct: +((100 * cpuRun) / elapsed).toFixed(0),
-  snRssMaxMB: +maxRss.toFixed(1), snHwmMB: +hwm.toFixed(1), lagMaxMs: +(lagMax * 1000).toFixed(1), lagP99MaxMs: +(lagP99Max * 1000).toFixed(1),
+  snRssMaxMB: +maxRss.toFixed(1), snHwmMB: +hwm.toFixed(1), snAnonMaxMB: +maxAnon.toFixed(1), lagMaxMs: +(lagMax * 1000).toFixed(1), lagP99MaxMs: +(lagP99Max * 1000).toFixed(1),
   pingP50: pct(pings, 0.5), pingP99: pct(pings, 0.99), pingMax: pct(pings, 1),
   polls: stats.polls, pollP50: pct(stats.lat, 0.5), pollP99: pct(stats.lat, 0.99), immP50: pct(stats.latImmediate, 0.5), immP99: pct(stats.latImmediate, 0.99),
   codes: stats.codes, fromCdn: stats.fromCdn, fromPeer: stats.fromPeer, relayed: stats.relayed, failed: stats.failed,
@@ -345,6 +370,12 @@ const out = {
   probes,
   blacklist: m('supernode_blacklist_events_total'), eliminations: m('supernode_eliminations_total'), notRegistered: stats.notRegistered,
 };
+sn.kill('SIGTERM');
+await new Promise((r) => (snExit ? r() : sn.once('exit', r)));
+if (memcg) {
+  out.memcg = { ...memcg.report(), supernodeExit: snExit };
+  memcg.remove();
+}
 console.log(JSON.stringify(out));
 const row = (k, v) => console.log(`| ${k} | ${v} |`);
 console.log('| metric | value |\n|---|---|');
@@ -354,8 +385,8 @@ row('supernode CPU-s (share of a core)', `${out.snCpuRun} (${out.snCpuPct}%)`);
 row('supernode peak RSS, MB', out.snHwmMB);
 row('/_ping p50 / max ms, kept-alive', `${out.pingP50} / ${out.pingMax}`);
 row('/_ping p50 / max ms, new connection', `${out.fresh.p50} / ${out.fresh.max}`);
-sn.kill('SIGTERM');
-await new Promise((r) => sn.once('exit', r));
+row('supernode peak anonymous RSS, MB', out.snAnonMaxMB);
+if (out.memcg) row(`in a ${MEM_LIMIT_MB} MB memory cgroup: peak charge MB / limit hits / OOM kills`, `${out.memcg.peakMB} / ${out.memcg.limitHits} / ${out.memcg.oomKills}`);
 agent.destroy();
 origin.close();
 rmSync(dir, { recursive: true, force: true });
