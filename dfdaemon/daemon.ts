@@ -19,12 +19,15 @@ import { createProxyServer } from './proxy/server.js';
 import { CacheGc } from './store/cache-gc.js';
 import { PieceStore } from './store/piece-store.js';
 import type { TaskFile } from './store/task-file.js';
+import { PiecePaths } from './uploader/piece-path.js';
 import { createUploader, handleUpload } from './uploader/uploader.js';
 
 export interface Dfdaemon {
   port: number;
   peerPort: number;
   cid: string;
+  /** The path this daemon registers for a task's pieces; the uploader serves no other. */
+  piecePath(taskId: string): string;
   metrics: DfdaemonMetrics;
   store: PieceStore;
   client: SupernodeClient;
@@ -123,9 +126,12 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
   const certs = cfg.hijackHttps?.enabled
     ? (await import('./proxy/hijack-certs.js')).HijackCerts.fromFiles(cfg.hijackHttps.cert!, cfg.hijackHttps.key!, log, now)
     : undefined;
+  // Not persisted: a restart empties the piece cache, and every task is registered afresh.
+  const paths = new PiecePaths();
   const uploader = createUploader({
     store,
     log,
+    paths,
     // Dragonfly hands each dfget `--totallimit ratelimit`: one budget for all of the host's uploads.
     bucket: new TokenBucket(cfg.ratelimit),
     maxConcurrent: cfg.maxConcurrentUploads,
@@ -171,6 +177,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     cid,
     uploadPort: 0,
     localIP: cfg.localIP || (host !== '0.0.0.0' ? host : ''),
+    paths,
     // containerd's hosts.toml mirror adds `?ns=<registry>` to every request: left in the task
     // URL, its blobs would never share a task with Docker's or a Harbor preheat's. The request
     // sent upstream keeps it; only the task ID leaves it out, as DF2 does by default.
@@ -205,6 +212,7 @@ export async function startDfdaemon(cfg: DfdaemonConfig, deps: DfdaemonDeps = {}
     port,
     peerPort: peerServer ? peerPort : port,
     cid,
+    piecePath: (taskId) => paths.path(taskId),
     metrics,
     store,
     client,

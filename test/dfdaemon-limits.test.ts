@@ -44,7 +44,7 @@ describe('dfdaemon limits and dfget_flags', () => {
   const getPiece = (ip: string, df: Dfdaemon, n: number) => {
     const [tf] = [...df.store.all()];
     const p = tf.layout.piece(n);
-    return request(`http://${ip}:${df.port}/peer/file/${tf.taskId}`, {
+    return request(`http://${ip}:${df.port}${df.piecePath(tf.taskId)}`, {
       headers: { range: `bytes=${p.start}-${p.end}`, pieceNum: String(n), pieceSize: String(tf.layout.pieceSize) },
     });
   };
@@ -134,7 +134,7 @@ describe('dfdaemon limits and dfget_flags', () => {
     assert.equal(await get(`/peer/file/${'f'.repeat(64)}`, { range: 'bytes=0-99', pieceNum: '0', pieceSize: String(4 * MiB) }), 404);
     assert.equal(await get('/peer/file/..%2F..%2Fetc%2Fpasswd'), 404);
     const [tf] = [...df.store.all()];
-    assert.equal(await get(`/peer/file/${tf.taskId}`, { range: 'bytes=0-99', pieceNum: '0', pieceSize: '12345' }), 400);
+    assert.equal(await get(df.piecePath(tf.taskId), { range: 'bytes=0-99', pieceNum: '0', pieceSize: '12345' }), 400);
   });
 
   it('-f drops the signed-URL keys from the task, so signed URLs of one blob are one task', async () => {

@@ -184,7 +184,7 @@ describe('dfdaemon proxy edges', () => {
       let served = 0;
       for (let n = 0; n < tf.layout.count; n++) {
         const p = tf.layout.piece(n);
-        const res = await request(`http://127.0.0.72:${df.peerPort}/peer/file/${tf.taskId}`, {
+        const res = await request(`http://127.0.0.72:${df.peerPort}${df.piecePath(tf.taskId)}`, {
           headers: { range: `bytes=${p.start}-${p.end}`, pieceNum: String(n), pieceSize: String(tf.layout.pieceSize) },
         });
         assert.equal(res.statusCode, 206);

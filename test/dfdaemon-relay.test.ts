@@ -14,6 +14,7 @@ import { PieceClient } from '../dfdaemon/peer/piece-client.js';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
 import type { TaskFile } from '../dfdaemon/store/task-file.js';
 import { createUploader, handleUpload } from '../dfdaemon/uploader/uploader.js';
+import { defaultPiecePaths } from '../dfdaemon/uploader/piece-path.js';
 import { createLogger } from '../shared/log/index.js';
 import { Layout, MiB, rangeString, WRAP_OVERHEAD, WRAP_TAIL } from '../shared/protocol/pieces.js';
 import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
@@ -47,7 +48,7 @@ async function peer(dir: string, name: string, bucket?: TokenBucket): Promise<{ 
 function getPiece(port: number, seen: Seen): Promise<Buffer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const req = httpRequest({ host: '127.0.0.1', port, path: '/peer/file/t', headers: { range: `bytes=0-${PIECE - 1}`, pieceNum: '0', pieceSize: String(PIECE) } }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: defaultPiecePaths().path('t'), headers: { range: `bytes=0-${PIECE - 1}`, pieceNum: '0', pieceSize: String(PIECE) } }, (res) => {
       assert.equal(res.statusCode, 206);
       seen.relayed = res.headers['x-dragonfly-relay'] === '1';
       res.on('data', (c: Buffer) => {
@@ -83,7 +84,7 @@ function wirePiece(content: Buffer, port: number, cid: string) {
     cid,
     peerIp: '127.0.0.1',
     peerPort: port,
-    path: '/peer/file/t',
+    path: defaultPiecePaths().path('t'),
   };
 }
 
@@ -142,7 +143,7 @@ describe('cut-through relay in the uploader', () => {
       const got = await body;
       assert.equal(seen.ended, 'cut');
       assert.ok(got.length < PIECE);
-      const res = await fetch(`http://127.0.0.1:${p.port}/peer/file/t`, { headers: { range: `bytes=0-${PIECE - 1}`, pieceNum: '0', pieceSize: String(PIECE) } });
+      const res = await fetch(`http://127.0.0.1:${p.port}${defaultPiecePaths().path('t')}`, { headers: { range: `bytes=0-${PIECE - 1}`, pieceNum: '0', pieceSize: String(PIECE) } });
       assert.equal(res.status, 404, 'after the failure nothing is relayed');
       await res.arrayBuffer();
     } finally {

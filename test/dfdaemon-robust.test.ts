@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { createUploader, handleUpload } from '../dfdaemon/uploader/uploader.js';
+import { defaultPiecePaths } from '../dfdaemon/uploader/piece-path.js';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
 import { createLogger } from '../shared/log/index.js';
 import { TokenBucket } from '../shared/ratelimit/token-bucket.js';
@@ -111,7 +112,7 @@ describe('dfdaemon under faults', () => {
     const server = createServer((req, res) => void handleUpload(req, res, up));
     const port = await listen(server);
     try {
-      const res = await request(`http://127.0.0.1:${port}/peer/file/t2`, { headers: { range: `bytes=0-${pieceSize - 1}`, piecenum: '0', piecesize: String(pieceSize) } });
+      const res = await request(`http://127.0.0.1:${port}${defaultPiecePaths().path('t2')}`, { headers: { range: `bytes=0-${pieceSize - 1}`, piecenum: '0', piecesize: String(pieceSize) } });
       const body = Buffer.from(await res.body.arrayBuffer());
       assert.equal(res.statusCode, 206);
       assert.equal(body.length, pieceSize, 'the whole piece, however slowly');
@@ -131,7 +132,7 @@ describe('dfdaemon under faults', () => {
     const up = createUploader({ store, log: quiet, maxConcurrent: 1, idleMs: 300 });
     const server = createServer((req, res) => void handleUpload(req, res, up));
     const port = await listen(server);
-    const head = `GET /peer/file/t1 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${pieceSize - 1}\r\npieceNum: 0\r\npieceSize: ${pieceSize}\r\n\r\n`;
+    const head = `GET ${defaultPiecePaths().path('t1')} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${pieceSize - 1}\r\npieceNum: 0\r\npieceSize: ${pieceSize}\r\n\r\n`;
     // A peer that asks for the piece, then never reads.
     const stuck = connect(port, '127.0.0.1', () => stuck.write(head));
     stuck.pause();
@@ -139,13 +140,13 @@ describe('dfdaemon under faults', () => {
     try {
       await sleep(100);
       assert.equal(up.active, 1);
-      const busy = await request(`http://127.0.0.1:${port}/peer/file/t1`, { headers: { range: 'bytes=0-99', piecenum: '0', piecesize: String(pieceSize) } });
+      const busy = await request(`http://127.0.0.1:${port}${defaultPiecePaths().path('t1')}`, { headers: { range: 'bytes=0-99', piecenum: '0', piecesize: String(pieceSize) } });
       await busy.body.dump();
       assert.equal(busy.statusCode, 503, 'the one slot is taken');
       await sleep(1000);
       assert.equal(up.active, 0, 'the stuck upload was cut');
       assert.equal(tf.busy, 0);
-      const res = await request(`http://127.0.0.1:${port}/peer/file/t1`, { headers: { range: `bytes=0-${pieceSize - 1}`, piecenum: '0', piecesize: String(pieceSize) } });
+      const res = await request(`http://127.0.0.1:${port}${defaultPiecePaths().path('t1')}`, { headers: { range: `bytes=0-${pieceSize - 1}`, piecenum: '0', piecesize: String(pieceSize) } });
       const body = Buffer.from(await res.body.arrayBuffer());
       assert.equal(res.statusCode, 206);
       assert.equal(body.length, pieceSize);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { PieceStore } from '../dfdaemon/store/piece-store.js';
+import { defaultPiecePaths } from '../dfdaemon/uploader/piece-path.js';
 import { createUploader, handleUpload } from '../dfdaemon/uploader/uploader.js';
 import { createLogger } from '../shared/log/index.js';
 import { Layout, WRAP_OVERHEAD, WRAP_TAIL, wrapHeader } from '../shared/protocol/pieces.js';
@@ -36,7 +37,7 @@ describe('uploader: ranges as a stock supernode gives them', () => {
     const up = createUploader({ store, log: quiet });
     server = createServer((req, res) => void handleUpload(req, res, up));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/peer/file/t`;
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}${defaultPiecePaths().path('t')}`;
   });
   after(async () => {
     server.closeAllConnections();

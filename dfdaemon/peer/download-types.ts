@@ -1,6 +1,7 @@
 import type { Logger } from '../../shared/log/index.js';
 import type { PieceStore } from '../store/piece-store.js';
 import type { TaskFile } from '../store/task-file.js';
+import type { PiecePaths } from '../uploader/piece-path.js';
 import type { P2PCounters } from './p2p-download.js';
 import type { SlowSourceOptions } from './slow-source.js';
 import type { SupernodeClient } from './supernode-client.js';
@@ -56,6 +57,8 @@ export interface DownloaderOptions {
   uploadPort: number;
   /** Advertised address; '' = as the supernode sees us. */
   localIP: string;
+  /** The path names our uploader serves pieces under (the process's own when not given). */
+  paths?: PiecePaths;
   filter: readonly string[];
   /** Bytes/s for each download (dfget's --locallimit); every download gets its own bucket. */
   rate?: number;

@@ -2,16 +2,18 @@ import { hostname } from 'node:os';
 import { filterUrl } from '../../shared/protocol/taskid.js';
 import { VERSION } from '../../shared/protocol/version.js';
 import type { TaskFile } from '../store/task-file.js';
+import { defaultPiecePaths } from '../uploader/piece-path.js';
 import type { DownloaderOptions, DownloadRequest } from './download-types.js';
 import type { RegisterBody, Registered } from './supernode-wire.js';
 
 /**
  * What registering `req` with one supernode sends: `addr` is how we and that node see each
- * other, `localTaskId` the task's ID here (the path peers fetch its pieces under).
+ * other, `localTaskId` the task's ID here. The path peers fetch its pieces under carries a token
+ * only our uploader can check (piece-path.ts), so it cannot be worked out from the blob's URL.
  */
 export function registerBody(
   req: DownloadRequest,
-  o: Pick<DownloaderOptions, 'cid' | 'localIP' | 'uploadPort' | 'filter'>,
+  o: Pick<DownloaderOptions, 'cid' | 'localIP' | 'uploadPort' | 'filter' | 'paths'>,
   addr: { local: string; remote: string },
   localTaskId: string,
 ): RegisterBody {
@@ -22,7 +24,7 @@ export function registerBody(
     cid: o.cid,
     ip: o.localIP || addr.local,
     port: o.uploadPort,
-    path: `/peer/file/${localTaskId}`,
+    path: (o.paths ?? defaultPiecePaths()).path(localTaskId),
     hostName: hostname(),
     version: VERSION,
     superNodeIp: addr.remote,

@@ -8,6 +8,7 @@ import type { Logger } from '../../shared/log/index.js';
 import { BufferPool, BufferRing } from '../../shared/io/buffer-ring.js';
 import type { PieceProgress } from '../store/piece-progress.js';
 import type { PieceStore } from '../store/piece-store.js';
+import { defaultPiecePaths, type PiecePaths } from './piece-path.js';
 
 
 /** Marks a piece sent while it still arrives here (cut-through): peers judge its pace apart. */
@@ -28,6 +29,8 @@ export interface UploaderOptions {
   onBytes?: (n: number) => void;
   /** An upload starts relaying a piece that is still arriving. */
   onRelay?: () => void;
+  /** The names pieces are served under; the downloader must register with the same. */
+  paths?: PiecePaths;
 }
 
 const UPLOAD_IDLE_MS = 30_000;
@@ -36,23 +39,28 @@ const RELAY_START_WAIT_MS = 2_000;
 
 /** Uploader state: the options plus the uploads in flight. */
 export interface Uploader extends UploaderOptions {
+  paths: PiecePaths;
   active: number;
 }
 
 export function createUploader(o: UploaderOptions): Uploader {
-  return { ...o, active: 0 };
+  return { ...o, paths: o.paths ?? defaultPiecePaths(), active: 0 };
 }
 
 /**
- * GET /peer/file/<taskId>: Dragonfly's uploader contract. The Range is in wrapped offsets; we
- * rebuild the 4-byte header and 0x7f tail around the raw bytes, so the md5 matches the CDN's.
+ * GET /peer/file/<taskId>-<token> (piece-path.ts): Dragonfly's uploader contract. The Range is
+ * in wrapped offsets; we rebuild the 4-byte header and 0x7f tail around the raw bytes, so the md5
+ * matches the CDN's.
  * Only verified pieces of tasks in the store are served whole; a piece still arriving is relayed
  * as it is written, and completed only once it verified here.
  */
 export async function handleUpload(req: IncomingMessage, res: ServerResponse, o: Uploader): Promise<void> {
   const m = /^\/peer\/file\/([A-Za-z0-9._-]{1,200})$/.exec((req.url ?? '').split('?')[0]);
   if (!m) return replyText(res, 404, 'not found');
-  const found = o.store.get(m[1]);
+  // A name without our token gets the very answer of an unknown task: which tasks are here is
+  // no one's business but the supernodes'.
+  const taskId = o.paths.taskOf(m[1]);
+  const found = taskId === undefined ? undefined : o.store.get(taskId);
   if (!found) return replyText(res, 404, 'no such task');
   const tf = found;
   const r = parseRange(String(req.headers.range ?? ''));
