@@ -37,6 +37,18 @@ export interface ProxyLimits {
    */
   tunnelIdleMs: number;
   /**
+   * A request without a body passed through to the registry (a manifest GET, a blob HEAD) whose
+   * upstream sends nothing for this long is answered 504.
+   */
+  passIdleMs: number;
+  /**
+   * The same for a request with a body (a layer upload, a manifest PUT), counted from the
+   * upstream's last sign of life, so also after the body's last byte: distribution answers a
+   * layer's final PUT only once the layer is in place, which on object storage takes minutes
+   * for a multi-GB layer, and Docker waits for that answer without a limit.
+   */
+  passBodyIdleMs: number;
+  /**
    * A blob response whose client takes no bytes for this long (while some are waiting for it)
    * is cut, as the uploader cuts a stalled peer. Waiting for pieces or for a buffer is ours, not
    * the client's, and does not count.
@@ -58,6 +70,8 @@ export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = Object.freeze({
   handshakeMs: 10_000,
   maxHandshakes: 128,
   tunnelIdleMs: 5 * 60_000,
+  passIdleMs: 120_000,
+  passBodyIdleMs: 60 * 60_000,
   blobIdleMs: 30_000,
   blobBufferBytes: 16 * 1024 * 1024,
 });

@@ -57,7 +57,7 @@ export interface ProxyServer {
 /** Docker's HTTP(S)_PROXY endpoint, the registry mirror, and (by default) the peer uploader. */
 export function createProxyServer(d: ProxyDeps): ProxyServer {
   const limits = proxyLimits(d.limits);
-  const passThrough = createPassThrough(d.log);
+  const passThrough = createPassThrough(d.log, limits);
   const blobPool = new BoundedBufferPool(BLOB_CHUNK, Math.max(1, Math.floor(limits.blobBufferBytes / BLOB_CHUNK)));
   const p2pDeps = {
     downloader: d.downloader,

@@ -2,6 +2,7 @@ import { connect, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { badRequest, DfError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/index.js';
+import { ioGc } from '../../shared/mem/gc-pacer.js';
 import { socketError } from './errors.js';
 
 /** How long one side of a tunnel may stay silent after the other has ended before it is dropped. */
@@ -27,6 +28,8 @@ export function tunnel(target: { host: string; port: number }, client: Duplex, h
     if (head.length) upstream.write(head);
     upstream.pipe(client);
     client.pipe(upstream);
+    ioGc.watch(upstream);
+    ioGc.watch(client);
     // Every byte either way is read or written by the upstream socket, so its timer alone sees
     // all traffic.
     if (idleMs > 0)
