@@ -38,6 +38,8 @@ export const ERROR_CATALOGUE = Object.freeze({
   UNSUPPORTED_MEDIA: { status: 415, description: 'The request body has an unsupported content type.' },
   LOCAL_STORAGE: { status: 507, description: "The supernode could not store content on its own disk (full, quota, read-only, I/O error); the origin is not at fault." },
   HOME_DIR_IN_USE: { status: 500, description: "Another running supernode holds this homeDir's metadata store." },
+  ACCESS_DENIED: { status: 403, description: "The supernode fetched this task with credentials or a signed URL, and the origin refused this registrant's own (401/403/407/404); fetch from the origin." },
+  ACCESS_UNVERIFIED: { status: 503, description: "The supernode fetched this task with credentials or a signed URL and could not ask the origin whether this registrant may have it (5xx, network error, timeout); retry." },
   INTERNAL: { status: 500, description: 'An unexpected internal error.' },
 } satisfies Record<string, ErrorSpec>);
 

@@ -9,7 +9,10 @@ import { createDownloadServer } from './api/download-server.js';
 import { mkdir } from 'node:fs/promises';
 import { ioGc } from '../shared/mem/gc-pacer.js';
 import { Cdn } from './cdn/cdn.js';
+import { DownloadTokens } from './cdn/download-token.js';
+import { downloadPath } from './cdn/paths.js';
 import { LevelMetaStore } from './cdn/meta-store.js';
+import type { probeSource } from './cdn/source.js';
 import { preheatRoutes } from './preheat/index.js';
 import { v1Routes } from './api/v1-routes.js';
 import { GcRunner, type FreeBytes } from './gc/runner.js';
@@ -29,6 +32,8 @@ export interface Supernode {
   metrics: SupernodeMetrics;
   apiPort: number;
   downloadPort: number;
+  /** The download-port path of a task's pieces, token included, as piece infos give it. */
+  downloadPath(taskId: string): string;
   close(): Promise<void>;
 }
 
@@ -48,6 +53,10 @@ export interface SupernodeDeps {
   readyTimeoutMs?: number;
   /** An origin body idle this long is cut and resumed (default SOURCE_IDLE_MS; tests shorten it). */
   sourceIdleMs?: number;
+  /** Asks the origin about registrants of guarded tasks (tests count the HEADs or fake them). */
+  probe?: typeof probeSource;
+  /** How long a registrant of a guarded task waits for the origin's answer (tests shorten it). */
+  probeTimeoutMs?: number;
   /** Re-reads CDN pieces peers report as bad; the CDN's own when it has one (tests inject one). */
   pieceChecker?: PieceChecker;
 }
@@ -79,9 +88,11 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
   const restored = await cdn.restore();
   if (restored > 0) log.info({ tasks: restored }, 'restored cdn tasks from homeDir');
 
+  const tokens = new DownloadTokens();
   const download = createDownloadServer({
     cdn,
     log,
+    tokens,
     bucket: serveBucket,
     idleMs: deps.uploadIdleMs,
     onServed: (b) => {
@@ -121,6 +132,9 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     readyTimeoutMs: deps.readyTimeoutMs,
     makeRoom: () => gcRef?.evictIdle() ?? false,
     downloadPort,
+    tokens,
+    probe: deps.probe,
+    probeTimeoutMs: deps.probeTimeoutMs,
     now,
     rand: deps.rand,
     log,
@@ -164,6 +178,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     metrics,
     apiPort,
     downloadPort,
+    downloadPath: (taskId) => downloadPath(taskId, tokens.token(taskId)),
     async close() {
       clearInterval(gauges);
       gc.stop();

@@ -41,7 +41,7 @@ describe('supernode bandwidth budget (maxBandwidth - systemReservedBandwidth)', 
     const client = async (k: number) => {
       for (let n = k; !stop; n = (n + 4) % layout.count) {
         const p = layout.piece(n);
-        const res = await request(`http://127.0.0.1:${sn.downloadPort}/download/${taskId.slice(0, 3)}/${taskId}`, { headers: { range: `bytes=${p.start}-${p.end}` } });
+        const res = await request(`http://127.0.0.1:${sn.downloadPort}${sn.downloadPath(taskId)}`, { headers: { range: `bytes=${p.start}-${p.end}` } });
         for await (const c of res.body) bytes += (c as Buffer).length;
       }
     };

@@ -176,7 +176,7 @@ describe('dfget CLI and the download port', () => {
     assert.equal(await get(`/download/bbb/${id}`), 404, 'prefix must match the id');
     assert.equal(await get(`/download/aaa/${id}`, 'bytes=0-10'), 404, 'unknown task');
     const [task] = [...sn.cdn.all()];
-    const p = `/download/${task.taskId.slice(0, 3)}/${task.taskId}`;
+    const p = sn.downloadPath(task.taskId);
     assert.equal(await get(p), 416, 'a range is required');
     assert.equal(await get(p, 'bytes=0-999999999999'), 416);
     const piece = task.layout!.piece(0);
@@ -187,7 +187,7 @@ describe('dfget CLI and the download port', () => {
     const [task] = [...sn.cdn.all()].filter((t) => t.status === 'SUCCESS' && t.layout!.count >= 3);
     assert.ok(task, 'a finished task of several pieces (from the first test)');
     const layout = task.layout!;
-    const url = `http://127.0.0.1:${sn.downloadPort}/download/${task.taskId.slice(0, 3)}/${task.taskId}`;
+    const url = `http://127.0.0.1:${sn.downloadPort}${sn.downloadPath(task.taskId)}`;
     // From inside piece 0 to the end of piece 2: several read chunks, unaligned at the start.
     const start = 3;
     const end = layout.piece(2).end;
@@ -202,7 +202,7 @@ describe('dfget CLI and the download port', () => {
     const before = fds();
     // Raw sockets, so the hang-ups land in every moment of a response: a close, a reset, and a
     // half-close (FIN) while still reading. Node drops a write's callback in some of them.
-    const path = new URL(url).pathname;
+    const path = sn.downloadPath(task.taskId);
     const hangUp = (how: number) =>
       new Promise<void>((resolve) => {
         const sock = connect(sn.downloadPort, '127.0.0.1', () => sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${end}\r\n\r\n`));
@@ -237,7 +237,7 @@ describe('download port: a peer that stops reading', () => {
       const handles = () => openHandles(task.path);
       const total = task.layout!.fileLength + task.layout!.count * 5;
       const sock = connect(sn.downloadPort, '127.0.0.1', () =>
-        sock.write(`GET /download/${task.taskId.slice(0, 3)}/${task.taskId} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${total - 1}\r\n\r\n`),
+        sock.write(`GET ${sn.downloadPath(task.taskId)} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-${total - 1}\r\n\r\n`),
       );
       sock.on('error', () => undefined);
       sock.pause();

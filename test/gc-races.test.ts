@@ -63,7 +63,7 @@ describe('GC races', () => {
       const next = await request(`${api}/peer/task?taskId=${b}&srcCid=late`);
       const j = (await next.body.json()) as { code: number; data?: { range: string }[] };
       assert.equal(j.code, 601, `a piece to fetch, not task-not-found: ${JSON.stringify(j)}`);
-      const piece = await request(`http://127.0.0.21:${sn.downloadPort}/download/${b.slice(0, 3)}/${b}`, { headers: { range: `bytes=${j.data![0].range}` } });
+      const piece = await request(`http://127.0.0.21:${sn.downloadPort}${sn.downloadPath(b)}`, { headers: { range: `bytes=${j.data![0].range}` } });
       assert.equal(piece.statusCode, 206);
       await piece.body.dump();
       assert.deepEqual(d.victims, [a], 'b was chosen too, but is in use by the time its turn comes');

@@ -146,7 +146,7 @@ describe('supernode API: bad input gets a clear 4xx and the server keeps serving
     // Go decodes these into ints: a string there makes stock dfget drop the whole answer.
     for (const k of ['pieceNum', 'pieceSize', 'peerPort', 'downLink'] as const) assert.equal(typeof (pieces[0] as Record<string, unknown>)[k], 'number', k);
     assert.equal(pieces[0].peerIp, '127.0.0.1', 'the CDN is where this peer reached the supernode');
-    assert.match(pieces[0].path, /^\/download\/[0-9a-f]{3}\/[0-9a-f]{64}$/);
+    assert.match(pieces[0].path, /^\/download\/[0-9a-f]{3}\/[0-9a-f]{64}\?token=[A-Za-z0-9_-]{43}$/);
     assert.match(pieces[0].pieceMd5, /^[0-9a-f]{32}:\d+$/);
     assert.match(pieces[0].cid, /^cdnnode:/);
   });

@@ -24,13 +24,23 @@ async function taskInfo(api: string, id: string) {
   return (await res.body.json()) as { cdnStatus: string; piecesReady: number; pieceTotal: number; resumedFrom: number; bytesFromSource: number; sha256: string };
 }
 
+/** The CDN's piece path (token included) from a poll by registered peer `cid`. */
+async function cdnPath(api: string, id: string, cid: string): Promise<string> {
+  const res = await request(`${api}/peer/task?taskId=${id}&srcCid=${cid}`);
+  const j = (await res.body.json()) as { code: number; data?: { path: string; cid: string }[] };
+  assert.equal(j.code, 601, JSON.stringify(j));
+  const piece = j.data!.find((p) => p.cid.startsWith('cdnnode:'));
+  assert.ok(piece, 'a piece from the CDN');
+  return piece.path;
+}
+
 /** Fetch every piece from the download port, unwrap, and hash the whole blob. */
-async function blobFromDownloadPort(dl: string, id: string, fileLength: number, pieceSize: number): Promise<string> {
+async function blobFromDownloadPort(dl: string, path: string, fileLength: number, pieceSize: number): Promise<string> {
   const h = createHash('sha256');
   const content = pieceSize - 5;
   for (let n = 0; n * content < fileLength; n++) {
     const len = Math.min(content, fileLength - n * content);
-    const res = await request(`${dl}/download/${id.slice(0, 3)}/${id}`, { headers: { range: `bytes=${n * pieceSize}-${n * pieceSize + len + 4}` } });
+    const res = await request(`${dl}${path}`, { headers: { range: `bytes=${n * pieceSize}-${n * pieceSize + len + 4}` } });
     assert.equal(res.statusCode, 206);
     const buf = Buffer.from(await res.body.arrayBuffer());
     h.update(buf.subarray(4, buf.length - 1));
@@ -112,7 +122,7 @@ describe('supernode persistence', () => {
       await waitFor(async () => (await taskInfo(api2, reg.taskId)).cdnStatus === 'SUCCESS', { timeoutMs: 10_000 });
       assert.equal(origin.served.get(d), before, '0 bytes from the origin after the restart');
       assert.equal((await taskInfo(api2, reg.taskId)).bytesFromSource, 0);
-      assert.equal(await blobFromDownloadPort(`http://127.0.0.1:${sn2.downloadPort}`, reg.taskId, reg2.fileLength, reg2.pieceSize), d);
+      assert.equal(await blobFromDownloadPort(`http://127.0.0.1:${sn2.downloadPort}`, await cdnPath(api2, reg.taskId, 'c2'), reg2.fileLength, reg2.pieceSize), d);
     } finally {
       await sn2.close();
     }
@@ -175,7 +185,7 @@ describe('supernode persistence', () => {
       assert.equal(second.range, `bytes=${info.resumedFrom}-`, 'the origin saw a Range request');
       assert.equal(second.bytes, size - info.resumedFrom);
       assert.equal(info.sha256, d, 'the whole blob verifies across the two runs');
-      assert.equal(await blobFromDownloadPort(`http://127.0.0.1:${dlPort}`, reg.taskId, reg2.fileLength, reg2.pieceSize), d);
+      assert.equal(await blobFromDownloadPort(`http://127.0.0.1:${dlPort}`, await cdnPath(api, reg.taskId, 'k2'), reg2.fileLength, reg2.pieceSize), d);
     } finally {
       origin.rate = 0;
       await sn?.stop();

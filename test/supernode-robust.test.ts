@@ -27,7 +27,7 @@ describe('supernode CDN under faults', () => {
   /** A supernode on `ip` for one test; `piece` GETs a wrapped range from its download port. */
   const withSupernode = async (ip: string, fn: (sn: Supernode, api: string, piece: (id: string, range: string) => ReturnType<typeof request>) => Promise<void>) => {
     const sn = await supernodeAt(ctx.dir, ip);
-    const piece = (id: string, range: string) => request(`http://${ip}:${sn.downloadPort}/download/${id.slice(0, 3)}/${id}`, { headers: { range } });
+    const piece = (id: string, range: string) => request(`http://${ip}:${sn.downloadPort}${sn.downloadPath(id)}`, { headers: { range } });
     try {
       await fn(sn, `http://${ip}:${sn.apiPort}`, piece);
     } finally {

@@ -49,7 +49,7 @@ describe('supernode: transient origin failures during the CDN fill', () => {
     const t = sn.cdn.get(reg.taskId)!;
     assert.equal(t.status, 'RUNNING');
     const p = t.layout!.piece(0);
-    const res = await request(`http://127.0.0.1:${sn.downloadPort}/download/${reg.taskId.slice(0, 3)}/${reg.taskId}`, { headers: { range: `bytes=${p.start}-${p.end}` } });
+    const res = await request(`http://127.0.0.1:${sn.downloadPort}${sn.downloadPath(reg.taskId)}`, { headers: { range: `bytes=${p.start}-${p.end}` } });
     assert.equal(res.statusCode, 206);
     const body = Buffer.from(await res.body.arrayBuffer());
     assert.deepEqual(body.subarray(4, 4 + p.contentLen), blob.subarray(0, p.contentLen));

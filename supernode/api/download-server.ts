@@ -9,6 +9,7 @@ import type { TokenBucket } from '../../shared/ratelimit/token-bucket.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
+import type { DownloadTokens } from '../cdn/download-token.js';
 
 /** Read size per write: few syscalls, and a few in flight per upload stay small. */
 const CHUNK = 256 * 1024;
@@ -18,11 +19,14 @@ const IDLE_MS = 30_000;
 /**
  * The download port. Dragonfly 1.x needed nginx here; we serve the same URL shape
  * (/download/<id[0:3]>/<id>) and the same wrapped byte ranges, and only ranges made of pieces
- * the CDN has finished writing, so a half-written piece is never served.
+ * the CDN has finished writing, so a half-written piece is never served. A path without the
+ * task's token (handed out only to registered peers) is answered like an unknown task: the ID
+ * alone is computable from the URL.
  */
 export function createDownloadServer(opts: {
   cdn: Cdn;
   log: Logger;
+  tokens: DownloadTokens;
   bucket?: TokenBucket;
   onServed?: (bytes: number) => void;
   /** A finished task's file is gone from disk (removed by hand, lost disk): forget the task. */
@@ -33,8 +37,11 @@ export function createDownloadServer(opts: {
   const { cdn, log } = opts;
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return replyText(res, 405, 'method not allowed');
-    const m = /^\/download\/([0-9a-f]{3})\/([0-9a-f]{64})$/.exec((req.url ?? '').split('?')[0]);
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const m = /^\/download\/([0-9a-f]{3})\/([0-9a-f]{64})$/.exec(q < 0 ? url : url.slice(0, q));
     if (!m || !m[2].startsWith(m[1])) return replyText(res, 404, 'not found');
+    if (!opts.tokens.check(m[2], new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('token'))) return replyText(res, 404, 'task not found');
     const task = cdn.get(m[2]);
     if (!task || !task.layout) return replyText(res, 404, 'task not found');
     const layout = task.layout;

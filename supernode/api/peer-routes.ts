@@ -30,6 +30,18 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
         metrics.registrations.inc({ result: err.code });
         return reply.status(429).send({ code: Code.SystemError, msg: err.message, error: err.code });
       }
+      // The origin refused this peer's own credentials for a task fetched with someone's: 608,
+      // as for a task the origin refused outright, so stock dfget and our dfdaemon go to the
+      // origin themselves (which refuses an unauthorised client) instead of other supernodes.
+      if (isDfError(err, 'ACCESS_DENIED')) {
+        metrics.registrations.inc({ result: err.code });
+        return { code: Code.NeedAuth, msg: err.message, error: err.code };
+      }
+      // Nobody could say whether it may have the task: refused, but worth another node or a retry.
+      if (isDfError(err, 'ACCESS_UNVERIFIED')) {
+        metrics.registrations.inc({ result: err.code });
+        return reply.status(503).send({ code: Code.SystemError, msg: err.message, error: err.code });
+      }
       if (!(err instanceof RegistrationFailed)) throw err;
       metrics.registrations.inc({ result: err.failure.code });
       // A source failure is not bad input: Dragonfly answers 200 with 607/608 so dfget migrates.

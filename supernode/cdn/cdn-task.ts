@@ -14,6 +14,7 @@ import { dataFile, partFile } from './paths.js';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry.js';
 import { resumeAnswer, skipBytes, validatorOf } from './resume.js';
 import { copyHashes, openTaskFile, verifyRestored, type Hashes } from './cdn-file.js';
+import { isGuarded } from './guard.js';
 import { openSource, requestedRange } from './source.js';
 
 export type { SourceFailure } from './failure.js';
@@ -30,6 +31,8 @@ export interface CdnRequest {
   expectSha256?: string;
   /** md5 (hex) the whole content must have (the registration's md5); checked the same way. */
   expectMd5?: string;
+  /** The URL the task ID was computed from, when it leaves out some of `url`'s parameters. */
+  taskUrl?: string;
 }
 
 export interface CdnTaskDeps {
@@ -79,6 +82,14 @@ export class CdnTask extends EventEmitter {
   /** The first answer's ETag or Last-Modified, sent as If-Range when resuming. */
   private validator: string | undefined;
   private admitted = false;
+  /**
+   * Fetched with credentials (or a signed URL), so its content may be private: a peer joins
+   * only once the origin has let it in too (service/registrant-gate). A task restored from
+   * metadata written before this was kept counts as guarded.
+   */
+  readonly guarded: boolean;
+  /** When the origin last answered this task's own request (req) with a 2xx. */
+  sourceOkAt: number | undefined;
   sha256: string | undefined;
   md5: string | undefined;
   accessTime: number;
@@ -103,6 +114,7 @@ export class CdnTask extends EventEmitter {
     // Being started is an access (a preheat never touches); the interval runs between touches.
     this.accessTime = d.now();
     const prev = d.restored?.task;
+    this.guarded = prev ? prev.guarded !== false : isGuarded(req.url, req.headers, req.taskUrl);
     this.lastTouch = prev?.lastTouch ?? prev?.accessTime ?? this.accessTime;
     if (prev) {
       this.interval = prev.interval;
@@ -177,6 +189,7 @@ export class CdnTask extends EventEmitter {
       lastTouch: this.lastTouch,
       interval: this.interval,
       accessCount: this.accessCount,
+      guarded: this.guarded,
     };
   }
 
@@ -285,6 +298,7 @@ export class CdnTask extends EventEmitter {
       src.body.resume();
       throw statusFailure(src.status, this.req.url, src.headers['retry-after']);
     }
+    this.sourceOkAt = this.d.now();
     let length = src.length;
     if (range) {
       // A ranged task holds the slice, not the file: the origin must answer from where we asked.

@@ -24,6 +24,8 @@ export interface PersistedTask {
   /** Mean ms between accesses (0 until accessed twice), for disk GC's ordering. */
   interval: number;
   accessCount: number;
+  /** Fetched with credentials or a signed URL (CdnTask.guarded); absent in older metadata. */
+  guarded?: boolean;
 }
 
 /**

@@ -13,7 +13,11 @@ export function dataFile(homeDir: string, taskId: string): string {
 export function partFile(homeDir: string, taskId: string): string {
   return `${dataFile(homeDir, taskId)}.part`;
 }
-/** The URL path the supernode serves a task's wrapped pieces at, on downloadPort. */
-export function downloadPath(taskId: string): string {
-  return `/download/${taskId.slice(0, 3)}/${taskId}`;
+/**
+ * The URL path the supernode serves a task's wrapped pieces at, on downloadPort: Dragonfly's
+ * /download/<id[0:3]>/<id>, plus the token (DownloadTokens) that shows the asker registered.
+ * Stock dfget and our dfdaemon fetch http://peerIp:peerPort + path, so the query comes along.
+ */
+export function downloadPath(taskId: string, token: string): string {
+  return `/download/${taskId.slice(0, 3)}/${taskId}?token=${token}`;
 }

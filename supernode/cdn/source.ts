@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { agentFor } from '../../shared/http/agents.js';
-import { entityLength, getFollowing } from '../../shared/http/client.js';
+import { discard, entityLength, getFollowing, send } from '../../shared/http/client.js';
 
 export interface SourceOptions {
   headers: Record<string, string>;
@@ -70,6 +70,23 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
     });
   }
   return { status: res.status, length: entityLength(res), headers: res.headers, body: res.body };
+}
+
+/**
+ * Whether the origin lets this requester at the URL: the status of a HEAD with its headers and
+ * TLS settings, redirects not followed (a registry's 307 to storage already says yes). Throws
+ * on a network error or when no answer comes within timeoutMs.
+ */
+export async function probeSource(url: string, opts: Pick<SourceOptions, 'headers' | 'insecure' | 'rootCAs'> & { timeoutMs: number }): Promise<number> {
+  const res = await send(url, {
+    method: 'HEAD',
+    headers: forwardableHeaders(opts.headers),
+    agent: agentFor(url, opts.insecure, opts.rootCAs),
+    timeoutMs: opts.timeoutMs,
+    totalMs: opts.timeoutMs,
+  });
+  discard(res.body);
+  return res.status;
 }
 
 export interface ByteRange {

@@ -114,7 +114,9 @@ export async function runJob(job: PreheatJob, d: RunDeps): Promise<void> {
     const worker = async (): Promise<void> => {
       while (next < job.blobs.length && !signal.aborted) {
         const b = job.blobs[next++];
-        await slot(() => cacheBlob(b, auth, d, signal)).then(
+        // A file's signed-URL parameters, left out of its task ID, make the task a guarded one.
+        const taskUrl = job.req.type === 'file' ? filterUrl(b.url, job.req.filter) : undefined;
+        await slot(() => cacheBlob(b, auth, d, signal, taskUrl)).then(
           () => undefined,
           (err: unknown) => {
             if (signal.aborted) return;
@@ -179,20 +181,20 @@ function blobTaskId(job: PreheatJob, url: string): string {
   return taskId(filterUrl(url, job.req.filter), { identifier: job.req.identifier });
 }
 
-async function cacheBlob(b: BlobProgress, auth: BlobAuth, d: RunDeps, signal: AbortSignal): Promise<void> {
+async function cacheBlob(b: BlobProgress, auth: BlobAuth, d: RunDeps, signal: AbortSignal, taskUrl: string | undefined): Promise<void> {
   b.state = 'RUNNING';
-  let task = await fetchOnce(b, auth.headers(), d, signal);
+  let task = await fetchOnce(b, auth.headers(), d, signal, taskUrl);
   // Registry tokens live minutes; a long job can outlast the one the manifest was read with.
   if (task.failure?.code === 'SOURCE_AUTH' && auth.renew !== undefined) {
     await auth.renew();
-    task = await fetchOnce(b, auth.headers(), d, signal);
+    task = await fetchOnce(b, auth.headers(), d, signal, taskUrl);
   }
   if (task.status !== 'SUCCESS') throw new PreheatFailure(task.failure?.message ?? `the CDN task ended ${task.status}`);
   b.state = 'SUCCESS';
   b.bytes = task.fileLength;
 }
 
-async function fetchOnce(b: BlobProgress, headers: Record<string, string>, d: RunDeps, signal: AbortSignal): Promise<CdnTask> {
+async function fetchOnce(b: BlobProgress, headers: Record<string, string>, d: RunDeps, signal: AbortSignal, taskUrl: string | undefined): Promise<CdnTask> {
   let task: CdnTask;
   try {
     task = d.cdn.ensure({
@@ -202,6 +204,7 @@ async function fetchOnce(b: BlobProgress, headers: Record<string, string>, d: Ru
       insecure: d.tls.insecure,
       rootCAs: [...d.tls.rootCAs],
       expectSha256: blobDigestOf(b.url),
+      taskUrl,
     });
   } catch (f) {
     // The CDN remembers a recent source failure for this URL and answers it at once.

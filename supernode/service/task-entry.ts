@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { Cdn } from '../cdn/cdn.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
+import type { DownloadTokens } from '../cdn/download-token.js';
+import type { probeSource } from '../cdn/source.js';
 import type { ReportEffect, SchedulerLimits, TaskState } from '../scheduler/index.js';
 import type { PieceChecker } from './cdn-repair.js';
 
@@ -27,6 +29,12 @@ export interface TaskServiceOptions {
   /** The address peers reach the supernode's download port at ('' = as each peer sees it). */
   advertiseIP: string;
   downloadPort: number;
+  /** Signs the download-port paths handed out with piece infos; the download server checks them. */
+  tokens: DownloadTokens;
+  /** Asks the origin whether a registrant of a guarded task may have it (tests count or fake it). */
+  probe?: typeof probeSource;
+  /** How long a registrant of a guarded task waits for the origin's answer (default 5 s). */
+  probeTimeoutMs?: number;
   now: () => number;
   rand?: () => number;
   log: Logger;

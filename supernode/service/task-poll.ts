@@ -14,7 +14,7 @@ export interface PollHost {
   notify(entry: TaskEntry): void;
 }
 
-type PollOptions = Pick<TaskServiceOptions, 'limits' | 'now' | 'rand' | 'advertiseIP' | 'downloadPort' | 'onAssign'>;
+type PollOptions = Pick<TaskServiceOptions, 'limits' | 'now' | 'rand' | 'advertiseIP' | 'downloadPort' | 'tokens' | 'onAssign'>;
 
 /** The answer to GET /peer/task: what a peer fetches next, held open while there is nothing. */
 export class TaskPoll {
@@ -158,7 +158,7 @@ export class TaskPoll {
     if (fromCdn) {
       // Without an advertised address, the CDN is wherever this peer reached the supernode.
       const ip = this.o.advertiseIP || entry.peers.get(requester)?.superNodeIp || '';
-      return { ...base, peerIp: ip, peerPort: this.o.downloadPort, path: downloadPath(entry.id) };
+      return { ...base, peerIp: ip, peerPort: this.o.downloadPort, path: downloadPath(entry.id, this.o.tokens.token(entry.id)) };
     }
     const addr = entry.peers.get(src)!;
     return { ...base, peerIp: addr.ip, peerPort: addr.port, path: addr.path };

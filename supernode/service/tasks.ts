@@ -13,6 +13,7 @@ import {
 } from '../scheduler/index.js';
 import { CdnRepair, type PieceCheck } from './cdn-repair.js';
 import { PeerRegistry } from './peers.js';
+import { RegistrantGate } from './registrant-gate.js';
 import { MAX_AUTH_ATTEMPTS, worthOwnAttempt } from './source-auth.js';
 import type { TaskEntry, TaskServiceOptions } from './task-entry.js';
 import { TaskPoll, urlPath } from './task-poll.js';
@@ -33,11 +34,13 @@ export class TaskService {
   readonly peers = new PeerRegistry();
   private readonly repair: CdnRepair | undefined;
   private readonly poll: TaskPoll;
+  private readonly gate: RegistrantGate;
   /** Tasks whose parked polls look again at the end of this turn (notify). */
   private readonly waking = new Set<TaskEntry>();
 
   constructor(private readonly o: TaskServiceOptions) {
     this.repair = o.checker && new CdnRepair(o.checker, o.now);
+    this.gate = new RegistrantGate({ now: o.now, log: o.log, probe: o.probe, timeoutMs: o.probeTimeoutMs });
     this.poll = new TaskPoll(o, {
       get: (taskId) => this.get(taskId),
       current: (taskId) => this.tasks.get(taskId),
@@ -109,6 +112,8 @@ export class TaskService {
         this.o.log.info({ taskId: id, cid: reg.cid }, 'origin refused another registrant: fetching with this one\'s headers');
       }
     }
+    // A task fetched with someone's credentials goes only to peers the origin lets in too.
+    await this.gate.admit(cdnTask, reg);
     if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
     joinPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
     entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: urlPath(reg.path), superNodeIp: reg.superNodeIp });
@@ -130,6 +135,8 @@ export class TaskService {
         expectSha256: range ? undefined : blobDigestOf(reg.taskUrl),
         // dfget --md5: the content must have it (Dragonfly fails the task on a mismatch).
         expectMd5: reg.md5 || undefined,
+        // Parameters the task URL leaves out (a signed URL's) make the task a guarded one.
+        taskUrl: reg.taskUrl,
       });
     } catch (f) {
       throw new RegistrationFailed(f as SourceFailure);

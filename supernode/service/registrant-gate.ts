@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import { DfError, redactUrl } from '../../shared/errors.js';
+import type { CdnTask } from '../cdn/cdn-task.js';
+import { accessKey } from '../cdn/guard.js';
+import { probeSource } from '../cdn/source.js';
+import type { Registration } from './types.js';
+
+/** How long the origin's yes stands for one (task, URL, credentials): a retry asks nobody. */
+export const ADMIT_TTL_MS = 60_000;
+/** Yeses kept at once; past this the oldest is forgotten and asked again when it comes back. */
+export const ADMIT_MAX = 1024;
+/** A registrant waits this long at most for the origin's answer; then it is refused, retryably. */
+export const PROBE_TIMEOUT_MS = 5_000;
+
+/** Statuses that say the origin will not give this registrant the content. */
+const REFUSED = new Set([401, 403, 404, 407]);
+
+export interface GateOptions {
+  now: () => number;
+  log: Logger;
+  /** The origin's status for a HEAD of the URL with these settings (tests count or fake it). */
+  probe?: typeof probeSource;
+  ttlMs?: number;
+  max?: number;
+  timeoutMs?: number;
+}
+
+/**
+ * Who may join a task whose content may be private. The CDN fetched it once, with the first
+ * registrant's credentials; handing its pieces to anyone who names the URL would hand a private
+ * layer to anyone who knows its repository and digest. So a later registrant joins only with
+ * the credentials that fetch succeeded with, or once the origin has answered its own HEAD (its
+ * URL, headers and TLS settings) with a 2xx or 3xx. Refusals are not remembered: the next try
+ * asks the origin again, so a token that has just been granted is not held up.
+ */
+export class RegistrantGate {
+  /** `${taskId} ${accessKey}` -> when the yes expires; Map order is the eviction order. */
+  private readonly admitted = new Map<string, number>();
+
+  constructor(private readonly o: GateOptions) {}
+
+  get size(): number {
+    return this.admitted.size;
+  }
+
+  /** Resolves when `reg` may have `task`'s pieces; throws ACCESS_DENIED or ACCESS_UNVERIFIED. */
+  async admit(task: CdnTask, reg: Registration): Promise<void> {
+    if (!task.guarded) return;
+    const ttl = this.o.ttlMs ?? ADMIT_TTL_MS;
+    const now = this.o.now();
+    const key = accessKey(reg.rawUrl, reg.headers);
+    // What the CDN's own fetch just proved: the origin let these very credentials in.
+    const fetchedAt = task.sourceOkAt;
+    if (fetchedAt !== undefined && now - fetchedAt < ttl && key === accessKey(task.req.url, task.req.headers)) return;
+    const slot = `${task.taskId} ${key}`;
+    const until = this.admitted.get(slot);
+    if (until !== undefined && until > now) return;
+    this.admitted.delete(slot);
+    const url = redactUrl(reg.rawUrl);
+    let status: number;
+    try {
+      status = await (this.o.probe ?? probeSource)(reg.rawUrl, { headers: reg.headers, insecure: reg.insecure, rootCAs: reg.rootCAs, timeoutMs: this.o.timeoutMs ?? PROBE_TIMEOUT_MS });
+    } catch (err) {
+      this.o.log.warn({ taskId: task.taskId, cid: reg.cid, url, err: (err as Error).message }, 'cannot ask the origin about a registrant of a guarded task: refused');
+      throw new DfError('ACCESS_UNVERIFIED', `cannot ask ${url} whether this peer may have task ${task.taskId}: ${(err as Error).message}`);
+    }
+    if (status >= 200 && status < 400) {
+      this.admitted.set(slot, this.o.now() + ttl);
+      if (this.admitted.size > (this.o.max ?? ADMIT_MAX)) this.admitted.delete(this.admitted.keys().next().value as string);
+      return;
+    }
+    this.o.log.info({ taskId: task.taskId, cid: reg.cid, url, status }, 'origin refused a registrant of a guarded task');
+    if (REFUSED.has(status)) throw new DfError('ACCESS_DENIED', `${url} answered ${status} to this peer's own request: fetch it from the origin`, { details: { upstreamStatus: status } });
+    throw new DfError('ACCESS_UNVERIFIED', `${url} answered ${status} when asked whether this peer may have task ${task.taskId}`, { details: { upstreamStatus: status } });
+  }
+}
