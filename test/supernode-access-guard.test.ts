@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, get as httpGet, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -305,6 +305,38 @@ describe('supernode access guard: origin failures, signed URLs, restarts, public
     } finally {
       await sn.close();
       await pub.close();
+    }
+  });
+});
+
+describe('supernode access guard: a cid is no key', () => {
+  it('a poll with a registered cid from another address than its registration gets no piece', async () => {
+    const t = await tmpDir('access-guard3');
+    const pub = await startOrigin();
+    const sn = await supernodeAt(t.path, '127.0.0.35');
+    const api = `http://127.0.0.35:${sn.apiPort}`;
+    try {
+      const url = pub.blobUrl(pub.add(randomBlob(100_000)));
+      const a = await register(api, url, 'victim');
+      assert.equal(a.code, 200);
+      await waitFor(() => sn.cdn.get(a.taskId)?.status === 'SUCCESS', { timeoutMs: 10_000 });
+      // /api/v1/peers names the cid and its task: all an eavesdropper needs but the address.
+      const listed = (await (await request(`${api}/api/v1/peers`)).body.json()) as { ID: string; tasks: string[] }[];
+      assert.ok(listed.some((p) => p.ID === 'victim' && p.tasks.includes(a.taskId)));
+      const stolen = await new Promise<{ code: number; data?: unknown; error?: string }>((resolve, reject) => {
+        httpGet({ host: '127.0.0.35', port: sn.apiPort, path: `/peer/task?taskId=${a.taskId}&srcCid=victim`, localAddress: '127.0.0.36' }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(JSON.parse(body) as { code: number }));
+        }).on('error', reject);
+      });
+      assert.equal(stolen.error, 'PEER_NOT_REGISTERED', JSON.stringify(stolen));
+      assert.equal(stolen.data, undefined);
+      const own = await poll(api, a.taskId, 'victim');
+      assert.equal(own.code, 601, 'the registrant itself, from its own address');
+    } finally {
+      await sn.close();
+      await pub.close();
+      await t.cleanup();
     }
   });
 });

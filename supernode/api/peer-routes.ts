@@ -10,6 +10,11 @@ import { parseRegistration } from './parse-registration.js';
 
 const MAX_WAIT_MS = 30_000;
 
+/** The peer's address as this connection shows it (IPv4 the same on a dual-stack socket). */
+function remoteOf(req: FastifyRequest): string {
+  return (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+}
+
 function params(req: FastifyRequest): Params {
   return new Params(req.query, req.method === 'GET' ? undefined : req.body);
 }
@@ -17,7 +22,7 @@ function params(req: FastifyRequest): Params {
 /** Dragonfly 1.x's legacy peer API, as stock dfget calls it. */
 export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: SupernodeMetrics): void {
   app.post('/peer/registry', async (req, reply) => {
-    const reg = parseRegistration(params(req));
+    const reg = { ...parseRegistration(params(req)), remote: remoteOf(req) };
     try {
       const data = await svc.register(reg);
       metrics.registrations.inc({ result: 'ok' });
@@ -63,7 +68,7 @@ export function peerRoutes(app: FastifyInstance, svc: TaskService, metrics: Supe
       };
     }
     const waitMs = status === PeerStatus.Finished ? 0 : Math.min(p.int('wait', { min: 0, def: 0 }), MAX_WAIT_MS);
-    return svc.next(taskId, cid, report, waitMs, hangUpSignal(reply.raw), status === PeerStatus.Finished);
+    return svc.next(taskId, cid, report, waitMs, hangUpSignal(reply.raw), status === PeerStatus.Finished, remoteOf(req));
   });
 
   app.get('/peer/piece/suc', async (req) => {

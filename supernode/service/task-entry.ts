@@ -11,6 +11,8 @@ interface PeerAddr {
   port: number;
   path: string;
   superNodeIp: string;
+  /** Where the registration came from; undefined when registered in-process. */
+  remote?: string;
 }
 
 export interface TaskEntry {

@@ -27,12 +27,16 @@ export class TaskPoll {
    * GET /peer/task: apply the report, then decide. With waitMs > 0 (our own peers), a "wait"
    * is held open until something changes instead of making the peer poll with back-off.
    */
-  async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false): Promise<TaskReply> {
+  async next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false, remote?: string): Promise<TaskReply> {
     const entry = this.svc.get(taskId);
     entry.accessedAt = this.o.now();
     const peer = entry.sched.peers.get(cid);
     const notRegistered = { code: 500, msg: `peer ${cid} is not registered for task ${taskId}`, error: 'PEER_NOT_REGISTERED' } as const;
     if (!peer) return notRegistered;
+    // A cid is no secret (/api/v1/peers lists them, with their tasks): a poll from another
+    // address than the registration's would hand that peer's pieces and tokens to anyone.
+    const from = entry.peers.get(cid)?.remote;
+    if (remote !== undefined && from !== undefined && from !== remote) return notRegistered;
     // Every call counts as a sign of life, also one answered before the scheduler runs (meta GC
     // marks incomplete peers silent for peerExpireTime down).
     peer.lastSeen = this.o.now();

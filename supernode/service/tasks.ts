@@ -116,7 +116,7 @@ export class TaskService {
     await this.gate.admit(cdnTask, reg);
     if (cdnTask.layout && entry.sched.pieceCount < 0) entry.sched.pieceCount = cdnTask.layout.count;
     joinPeer(entry.sched, reg.cid, this.o.now(), reg.dfdaemon, reg.relay);
-    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: urlPath(reg.path), superNodeIp: reg.superNodeIp });
+    entry.peers.set(reg.cid, { ip: reg.ip, port: reg.port, path: urlPath(reg.path), superNodeIp: reg.superNodeIp, remote: reg.remote });
     this.peers.upsert(reg.cid, { IP: reg.ip, hostName: reg.hostName, port: reg.port, version: reg.version }, this.o.now(), id);
     entry.accessedAt = this.o.now();
     this.o.log.info({ taskId: id, cid: reg.cid, ip: reg.ip, fileLength: cdnTask.fileLength }, 'peer registered');
@@ -270,7 +270,7 @@ export class TaskService {
   }
 
   /** GET /peer/task: the long poll, answered by TaskPoll. */
-  next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false): Promise<TaskReply> {
-    return this.poll.next(taskId, cid, report, waitMs, signal, finished);
+  next(taskId: string, cid: string, report: ReportIn | undefined, waitMs: number, signal?: AbortSignal, finished = false, remote?: string): Promise<TaskReply> {
+    return this.poll.next(taskId, cid, report, waitMs, signal, finished, remote);
   }
 }

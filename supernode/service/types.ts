@@ -6,6 +6,8 @@ export interface Registration extends RegistrationFields {
   identifier: string;
   headers: Record<string, string>;
   callSystem: string;
+  /** The address the registration came from (the API fills it in): polls for the cid must too. */
+  remote?: string;
 }
 
 export interface RegisterReply {
