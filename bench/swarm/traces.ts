@@ -24,7 +24,9 @@ function rangeBytes(range: string | undefined): number {
   return m ? Number(m[2]) - Number(m[1]) + 1 : 0;
 }
 
-const taskOf = (p: string) => /\/(?:peer\/file|download\/[0-9a-f]{3})\/([^/?]+)/.exec(p)?.[1] ?? '';
+// A peer's path names the task and then its own token (`<taskId>-<hex>`), the CDN's carries a
+// `?token=`: the task is the 64 hex digits either way.
+const taskOf = (p: string) => /\/(?:peer\/file|download\/[0-9a-f]{3})\/([0-9a-f]{64})/.exec(p)?.[1] ?? '';
 
 async function load(file: string): Promise<Rec[]> {
   const text = await readFile(file, 'utf8').catch(() => '');
