@@ -4,6 +4,7 @@
 // core 76% busy, and fresh connections waited 10-70 s to be accepted). A wake that finds nothing
 // now costs one look at the scheduler, and a burst of changes in one turn wakes each poll once.
 import assert from 'node:assert/strict';
+import { setMaxListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { newTask } from '../supernode/scheduler/index.js';
@@ -46,6 +47,8 @@ describe('parked /peer/task polls', () => {
     const svc = ctx.sn.svc;
     assert.equal(ctx.sn.cdn.get(taskId)?.pieces.length, 0, 'no piece yet: every poll parks');
     const hangUp = new AbortController();
+    // One signal for every parked poll here; a real poll has its own request's.
+    setMaxListeners(PARKED + 1, hangUp.signal);
     const answered: { code: number; data?: unknown }[] = [];
     let polls: Promise<void>[] = [];
     const timers = await pollTimers(async () => {
