@@ -1,5 +1,5 @@
 import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { DFGET_DEFAULTS, DFGET_SPECS, flagHelp, parseDfgetFlags } from '../../shared/config/dfget-flags.js';
-import { badRequest, DfError } from '../../shared/errors.js';
+import { DfError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log/index.js';
 import { blobDigestOf } from '../../shared/protocol/taskid.js';
 import { answerInfoFlags } from '../../shared/protocol/version.js';
@@ -17,6 +17,8 @@ import { orderedStream } from '../peer/ordered-stream.js';
 import { SupernodeClient } from '../peer/supernode-client.js';
 import { PieceStore } from '../store/piece-store.js';
 import { createUploader, handleUpload } from '../uploader/uploader.js';
+import { locateOutput, OutputUnwritable, tempName, TEMP_PREFIX, TEMP_REST, type Output } from './output-file.js';
+import { sweepStale } from './stale-sweep.js';
 
 const USAGE = 'usage: dfget -u URL -o FILE [--node host[:port][=weight],...] [-f k1&k2] [--header "K: V"] [-m md5] [-s rate] [--notbs]';
 const HELP = `${USAGE}
@@ -30,43 +32,9 @@ ${flagHelp(DFGET_SPECS)}`;
 const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
 /**
- * A SIGKILL, a crash or a power cut leaves a run's piece cache and temp output behind. A later
- * run removes those whose process is gone and that nothing has touched for this long: --home may
- * be shared with dfgets in other PID namespaces (containers), whose PIDs mean nothing here.
- */
-const STALE_MS = 60 * 60 * 1000;
-
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
-/** Remove `dir`'s entries named `<prefix><pid><rest>` left by processes that are gone. */
-async function sweepStale(dir: string, prefix: string, rest: RegExp): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)(.*)$/.exec(name.slice(prefix.length));
-    if (!m || !rest.test(m[2]) || Number(m[1]) === process.pid || !processGone(Number(m[1]))) continue;
-    const path = join(dir, name);
-    const st = await stat(path).catch(() => undefined);
-    if (!st || Date.now() - st.mtimeMs < STALE_MS) continue;
-    // A piece cache's own mtime moves only when entries come or go; its files show the writes.
-    const inner = st.isDirectory() ? await readdir(path).catch(() => [] as string[]) : [];
-    const times = await Promise.all(inner.map((f) => stat(join(path, f)).then((s) => s.mtimeMs, () => 0)));
-    if (times.some((t) => Date.now() - t < STALE_MS)) continue;
-    await rm(path, { recursive: true, force: true });
-  }
-}
-
-/**
  * One download through P2P. While it runs it also serves its pieces to other peers, as
- * Dragonfly's dfget server does. The output appears only after verification (temp + rename);
- * a failure, a timeout (-e) or Ctrl-C removes the temp file and the piece cache.
+ * Dragonfly's dfget server does. The output gets its bytes only after verification (see
+ * output-file.ts); a failure, a timeout (-e) or Ctrl-C removes the temp file and the piece cache.
  */
 async function main(argv: string[], stop: AbortSignal): Promise<number> {
   const flags = parseDfgetFlags(argv);
@@ -74,11 +42,16 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
     process.stderr.write(`${USAGE}\n(dfget --help lists every flag)\n`);
     return 2;
   }
-  const output = resolve(flags.output);
-  if ((await stat(output).catch(() => undefined))?.isDirectory()) throw badRequest(`--output ${flags.output} is a directory; name the file to write`);
-  // Dragonfly creates the output's directory.
-  await mkdir(dirname(output), { recursive: true });
-  const log = createLogger('dfget', { level: flags.verbose ? 'debug' : 'warn' });
+  let out: Output;
+  try {
+    out = await locateOutput(flags.output);
+  } catch (err) {
+    if (!(err instanceof OutputUnwritable)) throw err;
+    process.stderr.write(`dfget: ${err.message}\n`);
+    return 1;
+  }
+  // stderr: stdout carries only the result line, for scripts that capture it.
+  const log = createLogger('dfget', { level: flags.verbose ? 'debug' : 'warn', destination: process.stderr });
   // Accepted for scripts written for Dragonfly, but with no effect here: say so rather than
   // let them look honoured.
   const ignored = [
@@ -88,7 +61,6 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
     flags.callSystem !== undefined ? '--callsystem' : '',
   ].filter(Boolean);
   if (ignored.length > 0) process.stderr.write(`dfget: ignored: ${ignored.join(', ')}\n`);
-  const tmp = `${output}.dfget-${process.pid}.tmp`;
   // Our own timer, not AbortSignal.timeout(): AbortSignal.any() holds its sources weakly, and a
   // timeout signal nobody else references can be collected before it fires (-e then never
   // ends the download). The timer's closure keeps this controller alive.
@@ -99,8 +71,14 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
   const home = flags.home ?? tmpdir();
   await mkdir(home, { recursive: true });
   await sweepStale(home, 'dfget-', /^-[A-Za-z0-9]{6}$/);
-  await sweepStale(dirname(output), `${basename(output)}.dfget-`, /^\.tmp$/);
+  if (out.tempDir) {
+    await sweepStale(out.tempDir, TEMP_PREFIX, TEMP_REST);
+    // Earlier releases named their temp output after it.
+    await sweepStale(dirname(resolve(flags.output)), `${basename(resolve(flags.output))}.dfget-`, /^\.tmp$/);
+  }
   const work = await mkdtemp(join(home, `dfget-${process.pid}-`));
+  // A device or FIFO gets no sibling files: its temp copy lives in the run's own work directory.
+  const tmp = join(out.tempDir ?? work, tempName());
   const store = new PieceStore(work);
   // -p source: straight from the origin, no supernode.
   const client = new SupernodeClient(flags.pattern === 'source' ? [] : flags.nodes, log);
@@ -135,17 +113,22 @@ async function main(argv: string[], stop: AbortSignal): Promise<number> {
         cb(null, chunk);
       },
     });
-    await pipeline(orderedStream(tf, { expectSha256: blobDigestOf(flags.url) }), tap, createWriteStream(tmp), { signal });
+    const t0 = Date.now();
+    await pipeline(orderedStream(tf, { expectSha256: blobDigestOf(flags.url) }), tap, createWriteStream(tmp, { flags: 'wx' }), { signal });
     const real = md5.digest('hex');
     if (flags.md5 && flags.md5 !== real) throw new Error(`md5 ${real} does not match --md5 ${flags.md5}`);
-    await rename(tmp, output);
+    // A FIFO waits here for its reader; a signal or -e still ends the run.
+    await out.commit(tmp, signal);
+    log.debug({ taskId: tf.taskId, bytes: tf.layout.fileLength, ms: Date.now() - t0, output: out.kind }, 'download done');
     // The stream can end before every piece is fetched (an empty file needs none of its bytes):
     // closing now would abort those fetches and log them as failures.
     await untilAborted(done, signal).catch(() => undefined);
-    process.stdout.write(`download SUCCESS: ${flags.output} (${tf.layout.fileLength} bytes, md5 ${real})\n`);
+    // When stdout carries the file itself, the result line must not end up in it.
+    (out.kind === 'stdout' ? process.stderr : process.stdout).write(`download SUCCESS: ${flags.output} (${tf.layout.fileLength} bytes, md5 ${real})\n`);
     return 0;
   } catch (err) {
-    await rm(tmp, { force: true });
+    // A failing cleanup must not hide why the download failed.
+    await rm(tmp, { force: true }).catch(() => undefined);
     const why = stop.aborted ? `interrupted (${String(stop.reason)})` : deadline.signal.aborted ? `timed out after ${flags.timeout} ms (-e)` : (err as Error).message;
     process.stderr.write(`dfget: download FAILED: ${why}\n`);
     return stop.aborted ? (SIGNAL_EXIT[String(stop.reason)] ?? 1) : 1;
@@ -171,6 +154,9 @@ const argv = process.argv.slice(2);
 if (!answerInfoFlags('dfget', argv, HELP)) {
   // The first SIGINT/SIGTERM/SIGHUP (a closed terminal) stops the download and cleans up; a
   // second one ends at once.
+  // A reader that went away (`dfget ... | head`) must not turn a verified download into a crash
+  // that skips the cleanup: the file is there, so the run still succeeds.
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
   const stop = new AbortController();
   for (const sig of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {

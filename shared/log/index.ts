@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { ConfigError } from '../errors.js';
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -16,10 +16,14 @@ export function envLogLevel(raw = process.env.DF_LOG_LEVEL): string | undefined 
   return level;
 }
 
-/** One root logger per process; modules take children carrying taskId / peer ids. */
-export function createLogger(name: string, opts: { debug?: boolean; level?: string } = {}): Logger {
+/**
+ * One root logger per process; modules take children carrying taskId / peer ids. The daemons log
+ * to stdout; `destination` is for a CLI whose stdout carries its result (dfget: stderr).
+ */
+export function createLogger(name: string, opts: { debug?: boolean; level?: string; destination?: DestinationStream } = {}): Logger {
   const level = envLogLevel() ?? opts.level ?? (opts.debug ? 'debug' : 'info');
-  return pino({ name, level, base: { name, pid: process.pid } });
+  const options = { name, level, base: { name, pid: process.pid } };
+  return opts.destination ? pino(options, opts.destination) : pino(options);
 }
 
 export type { Logger };
