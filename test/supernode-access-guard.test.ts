@@ -27,8 +27,8 @@ interface Answer {
   taskId: string;
 }
 
-async function register(api: string, rawUrl: string, cid: string, headers: Record<string, string> = {}, taskUrl?: string): Promise<Answer> {
-  const body = { rawUrl, taskUrl, cid, ip: '127.0.0.10', port: 0, path: `/peer/file/${cid}`, headers };
+async function register(api: string, rawUrl: string, cid: string, headers: Record<string, string> = {}, taskUrl?: string, identifier?: string): Promise<Answer> {
+  const body = { rawUrl, taskUrl, cid, ip: '127.0.0.10', port: 0, path: `/peer/file/${cid}`, headers, ...(identifier ? { identifier } : {}) };
   const res = await request(`${api}/peer/registry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const j = (await res.body.json()) as { code: number; error?: string; data?: { taskId: string } };
   return { status: res.statusCode, code: j.code, error: j.error, taskId: j.data?.taskId ?? '' };
@@ -155,11 +155,12 @@ describe('supernode access guard: a token-auth docker-registry', { skip: e2eSkip
 });
 
 /** An origin that wants `Bearer good-*` or a `Signature=good*` URL, and can be made to fail. */
-async function authOrigin(blob: Buffer): Promise<{ url: string; seen: { method: string; path: string }[]; mode: 'ok' | '503' | 'silent'; server: Server; close(): Promise<void> }> {
+type Mode = 'ok' | '503' | 'silent' | 'login-redirect' | 's3';
+async function authOrigin(blob: Buffer): Promise<{ url: string; seen: { method: string; path: string }[]; mode: Mode; server: Server; close(): Promise<void> }> {
   const o = {
     url: '',
     seen: [] as { method: string; path: string }[],
-    mode: 'ok' as 'ok' | '503' | 'silent',
+    mode: 'ok' as Mode,
     server: undefined as unknown as Server,
     close: () => {
       o.server.closeAllConnections();
@@ -171,8 +172,13 @@ async function authOrigin(blob: Buffer): Promise<{ url: string; seen: { method: 
     o.seen.push({ method: req.method ?? '', path: u.pathname + u.search });
     if (o.mode === 'silent') return;
     if (o.mode === '503') return void res.writeHead(503).end();
-    const ok = /^Bearer good-/.test(req.headers.authorization ?? '') || (u.searchParams.get('Signature') ?? '').startsWith('good');
+    const signed = (u.searchParams.get('Signature') ?? '').startsWith('good');
+    const ok = /^Bearer good-/.test(req.headers.authorization ?? '') || String(req.headers['private-token'] ?? '').startsWith('good') || signed;
+    // An SSO front: the unauthorised are sent to a login page (which itself answers 200).
+    if (!ok && o.mode === 'login-redirect') return void res.writeHead(302, { location: '/login' }).end();
     if (!ok) return void res.writeHead(401, { 'www-authenticate': 'Bearer realm="test"' }).end();
+    // S3 signs the method: a URL signed for GET refuses a HEAD.
+    if (signed && o.mode === 's3' && req.method === 'HEAD') return void res.writeHead(403).end();
     const r = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     const start = r ? Number(r[1]) : 0;
     const end = r && r[2] ? Math.min(Number(r[2]), blob.length - 1) : blob.length - 1;
@@ -309,26 +315,40 @@ describe('supernode access guard: origin failures, signed URLs, restarts, public
   });
 });
 
+/** GET /peer/task for `cid` from another local address than the registration's. */
+function pollFrom(port: number, taskId: string, cid: string, localAddress: string): Promise<{ code: number; data?: unknown; error?: string }> {
+  return new Promise((resolve, reject) => {
+    httpGet({ host: '127.0.0.35', port, path: `/peer/task?taskId=${taskId}&srcCid=${cid}`, localAddress }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(JSON.parse(body) as { code: number }));
+    }).on('error', reject);
+  });
+}
+
 describe('supernode access guard: a cid is no key', () => {
-  it('a poll with a registered cid from another address than its registration gets no piece', async () => {
+  it('a poll with a registered cid of a guarded task from another address gets no piece; a public task is not bound to an address', async () => {
     const t = await tmpDir('access-guard3');
     const pub = await startOrigin();
+    const priv = randomBlob(100_000);
+    const origin = await authOrigin(priv);
     const sn = await supernodeAt(t.path, '127.0.0.35');
     const api = `http://127.0.0.35:${sn.apiPort}`;
     try {
-      const url = pub.blobUrl(pub.add(randomBlob(100_000)));
-      const a = await register(api, url, 'victim');
+      // Behind a load balancer or a NAT pool one host's polls may come from several addresses.
+      const pubUrl = pub.blobUrl(pub.add(randomBlob(100_000)));
+      const p = await register(api, pubUrl, 'lb-host');
+      assert.equal(p.code, 200);
+      await waitFor(() => sn.cdn.get(p.taskId)?.status === 'SUCCESS', { timeoutMs: 10_000 });
+      assert.equal((await pollFrom(sn.apiPort, p.taskId, 'lb-host', '127.0.0.37')).code, 601);
+
+      const url = `${origin.url}/v2/p/blobs/sha256:${createHash('sha256').update(priv).digest('hex')}`;
+      const a = await register(api, url, 'victim', { Authorization: 'Bearer good-v' });
       assert.equal(a.code, 200);
       await waitFor(() => sn.cdn.get(a.taskId)?.status === 'SUCCESS', { timeoutMs: 10_000 });
       // /api/v1/peers names the cid and its task: all an eavesdropper needs but the address.
       const listed = (await (await request(`${api}/api/v1/peers`)).body.json()) as { ID: string; tasks: string[] }[];
       assert.ok(listed.some((p) => p.ID === 'victim' && p.tasks.includes(a.taskId)));
-      const stolen = await new Promise<{ code: number; data?: unknown; error?: string }>((resolve, reject) => {
-        httpGet({ host: '127.0.0.35', port: sn.apiPort, path: `/peer/task?taskId=${a.taskId}&srcCid=victim`, localAddress: '127.0.0.36' }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(JSON.parse(body) as { code: number }));
-        }).on('error', reject);
-      });
+      const stolen = await pollFrom(sn.apiPort, a.taskId, 'victim', '127.0.0.36');
       assert.equal(stolen.error, 'PEER_NOT_REGISTERED', JSON.stringify(stolen));
       assert.equal(stolen.data, undefined);
       const own = await poll(api, a.taskId, 'victim');
@@ -336,7 +356,95 @@ describe('supernode access guard: a cid is no key', () => {
     } finally {
       await sn.close();
       await pub.close();
+      await origin.close();
       await t.cleanup();
+    }
+  });
+});
+
+describe('supernode access guard: ways around it (review O)', () => {
+  let t: TmpDir;
+  before(async () => {
+    t = await tmpDir('access-guard4');
+  });
+  after(() => t.cleanup());
+
+  async function guardedTask(host: string, path: string, headers: Record<string, string>, blob = randomBlob(100_000)) {
+    const origin = await authOrigin(blob);
+    const sn = await supernodeAt(t.path, host);
+    const api = `http://${host}:${sn.apiPort}`;
+    const url = `${origin.url}${path}`;
+    const a = await register(api, url, 'owner', headers);
+    assert.equal(a.code, 200, JSON.stringify(a));
+    await waitFor(() => sn.cdn.get(a.taskId)?.status === 'SUCCESS', { timeoutMs: 10_000 });
+    return { origin, sn, api, url, taskId: a.taskId, close: async () => (await sn.close(), await origin.close()) };
+  }
+
+  it('the same task ID from another split of URL and identifier is refused, whatever the origin says of that URL', async () => {
+    const blob = randomBlob(100_000);
+    const digest = createHash('sha256').update(blob).digest('hex');
+    const g = await guardedTask('127.0.0.41', `/v2/p/blobs/sha256:${digest}`, { Authorization: 'Bearer good-owner' }, blob);
+    try {
+      // A token the origin takes for /v2/ (a public repository's, say) and the rest of the URL as identifier.
+      const r = await register(g.api, `${g.origin.url}/v2/`, 'mallory', { Authorization: 'Bearer good-elsewhere' }, `${g.origin.url}/v2/`, `p/blobs/sha256:${digest}`);
+      assert.equal(r.taskId === '' || r.taskId === g.taskId, true);
+      assert.deepEqual([r.code, r.error], [608, 'ACCESS_DENIED']);
+      assert.equal((await poll(g.api, g.taskId, 'mallory')).error, 'PEER_NOT_REGISTERED');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a redirect is a yes only for a registry blob URL: a login redirect elsewhere lets nobody in', async () => {
+    const g = await guardedTask('127.0.0.42', '/files/private.bin', { Authorization: 'Bearer good-owner' });
+    try {
+      g.origin.mode = 'login-redirect';
+      const r = await register(g.api, g.url, 'anon');
+      assert.deepEqual([r.code, r.error], [608, 'ACCESS_DENIED']);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a credential in any other header (PRIVATE-TOKEN) guards the task', async () => {
+    const g = await guardedTask('127.0.0.43', '/files/gitlab.bin', { 'PRIVATE-TOKEN': 'good-glpat' });
+    try {
+      assert.equal(g.sn.cdn.get(g.taskId)?.guarded, true);
+      assert.deepEqual([(await register(g.api, g.url, 'anon')).code], [608]);
+      assert.equal((await register(g.api, g.url, 'colleague', { 'PRIVATE-TOKEN': 'good-other' })).code, 200);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a presigned URL that refuses HEAD (S3) is asked with a one-byte GET: another valid signature joins', async () => {
+    const blob = randomBlob(100_000);
+    const origin = await authOrigin(blob);
+    origin.mode = 's3';
+    const sn = await supernodeAt(t.path, '127.0.0.44');
+    const api = `http://127.0.0.44:${sn.apiPort}`;
+    try {
+      const taskUrl = `${origin.url}/bucket/a.bin`;
+      const a = await register(api, `${taskUrl}?Expires=9&Signature=good1`, 'a', {}, taskUrl);
+      assert.equal(a.code, 200);
+      await waitFor(() => sn.cdn.get(a.taskId)?.status === 'SUCCESS', { timeoutMs: 10_000 });
+      assert.equal((await register(api, `${taskUrl}?Expires=9&Signature=good2`, 'b', {}, taskUrl)).code, 200);
+      assert.deepEqual([(await register(api, `${taskUrl}?Expires=9&Signature=forged`, 'c', {}, taskUrl)).code], [608]);
+    } finally {
+      await sn.close();
+      await origin.close();
+    }
+  });
+
+  it('registrants with the same credentials arriving at once ask the origin once', async () => {
+    const g = await guardedTask('127.0.0.45', '/files/burst.bin', { Authorization: 'Bearer good-owner' });
+    try {
+      const before = g.origin.seen.filter((x) => x.method === 'HEAD').length;
+      const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => register(g.api, g.url, `host-${i}`, { Authorization: 'Bearer good-shared' })));
+      for (const r of rs) assert.equal(r.code, 200);
+      assert.equal(g.origin.seen.filter((x) => x.method === 'HEAD').length - before, 1);
+    } finally {
+      await g.close();
     }
   });
 });

@@ -88,6 +88,13 @@ export class CdnTask extends EventEmitter {
    * metadata written before this was kept counts as guarded.
    */
   readonly guarded: boolean;
+  /**
+   * The URL the task ID was computed from, as its first registrant gave it. The ID hashes the
+   * task URL and the identifier with no separator between them, so another split of the same
+   * string names the same task: a guarded task takes registrants of this URL only. Undefined for
+   * a signed-URL task restored from metadata written before this was kept.
+   */
+  readonly taskUrl: string | undefined;
   /** When the origin last answered this task's own request (req) with a 2xx. */
   sourceOkAt: number | undefined;
   sha256: string | undefined;
@@ -115,6 +122,7 @@ export class CdnTask extends EventEmitter {
     this.accessTime = d.now();
     const prev = d.restored?.task;
     this.guarded = prev ? prev.guarded !== false : isGuarded(req.url, req.headers, req.taskUrl);
+    this.taskUrl = prev ? (prev.taskUrl ?? (new URL(prev.url).search === '' ? prev.url : undefined)) : (req.taskUrl ?? req.url);
     this.lastTouch = prev?.lastTouch ?? prev?.accessTime ?? this.accessTime;
     if (prev) {
       this.interval = prev.interval;
@@ -190,6 +198,7 @@ export class CdnTask extends EventEmitter {
       interval: this.interval,
       accessCount: this.accessCount,
       guarded: this.guarded,
+      taskUrl: this.taskUrl,
     };
   }
 

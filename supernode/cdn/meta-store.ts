@@ -26,6 +26,8 @@ export interface PersistedTask {
   accessCount: number;
   /** Fetched with credentials or a signed URL (CdnTask.guarded); absent in older metadata. */
   guarded?: boolean;
+  /** The URL the task ID was computed from (CdnTask.taskUrl); absent in older metadata. */
+  taskUrl?: string;
 }
 
 /**

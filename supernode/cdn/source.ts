@@ -86,6 +86,19 @@ export async function probeSource(url: string, opts: Pick<SourceOptions, 'header
     totalMs: opts.timeoutMs,
   });
   discard(res.body);
+  // A presigned URL (S3, OSS, MinIO) signs its method: signed for GET, it refuses a HEAD. Ask
+  // again the way the URL was signed for, for one byte, and read none of the answer.
+  if ((res.status === 403 || res.status === 405) && new URL(url).search !== '') {
+    const got = await send(url, {
+      method: 'GET',
+      headers: { ...forwardableHeaders(opts.headers), Range: 'bytes=0-0' },
+      agent: agentFor(url, opts.insecure, opts.rootCAs),
+      timeoutMs: opts.timeoutMs,
+      totalMs: opts.timeoutMs,
+    });
+    got.body.destroy();
+    return got.status;
+  }
   return res.status;
 }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { DfError, redactUrl } from '../../shared/errors.js';
 import type { CdnTask } from '../cdn/cdn-task.js';
-import { accessKey } from '../cdn/guard.js';
+import { accessKey, redirectMeansYes } from '../cdn/guard.js';
 import { probeSource } from '../cdn/source.js';
 import type { Registration } from './types.js';
 
@@ -36,6 +36,8 @@ export interface GateOptions {
 export class RegistrantGate {
   /** `${taskId} ${accessKey}` -> when the yes expires; Map order is the eviction order. */
   private readonly admitted = new Map<string, number>();
+  /** Probes on their way, by the same key: a burst of one host's registrants asks the origin once. */
+  private readonly asking = new Map<string, Promise<number>>();
 
   constructor(private readonly o: GateOptions) {}
 
@@ -46,6 +48,11 @@ export class RegistrantGate {
   /** Resolves when `reg` may have `task`'s pieces; throws ACCESS_DENIED or ACCESS_UNVERIFIED. */
   async admit(task: CdnTask, reg: Registration): Promise<void> {
     if (!task.guarded) return;
+    // The same task ID from another split of URL and identifier: a probe of the registrant's URL
+    // would say nothing about this task's content.
+    if (reg.taskUrl !== task.taskUrl) {
+      throw new DfError('ACCESS_DENIED', `task ${task.taskId} was registered under another URL: fetch it from the origin`);
+    }
     const ttl = this.o.ttlMs ?? ADMIT_TTL_MS;
     const now = this.o.now();
     const key = accessKey(reg.rawUrl, reg.headers);
@@ -59,18 +66,25 @@ export class RegistrantGate {
     const url = redactUrl(reg.rawUrl);
     let status: number;
     try {
-      status = await (this.o.probe ?? probeSource)(reg.rawUrl, { headers: reg.headers, insecure: reg.insecure, rootCAs: reg.rootCAs, timeoutMs: this.o.timeoutMs ?? PROBE_TIMEOUT_MS });
+      let asked = this.asking.get(slot);
+      if (!asked) {
+        asked = (this.o.probe ?? probeSource)(reg.rawUrl, { headers: reg.headers, insecure: reg.insecure, rootCAs: reg.rootCAs, timeoutMs: this.o.timeoutMs ?? PROBE_TIMEOUT_MS });
+        this.asking.set(slot, asked);
+        void asked.finally(() => this.asking.delete(slot)).catch(() => undefined);
+      }
+      status = await asked;
     } catch (err) {
       this.o.log.warn({ taskId: task.taskId, cid: reg.cid, url, err: (err as Error).message }, 'cannot ask the origin about a registrant of a guarded task: refused');
       throw new DfError('ACCESS_UNVERIFIED', `cannot ask ${url} whether this peer may have task ${task.taskId}: ${(err as Error).message}`);
     }
-    if (status >= 200 && status < 400) {
+    if ((status >= 200 && status < 300) || (status >= 300 && status < 400 && redirectMeansYes(reg.rawUrl))) {
       this.admitted.set(slot, this.o.now() + ttl);
       if (this.admitted.size > (this.o.max ?? ADMIT_MAX)) this.admitted.delete(this.admitted.keys().next().value as string);
       return;
     }
     this.o.log.info({ taskId: task.taskId, cid: reg.cid, url, status }, 'origin refused a registrant of a guarded task');
-    if (REFUSED.has(status)) throw new DfError('ACCESS_DENIED', `${url} answered ${status} to this peer's own request: fetch it from the origin`, { details: { upstreamStatus: status } });
+    // A redirect that is not a yes (a login page's, say) is a no like a 401.
+    if (REFUSED.has(status) || (status >= 300 && status < 400)) throw new DfError('ACCESS_DENIED', `${url} answered ${status} to this peer's own request: fetch it from the origin`, { details: { upstreamStatus: status } });
     throw new DfError('ACCESS_UNVERIFIED', `${url} answered ${status} when asked whether this peer may have task ${task.taskId}`, { details: { upstreamStatus: status } });
   }
 }

@@ -33,10 +33,12 @@ export class TaskPoll {
     const peer = entry.sched.peers.get(cid);
     const notRegistered = { code: 500, msg: `peer ${cid} is not registered for task ${taskId}`, error: 'PEER_NOT_REGISTERED' } as const;
     if (!peer) return notRegistered;
-    // A cid is no secret (/api/v1/peers lists them, with their tasks): a poll from another
-    // address than the registration's would hand that peer's pieces and tokens to anyone.
+    // A cid is no secret (/api/v1/peers lists them, with their tasks): for a guarded task, a poll
+    // from another address than the registration's would hand that peer's pieces and tokens to
+    // anyone. Only there: behind a load balancer or a NAT pool, or with a dual-stack name, one
+    // host's connections may come from several addresses, which costs it P2P for that task.
     const from = entry.peers.get(cid)?.remote;
-    if (remote !== undefined && from !== undefined && from !== remote) return notRegistered;
+    if (entry.cdn.guarded && remote !== undefined && from !== undefined && from !== remote) return notRegistered;
     // Every call counts as a sign of life, also one answered before the scheduler runs (meta GC
     // marks incomplete peers silent for peerExpireTime down).
     peer.lastSeen = this.o.now();
