@@ -10,7 +10,6 @@ import { mkdir } from 'node:fs/promises';
 import { ioGc } from '../shared/mem/gc-pacer.js';
 import { Cdn } from './cdn/cdn.js';
 import { DownloadTokens } from './cdn/download-token.js';
-import { downloadPath } from './cdn/paths.js';
 import { LevelMetaStore } from './cdn/meta-store.js';
 import type { probeSource } from './cdn/source.js';
 import { preheatRoutes } from './preheat/index.js';
@@ -178,7 +177,7 @@ export async function startSupernode(cfg: SupernodeConfig, deps: SupernodeDeps =
     metrics,
     apiPort,
     downloadPort,
-    downloadPath: (taskId) => downloadPath(taskId, tokens.token(taskId)),
+    downloadPath: (taskId) => tokens.path(taskId),
     async close() {
       clearInterval(gauges);
       gc.stop();

@@ -1,8 +1,7 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { TaskTokens } from '../../shared/protocol/task-token.js';
 
 /** 128 bits of HMAC: far beyond guessing at any request rate the upload port allows. */
 const TOKEN_BYTES = 16;
-const TOKEN_RE = /^[0-9a-f]{32}$/;
 
 /**
  * The names our uploader serves pieces under: `<taskId>-<token>`, the token an HMAC of the task
@@ -15,21 +14,16 @@ const TOKEN_RE = /^[0-9a-f]{32}$/;
  * registers each task it serves again, under its new names.
  */
 export class PiecePaths {
-  private readonly secret: Buffer;
+  private readonly tokens: TaskTokens;
 
   /** `secret` is for tests that want fixed names; a daemon takes 32 random bytes. */
-  constructor(secret: Buffer = randomBytes(32)) {
-    if (secret.length < 16) throw new Error('piece path secret must be at least 16 bytes');
-    this.secret = Buffer.from(secret);
-  }
-
-  private token(taskId: string): Buffer {
-    return createHmac('sha256', this.secret).update(taskId).digest().subarray(0, TOKEN_BYTES);
+  constructor(secret?: Buffer) {
+    this.tokens = new TaskTokens(secret, TOKEN_BYTES, 'hex');
   }
 
   /** The file name for `taskId` under /peer/file/. */
   name(taskId: string): string {
-    return `${taskId}-${this.token(taskId).toString('hex')}`;
+    return `${taskId}-${this.tokens.token(taskId)}`;
   }
 
   /** The path we register for `taskId`, which peers then fetch its pieces from. */
@@ -44,10 +38,8 @@ export class PiecePaths {
   taskOf(name: string): string | undefined {
     const dash = name.lastIndexOf('-');
     if (dash <= 0) return undefined;
-    const hex = name.slice(dash + 1);
-    if (!TOKEN_RE.test(hex)) return undefined;
     const taskId = name.slice(0, dash);
-    return timingSafeEqual(Buffer.from(hex, 'hex'), this.token(taskId)) ? taskId : undefined;
+    return this.tokens.check(taskId, name.slice(dash + 1)) ? taskId : undefined;
   }
 }
 

@@ -74,28 +74,24 @@ export async function openSource(url: string, opts: SourceOptions): Promise<Sour
 
 /**
  * Whether the origin lets this requester at the URL: the status of a HEAD with its headers and
- * TLS settings, redirects not followed (a registry's 307 to storage already says yes). Throws
+ * TLS settings, redirects not followed (the caller judges a 3xx). Throws
  * on a network error or when no answer comes within timeoutMs.
  */
 export async function probeSource(url: string, opts: Pick<SourceOptions, 'headers' | 'insecure' | 'rootCAs'> & { timeoutMs: number }): Promise<number> {
-  const res = await send(url, {
-    method: 'HEAD',
-    headers: forwardableHeaders(opts.headers),
-    agent: agentFor(url, opts.insecure, opts.rootCAs),
-    timeoutMs: opts.timeoutMs,
-    totalMs: opts.timeoutMs,
-  });
-  discard(res.body);
-  // A presigned URL (S3, OSS, MinIO) signs its method: signed for GET, it refuses a HEAD. Ask
-  // again the way the URL was signed for, for one byte, and read none of the answer.
-  if ((res.status === 403 || res.status === 405) && new URL(url).search !== '') {
-    const got = await send(url, {
-      method: 'GET',
-      headers: { ...forwardableHeaders(opts.headers), Range: 'bytes=0-0' },
+  const ask = (method: 'HEAD' | 'GET', extra: Record<string, string> = {}) =>
+    send(url, {
+      method,
+      headers: { ...forwardableHeaders(opts.headers), ...extra },
       agent: agentFor(url, opts.insecure, opts.rootCAs),
       timeoutMs: opts.timeoutMs,
       totalMs: opts.timeoutMs,
     });
+  const res = await ask('HEAD');
+  discard(res.body);
+  // A presigned URL (S3, OSS, MinIO) signs its method: signed for GET, it refuses a HEAD. Ask
+  // again the way the URL was signed for, for one byte, and read none of the answer.
+  if ((res.status === 403 || res.status === 405) && new URL(url).search !== '') {
+    const got = await ask('GET', { Range: 'bytes=0-0' });
     got.body.destroy();
     return got.status;
   }

@@ -20,8 +20,6 @@ export interface GateOptions {
   log: Logger;
   /** The origin's status for a HEAD of the URL with these settings (tests count or fake it). */
   probe?: typeof probeSource;
-  ttlMs?: number;
-  max?: number;
   timeoutMs?: number;
 }
 
@@ -30,7 +28,8 @@ export interface GateOptions {
  * registrant's credentials; handing its pieces to anyone who names the URL would hand a private
  * layer to anyone who knows its repository and digest. So a later registrant joins only with
  * the credentials that fetch succeeded with, or once the origin has answered its own HEAD (its
- * URL, headers and TLS settings) with a 2xx or 3xx. Refusals are not remembered: the next try
+ * URL, headers and TLS settings) with a 2xx, or a 3xx for a registry blob URL (guard.ts). Only a
+ * registrant of the task's own task URL may ask at all. Refusals are not remembered: the next try
  * asks the origin again, so a token that has just been granted is not held up.
  */
 export class RegistrantGate {
@@ -41,10 +40,6 @@ export class RegistrantGate {
 
   constructor(private readonly o: GateOptions) {}
 
-  get size(): number {
-    return this.admitted.size;
-  }
-
   /** Resolves when `reg` may have `task`'s pieces; throws ACCESS_DENIED or ACCESS_UNVERIFIED. */
   async admit(task: CdnTask, reg: Registration): Promise<void> {
     if (!task.guarded) return;
@@ -53,12 +48,11 @@ export class RegistrantGate {
     if (reg.taskUrl !== task.taskUrl) {
       throw new DfError('ACCESS_DENIED', `task ${task.taskId} was registered under another URL: fetch it from the origin`);
     }
-    const ttl = this.o.ttlMs ?? ADMIT_TTL_MS;
     const now = this.o.now();
     const key = accessKey(reg.rawUrl, reg.headers);
     // What the CDN's own fetch just proved: the origin let these very credentials in.
     const fetchedAt = task.sourceOkAt;
-    if (fetchedAt !== undefined && now - fetchedAt < ttl && key === accessKey(task.req.url, task.req.headers)) return;
+    if (fetchedAt !== undefined && now - fetchedAt < ADMIT_TTL_MS && key === accessKey(task.req.url, task.req.headers)) return;
     const slot = `${task.taskId} ${key}`;
     const until = this.admitted.get(slot);
     if (until !== undefined && until > now) return;
@@ -78,8 +72,8 @@ export class RegistrantGate {
       throw new DfError('ACCESS_UNVERIFIED', `cannot ask ${url} whether this peer may have task ${task.taskId}: ${(err as Error).message}`);
     }
     if ((status >= 200 && status < 300) || (status >= 300 && status < 400 && redirectMeansYes(reg.rawUrl))) {
-      this.admitted.set(slot, this.o.now() + ttl);
-      if (this.admitted.size > (this.o.max ?? ADMIT_MAX)) this.admitted.delete(this.admitted.keys().next().value as string);
+      this.admitted.set(slot, this.o.now() + ADMIT_TTL_MS);
+      if (this.admitted.size > ADMIT_MAX) this.admitted.delete(this.admitted.keys().next().value as string);
       return;
     }
     this.o.log.info({ taskId: task.taskId, cid: reg.cid, url, status }, 'origin refused a registrant of a guarded task');

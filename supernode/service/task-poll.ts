@@ -1,6 +1,5 @@
 import { taskNotFound } from '../../shared/errors.js';
 import { rangeString, WRAP_OVERHEAD } from '../../shared/protocol/pieces.js';
-import { downloadPath } from '../cdn/paths.js';
 import { busyWakeIn, isComplete, schedule, type Decision, type PeerState } from '../scheduler/index.js';
 import type { TaskEntry, TaskServiceOptions } from './task-entry.js';
 import type { PieceInfo, ReportIn, TaskReply } from './types.js';
@@ -164,7 +163,7 @@ export class TaskPoll {
     if (fromCdn) {
       // Without an advertised address, the CDN is wherever this peer reached the supernode.
       const ip = this.o.advertiseIP || entry.peers.get(requester)?.superNodeIp || '';
-      return { ...base, peerIp: ip, peerPort: this.o.downloadPort, path: downloadPath(entry.id, this.o.tokens.token(entry.id)) };
+      return { ...base, peerIp: ip, peerPort: this.o.downloadPort, path: this.o.tokens.path(entry.id) };
     }
     const addr = entry.peers.get(src)!;
     return { ...base, peerIp: addr.ip, peerPort: addr.port, path: addr.path };
